@@ -1,0 +1,39 @@
+/*
+ * codec: KV Connect protobuf bodies to and from the storage structs of
+ * kv.h, with every protocol limit of limits.h checked on the way in.
+ *
+ * Decoding unpacks into the caller's arena (protobuf-c is given an arena
+ * allocator), and the kv structs point into that unpacked message, so a
+ * request is never copied. Encoded responses are arena-allocated too.
+ * Everything lives until the arena is reset.
+ */
+#ifndef DENOKV_CODEC_H
+#define DENOKV_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "err.h"
+#include "kv.h"
+
+struct codec_out {
+	uint8_t	*p;
+	size_t	 len;
+};
+
+enum kv_err	codec_decode_snapshot_read(const uint8_t *body, size_t len,
+		    struct arena *, struct kv_range **ranges, size_t *n);
+enum kv_err	codec_encode_snapshot_read(const struct kv_range_result *,
+		    size_t n, struct arena *, struct codec_out *);
+
+/* now_ms bounds enqueue deadlines (at most KV_MAX_QUEUE_DELAY_MS ahead). */
+enum kv_err	codec_decode_atomic_write(const uint8_t *body, size_t len,
+		    int64_t now_ms, struct arena *, struct kv_write *);
+enum kv_err	codec_encode_atomic_write(const struct kv_write_result *,
+		    struct arena *, struct codec_out *);
+
+enum kv_err	codec_decode_watch(const uint8_t *body, size_t len,
+		    struct arena *, struct kv_bytes **keys, size_t *n);
+
+#endif

@@ -1,0 +1,83 @@
+/*
+ * err: the one space of result codes of the server. Each code has an HTTP
+ * status and a one-line message the KV Connect client shows its user, kept
+ * together in the table below (like sqlite3ErrStr). Protocol outcomes are
+ * not errors: a failed check is a 200 with AW_CHECK_FAILURE.
+ *
+ * 5xx is reserved for conditions that go away by themselves: KV Connect
+ * clients retry a 5xx for ever, so a 5xx for a bad request would hang the
+ * user's program.
+ */
+#ifndef DENOKV_ERR_H
+#define DENOKV_ERR_H
+
+/* X(code, http status, message) */
+#define KV_ERR_TABLE(X) \
+	X(KV_OK, 200, "OK") \
+	/* transport and routing */ \
+	X(KV_ERR_NOT_FOUND, 404, "Resource not found.") \
+	X(KV_ERR_METHOD, 405, "Method not allowed: KV Connect requests are POST.") \
+	X(KV_ERR_BODY_TOO_LARGE, 413, "Request body too large.") \
+	X(KV_ERR_BAD_CONTENT_LENGTH, 400, "Invalid or missing Content-Length.") \
+	X(KV_ERR_BODY_READ, 400, "The request body ended early.") \
+	/* authentication and headers */ \
+	X(KV_ERR_AUTH_MALFORMED, 401, "Malformed authorization header.") \
+	X(KV_ERR_AUTH_INVALID, 401, "Invalid access token.") \
+	X(KV_ERR_DATABASE_ID, 400, "Invalid database id.") \
+	X(KV_ERR_PROTOCOL_VERSION, 400, "Expected protocol version 2 or 3 in x-denokv-version.") \
+	/* metadata exchange */ \
+	X(KV_ERR_METADATA_BODY, 400, "The metadata exchange body must be JSON like {\"supportedVersions\":[2,3]}.") \
+	X(KV_ERR_MIN_PROTOCOL_VERSION, 400, "The server requires at least protocol version 2. Use Deno 1.38.0 or newer.") \
+	X(KV_ERR_NO_PROTOCOL_VERSION, 400, "The server could not negotiate a protocol version. The server requires protocol version 2 or 3.") \
+	/* request validation */ \
+	X(KV_ERR_BAD_PROTOBUF, 400, "Request protobuf is invalid.") \
+	X(KV_ERR_KEY_TOO_LONG, 400, "A key exceeds the key size limit.") \
+	X(KV_ERR_VALUE_TOO_LONG, 400, "A value exceeds the value size limit.") \
+	X(KV_ERR_READ_RANGE_TOO_LARGE, 400, "The total number of entries requested across read ranges in the read request is too large.") \
+	X(KV_ERR_WRITE_TOO_LARGE, 400, "The total size of the atomic write is too large.") \
+	X(KV_ERR_TOO_MANY_RANGES, 400, "Too many read ranges requested in one read request.") \
+	X(KV_ERR_TOO_MANY_WATCHED_KEYS, 400, "Too many keys watched in a single watch request.") \
+	X(KV_ERR_TOO_MANY_CHECKS, 400, "Too many checks included in atomic write.") \
+	X(KV_ERR_TOO_MANY_MUTATIONS, 400, "Too many mutations / enqueues included in atomic write.") \
+	X(KV_ERR_TOO_MANY_UNDELIVERED_KEYS, 400, "Too many dead letter keys for a single queue message.") \
+	X(KV_ERR_TOO_MANY_BACKOFF_INTERVALS, 400, "Too many backoff intervals for a single queue message.") \
+	X(KV_ERR_BACKOFF_TOO_LARGE, 400, "A backoff interval exceeds the maximum allowed backoff interval.") \
+	X(KV_ERR_INVALID_LIMIT, 400, "The read range limit of the snapshot read request is invalid.") \
+	X(KV_ERR_INVALID_VERSIONSTAMP, 400, "Invalid versionstamp.") \
+	X(KV_ERR_INVALID_MUTATION, 400, "Invalid mutation kind or arguments.") \
+	X(KV_ERR_INVALID_EXPIRE_AT, 400, "Invalid mutation expire at.") \
+	X(KV_ERR_INVALID_DEADLINE, 400, "Invalid mutation enqueue deadline.") \
+	X(KV_ERR_UNKNOWN_ENCODING, 400, "The value encoding is unknown.") \
+	X(KV_ERR_INVALID_VALUE, 400, "A KvU64 value must be exactly 8 bytes.") \
+	/* mutation failures: the whole write is refused */ \
+	X(KV_ERR_LE64_OPERAND, 400, "Failed to perform a sum/min/max mutation on a non-U64 operand.") \
+	X(KV_ERR_LE64_TARGET, 400, "Failed to perform a sum/min/max mutation on a non-U64 value in the database.") \
+	X(KV_ERR_SUM_INVALID_V8, 400, "Some of the parameters of the sum are not valid V8 numbers or bigints.") \
+	X(KV_ERR_SUM_MINMAX_TYPE, 400, "Min/max parameters have different types than the operand.") \
+	X(KV_ERR_SUM_TYPE_MISMATCH, 400, "Cannot sum values of different types.") \
+	X(KV_ERR_SUM_U64_MINMAX, 400, "Cannot use min/max parameters with KvU64 operands.") \
+	X(KV_ERR_SUM_OUT_OF_RANGE, 400, "The result of a Sum operation would exceed its range limit.") \
+	X(KV_ERR_STORED_VALUE, 400, "A stored value has an unknown encoding.") \
+	X(KV_ERR_READ_ONLY, 400, "This database is read only.") \
+	X(KV_ERR_WATCH_UNSUPPORTED, 400, "Watch is not supported by this server yet.") \
+	/* transient: clients retry these */ \
+	X(KV_ERR_BUSY, 503, "The database is busy, try again later.") \
+	X(KV_ERR_NOMEM, 503, "The server is out of memory, try again later.") \
+	X(KV_ERR_STORAGE, 503, "The database reported an error, try again later.") \
+	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.")
+
+enum kv_err {
+#define KV_ERR_ENUM(code, status, msg) code,
+	KV_ERR_TABLE(KV_ERR_ENUM)
+#undef KV_ERR_ENUM
+	KV_ERR__COUNT
+};
+
+/* The one-line message for a code; never NULL. */
+const char	*kv_err_message(enum kv_err);
+/* The HTTP status for a code. */
+int		 kv_err_status(enum kv_err);
+/* The code's name ("KV_ERR_BUSY"), for logs and tests. */
+const char	*kv_err_name(enum kv_err);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * handlers: one function per KV Connect endpoint. Each one decodes and
+ * validates its request, calls the storage engine, and sends the response.
+ * It returns KV_OK once it has replied; any other code means nothing was
+ * sent, and the caller answers with that code's status and message.
+ */
+#ifndef DENOKV_HANDLERS_H
+#define DENOKV_HANDLERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <fcgiapp.h>
+
+#include "arena.h"
+#include "conf.h"
+#include "err.h"
+#include "kv.h"
+
+#define DATABASE_ID_LEN	36
+
+/* What one serving process holds: its config, database and identity. */
+struct server {
+	const struct conf	*conf;
+	struct kv_db		*db;
+	char			 database_id[DATABASE_ID_LEN + 1];
+	int			 listen_fd;
+};
+
+struct request {
+	FCGX_Request		*fcgi;
+	struct server		*srv;
+	struct arena		*arena;
+	const char		*base;		/* mount path, no trailing '/' */
+	size_t			 baselen;
+	const uint8_t		*body;
+	size_t			 bodylen;
+};
+
+enum kv_err	h_metadata(struct request *);
+enum kv_err	h_snapshot_read(struct request *);
+enum kv_err	h_atomic_write(struct request *);
+enum kv_err	h_watch(struct request *);
+
+/* Sends a protobuf response body. */
+int		reply_protobuf(struct request *, const uint8_t *body,
+		    size_t len);
+
+#endif

@@ -1,0 +1,165 @@
+/*
+ * kv: the storage engine of one Deno KV database on one SQLite file.
+ *
+ * No HTTP or protobuf types cross this interface: the codec turns requests
+ * into the structs below, and handlers turn results into responses. One
+ * struct kv_db is one open database with its own SQLite connection and
+ * prepared statements; a process may hold several (one per hosted
+ * database), and several processes may open the same file: SQLite's locks
+ * make the versionstamp counter and check-and-set correct across them.
+ *
+ * The file format is denokv's (tables data_version, kv, queue,
+ * queue_running, migration_state and its three migrations), so files move
+ * freely between this server, denokv and the Deno CLI's local KV.
+ *
+ * Ownership: inputs are borrowed for the duration of a call. Results are
+ * allocated in the caller's arena and live until it is reset.
+ */
+#ifndef DENOKV_KV_H
+#define DENOKV_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "err.h"
+
+#define KV_VERSIONSTAMP_BYTES	10
+
+/* Value encodings, as stored in kv.v_encoding and sent on the wire. */
+enum kv_encoding {
+	KV_ENC_V8 = 1,		/* V8 value serialization */
+	KV_ENC_LE64 = 2,	/* KvU64: 8 bytes little endian */
+	KV_ENC_BYTES = 3,	/* Uint8Array: raw bytes */
+};
+
+enum kv_sync {
+	KV_SYNC_FULL = 0,	/* default: an acknowledged write is on disk */
+	KV_SYNC_NORMAL,		/* WAL-safe but may lose the last commits on power loss */
+	KV_SYNC_OFF,
+};
+
+struct kv_options {
+	int		 read_only;
+	enum kv_sync	 sync;
+	int		 busy_timeout_ms;
+};
+
+struct kv_bytes {
+	const uint8_t	*p;
+	size_t		 len;
+};
+
+struct kv_entry {
+	struct kv_bytes	 key;
+	struct kv_bytes	 value;
+	enum kv_encoding encoding;
+	uint8_t		 versionstamp[KV_VERSIONSTAMP_BYTES];
+};
+
+struct kv_range {
+	struct kv_bytes	 start;		/* inclusive */
+	struct kv_bytes	 end;		/* exclusive */
+	uint32_t	 limit;		/* >= 1 */
+	int		 reverse;
+};
+
+struct kv_range_result {
+	struct kv_entry	*entries;
+	size_t		 n;
+};
+
+enum kv_mutation_type {
+	KV_MUT_SET = 1,
+	KV_MUT_DELETE = 2,
+	KV_MUT_SUM = 3,
+	KV_MUT_MAX = 4,
+	KV_MUT_MIN = 5,
+	KV_MUT_SET_VERSIONSTAMPED_KEY = 9,
+};
+
+struct kv_mutation {
+	enum kv_mutation_type	 type;
+	struct kv_bytes		 key;
+	struct kv_bytes		 value;		/* unused for delete */
+	enum kv_encoding	 encoding;
+	int64_t			 expire_at_ms;	/* 0: never */
+	struct kv_bytes		 sum_min;	/* V8; empty: unbounded */
+	struct kv_bytes		 sum_max;
+	int			 sum_clamp;
+};
+
+struct kv_check {
+	struct kv_bytes	 key;
+	int		 must_be_absent;
+	uint8_t		 versionstamp[KV_VERSIONSTAMP_BYTES];
+};
+
+struct kv_enqueue {
+	struct kv_bytes		 payload;
+	int64_t			 deadline_ms;
+	const struct kv_bytes	*undelivered_keys;
+	size_t			 n_undelivered_keys;
+	const uint32_t		*backoff;	/* NULL: the default schedule */
+	size_t			 n_backoff;
+};
+
+struct kv_write {
+	const struct kv_check	*checks;
+	size_t			 n_checks;
+	const struct kv_mutation *mutations;
+	size_t			 n_mutations;
+	const struct kv_enqueue	*enqueues;
+	size_t			 n_enqueues;
+};
+
+struct kv_write_result {
+	int		 committed;	/* 0: a check failed, nothing written */
+	uint8_t		 versionstamp[KV_VERSIONSTAMP_BYTES];
+	uint32_t	*failed_checks;	/* indexes into kv_write.checks */
+	size_t		 n_failed_checks;
+};
+
+struct kv_db;
+
+/*
+ * Opens (creating if needed, unless read-only) and migrates the database.
+ * On failure returns NULL and writes a one-line reason to errbuf.
+ */
+struct kv_db	*kv_open(const char *path, const struct kv_options *,
+		    char *errbuf, size_t errlen);
+void		 kv_close(struct kv_db *);
+int		 kv_is_read_only(const struct kv_db *);
+
+/*
+ * Reads all ranges in one read transaction (one consistent snapshot).
+ * Entries whose expire time is at or before now_ms are not returned.
+ * results must have room for n elements.
+ */
+enum kv_err	 kv_snapshot_read(struct kv_db *, const struct kv_range *ranges,
+		    size_t n, int64_t now_ms, struct arena *,
+		    struct kv_range_result *results);
+
+/*
+ * Applies one atomic write: all checks, then all mutations and enqueues,
+ * under one new versionstamp, all or nothing. A failed check is not an
+ * error: result->committed is 0 and failed_checks lists them. A failing
+ * mutation (sum on a string, say) is an error and nothing is written.
+ */
+enum kv_err	 kv_atomic_write(struct kv_db *, const struct kv_write *,
+		    int64_t now_ms, struct arena *, struct kv_write_result *);
+
+/*
+ * Deletes up to `batch` entries that expired at or before now_ms; stores
+ * how many in *deleted.
+ */
+enum kv_err	 kv_delete_expired(struct kv_db *, int64_t now_ms, int batch,
+		    int *deleted);
+
+/* The current data version (the first 8 bytes of the latest versionstamp). */
+enum kv_err	 kv_current_version(struct kv_db *, int64_t *version);
+
+/* Milliseconds since the Unix epoch, from the real-time clock. */
+int64_t		 kv_now_ms(void);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * kv_limits.h: every fixed limit of the server, in one place. (Not named
+ * limits.h: that would shadow the system header through gcc's own.)
+ *
+ * The protocol limits are those of the reference server (denokv's
+ * proto/limits.rs), so that a program that works against denokv or Deno
+ * Deploy works here, with one deliberate difference noted below. They are
+ * enforced on the decoded request before any storage work is done.
+ */
+#ifndef DENOKV_KV_LIMITS_H
+#define DENOKV_KV_LIMITS_H
+
+/* A key in a mutation, check or dead-letter list. */
+#define KV_MAX_WRITE_KEY_BYTES		2048
+/* Read bounds may be one byte longer: the client appends 0x00 to a prefix. */
+#define KV_MAX_READ_KEY_BYTES		(KV_MAX_WRITE_KEY_BYTES + 1)
+/* A stored value or a queue payload. */
+#define KV_MAX_VALUE_BYTES		65536
+/* Ranges in one snapshot read. */
+#define KV_MAX_READ_RANGES		10
+/* Entries across all ranges of one snapshot read (sum of the limits). */
+#define KV_MAX_READ_ENTRIES		1000
+/*
+ * Checks in one atomic write. denokv refuses more than 10, but the Deno 2.x
+ * client lets programs send up to 100; accept what the client sends.
+ */
+#define KV_MAX_CHECKS			100
+/* Mutations plus enqueues in one atomic write. */
+#define KV_MAX_MUTATIONS		1000
+/* Keys, values, payloads and backoff steps of one atomic write, in bytes. */
+#define KV_MAX_TOTAL_MUTATION_BYTES	819200
+/* How far in the future an enqueue may be scheduled: 30 days. */
+#define KV_MAX_QUEUE_DELAY_MS		(30LL * 24 * 60 * 60 * 1000)
+/* Dead-letter keys of one queue message. */
+#define KV_MAX_QUEUE_UNDELIVERED_KEYS	10
+/* Steps in one backoff schedule, and the longest step: one hour. */
+#define KV_MAX_QUEUE_BACKOFF_INTERVALS	10
+#define KV_MAX_QUEUE_BACKOFF_MS		3600000U
+/* Keys in one watch request. */
+#define KV_MAX_WATCHED_KEYS		10
+
+/*
+ * The largest request body read. The biggest legal atomic write carries
+ * 800 KiB of keys and values plus per-field protobuf framing (about 30 bytes
+ * for each of 1000 mutations) and 100 check keys of 2 KiB: 1 MiB covers it
+ * with room. A larger body is refused with 413 before it is read.
+ */
+#define KV_MAX_BODY_BYTES		(1024 * 1024)
+/* The metadata exchange body is a small JSON document. */
+#define KV_MAX_METADATA_BODY_BYTES	(16 * 1024)
+
+/* Access tokens shorter than this are refused at start-up, as denokv does. */
+#define KV_MIN_TOKEN_CHARS		12
+/* Metadata stays valid this long; the client refreshes before it expires. */
+#define KV_METADATA_TTL_SECONDS		(24 * 60 * 60)
+
+/*
+ * Writers wait this long for SQLite's write lock, and retry a transaction
+ * that still found it busy this many times, before answering 503 (which KV
+ * Connect clients retry).
+ */
+#define KV_BUSY_TIMEOUT_MS		5000
+#define KV_BUSY_RETRIES			3
+
+/* Expired entries are deleted in batches of this many rows per transaction. */
+#define KV_EXPIRY_BATCH			1000
+
+#endif

@@ -1,0 +1,173 @@
+/*
+ * listen.c: the listening socket (see listen.h). The sockets are made here
+ * rather than with FCGX_OpenSocket, which exits on a failed bind, takes
+ * its mode from the umask and cannot parse IPv6 addresses.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "listen.h"
+
+#define LISTEN_BACKLOG	1024
+
+static char	listen_desc[512];
+
+static int
+listen_unix(const char *path, mode_t mode, char *errbuf, size_t errlen)
+{
+	struct sockaddr_un	 sun;
+	struct stat		 sb;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		snprintf(errbuf, errlen, "socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	/* Replace a stale socket, but never another kind of file. */
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			snprintf(errbuf, errlen, "%s exists and is not a"
+			    " socket", path);
+			return -1;
+		}
+		if (unlink(path) != 0) {
+			snprintf(errbuf, errlen, "unlink %s: %s", path,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		snprintf(errbuf, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
+	    chmod(path, mode) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+		snprintf(errbuf, errlen, "listen on %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	snprintf(listen_desc, sizeof(listen_desc), "unix:%s", path);
+	return fd;
+}
+
+static int
+listen_tcp(const char *addr, char *errbuf, size_t errlen)
+{
+	struct addrinfo	 hints, *res = NULL;
+	char		 host[256];
+	const char	*port;
+	size_t		 hostlen;
+	int		 fd = -1, on = 1, rc;
+
+	/* HOST:PORT, [IPV6]:PORT */
+	if (addr[0] == '[') {
+		const char *close_br = strchr(addr, ']');
+
+		if (close_br == NULL || close_br[1] != ':')
+			goto bad;
+		hostlen = (size_t)(close_br - addr - 1);
+		memcpy(host, addr + 1, hostlen < sizeof(host) ? hostlen : 0);
+		port = close_br + 2;
+	} else {
+		if ((port = strrchr(addr, ':')) == NULL)
+			goto bad;
+		hostlen = (size_t)(port - addr);
+		memcpy(host, addr, hostlen < sizeof(host) ? hostlen : 0);
+		port++;
+	}
+	if (hostlen == 0 || hostlen >= sizeof(host) || *port == '\0')
+		goto bad;
+	host[hostlen] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(errbuf, errlen, "--listen %s: %s", addr,
+		    gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, LISTEN_BACKLOG) != 0) {
+		snprintf(errbuf, errlen, "listen on %s: %s", addr,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	snprintf(listen_desc, sizeof(listen_desc), "tcp:%s", addr);
+	return fd;
+bad:
+	snprintf(errbuf, errlen, "--listen \"%s\": expected unix:/path,"
+	    " HOST:PORT or [IPV6]:PORT", addr);
+	return -1;
+}
+
+/* The first socket systemd passed, checked to be a listening stream. */
+static int
+listen_systemd(char *errbuf, size_t errlen)
+{
+	int	 n, fd = SD_LISTEN_FDS_START;
+
+	n = sd_listen_fds(1);
+	if (n <= 0)
+		return n == 0 ? -2 : -1;
+	if (n > 1) {
+		snprintf(errbuf, errlen, "systemd passed %d sockets; expected"
+		    " one", n);
+		return -1;
+	}
+	if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+		snprintf(errbuf, errlen, "the descriptor systemd passed is"
+		    " not a listening stream socket");
+		return -1;
+	}
+	snprintf(listen_desc, sizeof(listen_desc), "systemd socket (fd %d)",
+	    fd);
+	return fd;
+}
+
+int
+listen_open(const struct conf *c, const char **desc, char *errbuf,
+    size_t errlen)
+{
+	char	 path[PATH_MAX];
+	int	 fd;
+
+	*desc = listen_desc;
+	if (c->listen != NULL) {
+		if (strncmp(c->listen, "unix:", 5) == 0)
+			return listen_unix(c->listen + 5, c->socket_mode,
+			    errbuf, errlen);
+		return listen_tcp(c->listen, errbuf, errlen);
+	}
+	if ((fd = listen_systemd(errbuf, errlen)) != -2)
+		return fd;
+	if ((size_t)snprintf(path, sizeof(path), "%s.sock", c->sqlite_path) >=
+	    sizeof(path)) {
+		snprintf(errbuf, errlen, "database path too long");
+		return -1;
+	}
+	return listen_unix(path, c->socket_mode, errbuf, errlen);
+}

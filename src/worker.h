@@ -1,0 +1,38 @@
+/*
+ * worker: the FastCGI accept loop of one serving process, and request
+ * routing. A worker owns one SQLite connection per database and never
+ * shares it with another process.
+ */
+#ifndef DENOKV_WORKER_H
+#define DENOKV_WORKER_H
+
+#include "handlers.h"
+
+/*
+ * Opens the database and fills in the server's identity. On failure writes
+ * a one-line reason to errbuf and returns -1.
+ */
+int	server_init(struct server *, const struct conf *, int listen_fd,
+	    char *errbuf, size_t errlen);
+void	server_fini(struct server *);
+
+/* Serves requests until SIGTERM or SIGINT; returns the exit status. */
+int	worker_run(struct server *);
+
+/*
+ * Splits a request path into the mount base and the endpoint. Exposed for
+ * the unit tests.
+ */
+enum route {
+	ROUTE_METADATA,
+	ROUTE_SNAPSHOT_READ,
+	ROUTE_ATOMIC_WRITE,
+	ROUTE_WATCH,
+	ROUTE_NOT_FOUND,
+};
+enum route	route_path(const char *path, size_t *baselen);
+
+/* The database id for a database file: stable for its absolute path. */
+void	database_id_for(const char *path, char out[DATABASE_ID_LEN + 1]);
+
+#endif

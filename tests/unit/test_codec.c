@@ -1,0 +1,2 @@
+#include "testhelp.h"
+int main(void) { T_OK(1, "placeholder"); return t_done(); }
