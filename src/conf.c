@@ -1,13 +1,18 @@
 /*
- * conf.c: command line and environment (see conf.h). Options are a table
- * of name, argument and setter, so --help, parsing and validation share one
- * list.
+ * conf.c: settings from the command line, the environment and an INI file
+ * (see conf.h). Every setting is one row of conf_options[]: its name, type,
+ * bounds and help. --help, the command line, the file and validation all
+ * read that one table, so a setting cannot exist in one place only.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include <ini.h>
 
 #include "conf.h"
 #include "kv_limits.h"
@@ -16,130 +21,184 @@
 #define PACKAGE_VERSION "unknown"
 #endif
 
-typedef int (*conf_setter)(struct conf *, const char *arg, char *errbuf,
-    size_t errlen);
+enum conf_type {
+	CT_STRING,	/* char * at offset, owned copy */
+	CT_INT,		/* int at offset, within [min, max] */
+	CT_FLAG,	/* int at offset set to 1; in a file: true/false */
+	CT_MODE,	/* mode_t at offset, octal */
+	CT_SYNC,	/* enum kv_sync */
+	CT_LEVEL,	/* enum log_level */
+};
 
 struct conf_option {
-	const char	*name;
-	const char	*arg;		/* NULL: a flag */
-	conf_setter	 set;
+	const char	*name;		/* without the leading "--" */
+	const char	*arg;		/* metavariable for --help; NULL: a flag */
+	enum conf_type	 type;
+	size_t		 offset;
+	long		 min, max;
+	int		 cli_only;	/* not accepted in the file */
 	const char	*help;
 };
 
-static int
-set_sqlite_path(struct conf *c, const char *arg, char *e, size_t n)
-{
-	(void)e;
-	(void)n;
-	c->sqlite_path = arg;
-	return 0;
-}
-
-static int
-set_access_token(struct conf *c, const char *arg, char *e, size_t n)
-{
-	(void)e;
-	(void)n;
-	c->access_token = arg;
-	return 0;
-}
-
-static int
-set_listen(struct conf *c, const char *arg, char *e, size_t n)
-{
-	(void)e;
-	(void)n;
-	c->listen = arg;
-	return 0;
-}
-
-static int
-set_read_only(struct conf *c, const char *arg, char *e, size_t n)
-{
-	(void)arg;
-	(void)e;
-	(void)n;
-	c->read_only = 1;
-	return 0;
-}
-
-static int
-set_socket_mode(struct conf *c, const char *arg, char *e, size_t n)
-{
-	char		*end;
-	unsigned long	 mode;
-
-	errno = 0;
-	mode = strtoul(arg, &end, 8);
-	if (errno != 0 || *arg == '\0' || *end != '\0' || mode > 0777) {
-		snprintf(e, n, "--socket-mode: \"%s\" is not an octal file"
-		    " mode like 0660", arg);
-		return -1;
-	}
-	c->socket_mode = (mode_t)mode;
-	return 0;
-}
-
-static int
-set_sync(struct conf *c, const char *arg, char *e, size_t n)
-{
-	if (strcasecmp(arg, "full") == 0)
-		c->sync = KV_SYNC_FULL;
-	else if (strcasecmp(arg, "normal") == 0)
-		c->sync = KV_SYNC_NORMAL;
-	else if (strcasecmp(arg, "off") == 0)
-		c->sync = KV_SYNC_OFF;
-	else {
-		snprintf(e, n, "--sqlite-synchronous: \"%s\" is not one of"
-		    " full, normal, off", arg);
-		return -1;
-	}
-	return 0;
-}
-
-static int
-set_log_level(struct conf *c, const char *arg, char *e, size_t n)
-{
-	if (log_parse_level(arg, &c->log_level) != 0) {
-		snprintf(e, n, "--log-level: \"%s\" is not one of error,"
-		    " warning, notice, info, debug", arg);
-		return -1;
-	}
-	return 0;
-}
+#define OFF(field)	offsetof(struct conf, field)
 
 static const struct conf_option conf_options[] = {
-	{ "--sqlite-path", "PATH", set_sqlite_path,
+	{ "config", "FILE", CT_STRING, OFF(config_path), 0, 0, 1,
+	  "read settings from this INI file (name = value)" },
+	{ "sqlite-path", "PATH", CT_STRING, OFF(sqlite_path), 0, 0, 0,
 	  "the SQLite database file (env DENO_KV_SQLITE_PATH)" },
-	{ "--access-token", "TOKEN", set_access_token,
-	  "the token clients must present, at least 12 characters"
+	{ "access-token", "TOKEN", CT_STRING, OFF(access_token), 0, 0, 0,
+	  "the token clients present, 12 characters or more"
 	  " (env DENO_KV_ACCESS_TOKEN)" },
-	{ "--listen", "ADDR", set_listen,
+	{ "listen", "ADDR", CT_STRING, OFF(listen), 0, 0, 0,
 	  "unix:/path/to.sock or HOST:PORT; default: the socket systemd"
 	  " passes, else unix:<sqlite-path>.sock" },
-	{ "--addr", "ADDR", set_listen, "same as --listen (denokv's name)" },
-	{ "--socket-mode", "MODE", set_socket_mode,
+	{ "addr", "ADDR", CT_STRING, OFF(listen), 0, 0, 0,
+	  "same as --listen (denokv's name)" },
+	{ "socket-mode", "MODE", CT_MODE, OFF(socket_mode), 0, 0777, 0,
 	  "file mode of a unix socket this server creates (default 0660)" },
-	{ "--read-only", NULL, set_read_only,
+	{ "socket-user", "USER", CT_STRING, OFF(socket_user), 0, 0, 0,
+	  "owner of that socket (started as root)" },
+	{ "socket-group", "GROUP", CT_STRING, OFF(socket_group), 0, 0, 0,
+	  "group of that socket, e.g. www-data (started as root)" },
+	{ "user", "USER", CT_STRING, OFF(user), 0, 0, 0,
+	  "started as root: drop to this user before serving" },
+	{ "group", "GROUP", CT_STRING, OFF(group), 0, 0, 0,
+	  "and to this group (default: the user's primary group)" },
+	{ "allow-root", NULL, CT_FLAG, OFF(allow_root), 0, 0, 0,
+	  "let workers run as root when no --user is given" },
+	{ "workers", "N", CT_INT, OFF(workers), 1, 256, 0,
+	  "serving processes (default: one per CPU, at least 2)" },
+	{ "shutdown-timeout", "SECONDS", CT_INT, OFF(shutdown_timeout), 0,
+	  3600, 0, "on SIGTERM, how long in-flight requests may take"
+	  " (default 10)" },
+	{ "read-only", NULL, CT_FLAG, OFF(read_only), 0, 0, 0,
 	  "serve reads only; writes are refused" },
-	{ "--sqlite-synchronous", "MODE", set_sync,
+	{ "sqlite-synchronous", "MODE", CT_SYNC, OFF(sync), 0, 0, 0,
 	  "full (default: acknowledged writes are on disk), normal, off" },
-	{ "--log-level", "LEVEL", set_log_level,
+	{ "log-level", "LEVEL", CT_LEVEL, OFF(log_level), 0, 0, 0,
 	  "error, warning, notice, info (default), debug" },
+	{ "check-config", NULL, CT_FLAG, OFF(check_only), 0, 0, 1,
+	  "validate the settings and exit" },
 };
 #define N_OPTIONS	(sizeof(conf_options) / sizeof(conf_options[0]))
+
+static void *
+field(struct conf *c, const struct conf_option *o)
+{
+	return (char *)c + o->offset;
+}
+
+static int
+parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on" };
+	static const char *const no[] = { "0", "no", "false", "off" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+parse_sync(const char *v, enum kv_sync *out)
+{
+	if (strcasecmp(v, "full") == 0)
+		*out = KV_SYNC_FULL;
+	else if (strcasecmp(v, "normal") == 0)
+		*out = KV_SYNC_NORMAL;
+	else if (strcasecmp(v, "off") == 0)
+		*out = KV_SYNC_OFF;
+	else
+		return -1;
+	return 0;
+}
+
+/*
+ * Sets one option from its text. from_file: flags take true/false there.
+ * On error writes "<what>: <reason>" to e.
+ */
+static int
+apply(struct conf *c, const struct conf_option *o, const char *v,
+    int from_file, char *e, size_t n)
+{
+	char		*end, *copy;
+	long		 l;
+
+	switch (o->type) {
+	case CT_STRING:
+		if ((copy = strdup(v)) == NULL) {
+			snprintf(e, n, "out of memory");
+			return -1;
+		}
+		free(*(char **)field(c, o));
+		*(char **)field(c, o) = copy;
+		return 0;
+	case CT_FLAG:
+		if (!from_file) {
+			*(int *)field(c, o) = 1;
+			return 0;
+		}
+		if (parse_bool(v, (int *)field(c, o)) == 0)
+			return 0;
+		snprintf(e, n, "\"%s\" is not true or false", v);
+		return -1;
+	case CT_INT:
+		errno = 0;
+		l = strtol(v, &end, 10);
+		if (errno != 0 || *v == '\0' || *end != '\0' || l < o->min ||
+		    l > o->max) {
+			snprintf(e, n, "\"%s\" is not a number from %ld to %ld",
+			    v, o->min, o->max);
+			return -1;
+		}
+		*(int *)field(c, o) = (int)l;
+		return 0;
+	case CT_MODE:
+		errno = 0;
+		l = strtol(v, &end, 8);
+		if (errno != 0 || *v == '\0' || *end != '\0' || l < 0 ||
+		    l > o->max) {
+			snprintf(e, n, "\"%s\" is not an octal file mode like"
+			    " 0660", v);
+			return -1;
+		}
+		*(mode_t *)field(c, o) = (mode_t)l;
+		return 0;
+	case CT_SYNC:
+		if (parse_sync(v, (enum kv_sync *)field(c, o)) == 0)
+			return 0;
+		snprintf(e, n, "\"%s\" is not one of full, normal, off", v);
+		return -1;
+	case CT_LEVEL:
+		if (log_parse_level(v, (enum log_level *)field(c, o)) == 0)
+			return 0;
+		snprintf(e, n, "\"%s\" is not one of error, warning, notice,"
+		    " info, debug", v);
+		return -1;
+	}
+	return -1;
+}
 
 static void
 usage(FILE *f)
 {
+	char	 flag[64];
+
 	fprintf(f, "usage: denokv-fcgi [--sqlite-path PATH] serve"
 	    " [--access-token TOKEN] [options]\n\n"
 	    "Serves a Deno KV database (the KV Connect protocol) over"
 	    " FastCGI.\n\noptions:\n");
 	for (size_t i = 0; i < N_OPTIONS; i++) {
-		char	 flag[64];
-
-		snprintf(flag, sizeof(flag), "%s%s%s", conf_options[i].name,
+		snprintf(flag, sizeof(flag), "--%s%s%s", conf_options[i].name,
 		    conf_options[i].arg ? " " : "",
 		    conf_options[i].arg ? conf_options[i].arg : "");
 		fprintf(f, "  %-26s %s\n", flag, conf_options[i].help);
@@ -158,52 +217,104 @@ find_option(const char *name, size_t namelen)
 	return NULL;
 }
 
+int
+conf_default_workers(void)
+{
+	long	 n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 2 ? 2 : (n > 64 ? 64 : (int)n);
+}
+
 static void
 conf_defaults(struct conf *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->socket_mode = 0660;
+	c->workers = conf_default_workers();
+	c->shutdown_timeout = 10;
 	c->sync = KV_SYNC_FULL;
 	c->log_level = LOG_LVL_INFO;
-	c->sqlite_path = getenv("DENO_KV_SQLITE_PATH");
-	c->access_token = getenv("DENO_KV_ACCESS_TOKEN");
 }
 
+void
+conf_fini(struct conf *c)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++)
+		if (conf_options[i].type == CT_STRING) {
+			free(*(char **)field(c, &conf_options[i]));
+			*(char **)field(c, &conf_options[i]) = NULL;
+		}
+}
+
+/* --- the file ----------------------------------------------------------- */
+
+struct file_ctx {
+	struct conf	*c;
+	char		 err[512];
+};
+
+static int
+file_handler(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct file_ctx			*ctx = user;
+	const struct conf_option	*o;
+	char				 why[400];
+
+	if (ctx->err[0] != '\0')
+		return 0;
+	if (section[0] != '\0') {
+		snprintf(ctx->err, sizeof(ctx->err), "section [%s] is not"
+		    " used; put settings at the top level", section);
+		return 0;
+	}
+	o = find_option(name, strlen(name));
+	if (o == NULL || o->cli_only) {
+		snprintf(ctx->err, sizeof(ctx->err), "unknown key \"%s\"",
+		    name);
+		return 0;
+	}
+	if (apply(ctx->c, o, value, 1, why, sizeof(why)) != 0) {
+		snprintf(ctx->err, sizeof(ctx->err), "%s: %s", name, why);
+		return 0;
+	}
+	return 1;
+}
+
+static int
+load_file(struct conf *c, const char *path, char *errbuf, size_t errlen)
+{
+	struct file_ctx	 ctx = { .c = c };
+	int		 line;
+
+	line = ini_parse(path, file_handler, &ctx);
+	if (line == 0)
+		return 0;
+	if (line < 0)
+		snprintf(errbuf, errlen, "%s: cannot read: %s", path,
+		    strerror(errno ? errno : ENOENT));
+	else if (ctx.err[0] != '\0')
+		snprintf(errbuf, errlen, "%s:%d: %s", path, line, ctx.err);
+	else
+		snprintf(errbuf, errlen, "%s:%d: syntax error (expected"
+		    " name = value)", path, line);
+	return -1;
+}
+
+/* --- the command line ----------------------------------------------------- */
+
+/*
+ * Walks argv. With apply_them == 0 only --config is taken (it must be known
+ * before the file is read, and the file comes before the command line).
+ */
 static enum conf_result
-conf_validate(const struct conf *c, int saw_serve, char *errbuf,
-    size_t errlen)
+walk_argv(int argc, char **argv, struct conf *c, int apply_them,
+    int *saw_serve, char *errbuf, size_t errlen)
 {
-	if (!saw_serve) {
-		snprintf(errbuf, errlen, "missing the \"serve\" command"
-		    " (see --help)");
-		return CONF_ERROR;
-	}
-	if (c->sqlite_path == NULL || *c->sqlite_path == '\0') {
-		snprintf(errbuf, errlen, "no database: give --sqlite-path or"
-		    " set DENO_KV_SQLITE_PATH");
-		return CONF_ERROR;
-	}
-	if (c->access_token == NULL || *c->access_token == '\0') {
-		snprintf(errbuf, errlen, "no access token: give"
-		    " --access-token or set DENO_KV_ACCESS_TOKEN");
-		return CONF_ERROR;
-	}
-	if (strlen(c->access_token) < KV_MIN_TOKEN_CHARS) {
-		snprintf(errbuf, errlen, "Access token must be at minimum %d"
-		    " chars long.", KV_MIN_TOKEN_CHARS);
-		return CONF_ERROR;
-	}
-	return CONF_OK;
-}
+	const struct conf_option	*o;
+	const char			*arg, *eq, *name;
+	char				 why[400];
 
-enum conf_result
-conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
-{
-	const struct conf_option *o;
-	const char		*arg, *eq;
-	int			 saw_serve = 0;
-
-	conf_defaults(c);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
@@ -216,35 +327,124 @@ conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
 			return CONF_EXIT;
 		}
 		if (strcmp(argv[i], "serve") == 0) {
-			saw_serve = 1;
+			*saw_serve = 1;
 			continue;
 		}
-		/* --name value and --name=value */
-		eq = strchr(argv[i], '=');
-		o = find_option(argv[i], eq ? (size_t)(eq - argv[i]) :
-		    strlen(argv[i]));
-		if (o == NULL) {
+		if (strncmp(argv[i], "--", 2) != 0) {
 			snprintf(errbuf, errlen, "unknown argument \"%s\""
 			    " (see --help)", argv[i]);
 			return CONF_ERROR;
 		}
-		arg = NULL;
+		name = argv[i] + 2;
+		eq = strchr(name, '=');
+		o = find_option(name, eq ? (size_t)(eq - name) : strlen(name));
+		if (o == NULL) {
+			snprintf(errbuf, errlen, "unknown option \"%s\""
+			    " (see --help)", argv[i]);
+			return CONF_ERROR;
+		}
+		arg = "";
 		if (o->arg != NULL) {
 			if (eq != NULL)
 				arg = eq + 1;
 			else if (i + 1 < argc)
 				arg = argv[++i];
 			else {
-				snprintf(errbuf, errlen, "%s needs a value",
+				snprintf(errbuf, errlen, "--%s needs a value",
 				    o->name);
 				return CONF_ERROR;
 			}
 		} else if (eq != NULL) {
-			snprintf(errbuf, errlen, "%s takes no value", o->name);
+			snprintf(errbuf, errlen, "--%s takes no value",
+			    o->name);
 			return CONF_ERROR;
 		}
-		if (o->set(c, arg, errbuf, errlen) != 0)
+		if (apply_them == (o->offset == OFF(config_path)))
+			continue;
+		if (apply(c, o, arg, 0, why, sizeof(why)) != 0) {
+			snprintf(errbuf, errlen, "--%s: %s", o->name, why);
 			return CONF_ERROR;
+		}
 	}
-	return conf_validate(c, saw_serve, errbuf, errlen);
+	return CONF_OK;
+}
+
+static enum conf_result
+conf_validate(const struct conf *c, int saw_serve, char *errbuf,
+    size_t errlen)
+{
+	if (!saw_serve && !c->check_only) {
+		snprintf(errbuf, errlen, "missing the \"serve\" command"
+		    " (see --help)");
+		return CONF_ERROR;
+	}
+	if (c->sqlite_path == NULL || *c->sqlite_path == '\0') {
+		snprintf(errbuf, errlen, "no database: give --sqlite-path, set"
+		    " DENO_KV_SQLITE_PATH or sqlite-path in the config file");
+		return CONF_ERROR;
+	}
+	if (c->access_token == NULL || *c->access_token == '\0') {
+		snprintf(errbuf, errlen, "no access token: give"
+		    " --access-token, set DENO_KV_ACCESS_TOKEN or"
+		    " access-token in the config file");
+		return CONF_ERROR;
+	}
+	if (strlen(c->access_token) < KV_MIN_TOKEN_CHARS) {
+		snprintf(errbuf, errlen, "Access token must be at minimum %d"
+		    " chars long.", KV_MIN_TOKEN_CHARS);
+		return CONF_ERROR;
+	}
+	if (c->group != NULL && c->user == NULL) {
+		snprintf(errbuf, errlen, "group is set but user is not");
+		return CONF_ERROR;
+	}
+	return CONF_OK;
+}
+
+static int
+apply_env(struct conf *c, const char *var, const char *name, char *errbuf,
+    size_t errlen)
+{
+	const char	*v = getenv(var);
+	char		 why[400];
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	if (apply(c, find_option(name, strlen(name)), v, 0, why,
+	    sizeof(why)) != 0) {
+		snprintf(errbuf, errlen, "%s: %s", var, why);
+		return -1;
+	}
+	return 0;
+}
+
+enum conf_result
+conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
+{
+	enum conf_result	 r;
+	int			 saw_serve = 0;
+
+	conf_defaults(c);
+	/* Precedence: file < environment < command line. */
+	if ((r = walk_argv(argc, argv, c, 0, &saw_serve, errbuf, errlen)) !=
+	    CONF_OK)
+		goto out;
+	r = CONF_ERROR;
+	if (c->config_path != NULL &&
+	    load_file(c, c->config_path, errbuf, errlen) != 0)
+		goto out;
+	if (apply_env(c, "DENO_KV_SQLITE_PATH", "sqlite-path", errbuf,
+	    errlen) != 0 ||
+	    apply_env(c, "DENO_KV_ACCESS_TOKEN", "access-token", errbuf,
+	    errlen) != 0)
+		goto out;
+	saw_serve = 0;
+	if ((r = walk_argv(argc, argv, c, 1, &saw_serve, errbuf, errlen)) !=
+	    CONF_OK)
+		goto out;
+	r = conf_validate(c, saw_serve, errbuf, errlen);
+out:
+	if (r != CONF_OK)
+		conf_fini(c);
+	return r;
 }

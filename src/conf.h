@@ -1,10 +1,16 @@
 /*
- * conf: the server's settings, from the command line and the environment.
+ * conf: the server's settings, from the command line, the environment and
+ * an optional configuration file, with that precedence (command line wins).
  *
  * The command line is denokv's, so users can switch:
  *   denokv-fcgi --sqlite-path PATH serve --access-token TOKEN [options]
- * with DENO_KV_SQLITE_PATH and DENO_KV_ACCESS_TOKEN as fallbacks. The
- * command line wins over the environment.
+ * with DENO_KV_SQLITE_PATH and DENO_KV_ACCESS_TOKEN as the environment.
+ * The file (--config FILE) is INI: "name = value" lines whose names are
+ * the long options without the dashes ("sqlite-path = /var/lib/kv.sqlite").
+ *
+ * Ownership: a filled struct conf owns copies of all its strings; release
+ * them with conf_fini(). conf_parse() can be called again (SIGHUP) into a
+ * fresh struct.
  */
 #ifndef DENOKV_CONF_H
 #define DENOKV_CONF_H
@@ -15,13 +21,22 @@
 #include "log.h"
 
 struct conf {
-	const char	*sqlite_path;
-	const char	*access_token;
-	const char	*listen;	/* NULL: systemd's socket, else next to the db */
+	char		*config_path;	/* NULL: no file */
+	char		*sqlite_path;
+	char		*access_token;
+	char		*listen;	/* NULL: systemd's socket, else next to the db */
 	mode_t		 socket_mode;	/* for a unix socket we create */
+	char		*socket_user;	/* owner of that socket, if set */
+	char		*socket_group;
+	char		*user;		/* drop to this user when started as root */
+	char		*group;		/* default: the user's primary group */
+	int		 allow_root;
+	int		 workers;
+	int		 shutdown_timeout;	/* seconds */
 	int		 read_only;
 	enum kv_sync	 sync;
 	enum log_level	 log_level;
+	int		 check_only;	/* --check-config */
 };
 
 enum conf_result {
@@ -30,8 +45,12 @@ enum conf_result {
 	CONF_ERROR = -1,	/* errbuf says why */
 };
 
-/* Fills c from argv and the environment; pointers borrow from them. */
+/* Fills c from argv, the environment and the file named by --config. */
 enum conf_result conf_parse(int argc, char **argv, struct conf *c,
 		    char *errbuf, size_t errlen);
+void		 conf_fini(struct conf *c);
+
+/* The default worker count: one per CPU, at least two. */
+int		 conf_default_workers(void);
 
 #endif

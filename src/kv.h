@@ -156,6 +156,15 @@ enum kv_err	 kv_atomic_write(struct kv_db *, const struct kv_write *,
 enum kv_err	 kv_delete_expired(struct kv_db *, int64_t now_ms, int batch,
 		    int *deleted);
 
+/*
+ * Checkpoints the WAL into the database file. truncate: wait for readers
+ * (within the busy timeout) and reset the WAL file to zero bytes, so it
+ * cannot grow without bound under steady load. *wal_frames gets the WAL's
+ * size in frames before the checkpoint, *done how many were copied.
+ */
+enum kv_err	 kv_checkpoint(struct kv_db *, int truncate, int *wal_frames,
+		    int *done);
+
 /* The current data version (the first 8 bytes of the latest versionstamp). */
 enum kv_err	 kv_current_version(struct kv_db *, int64_t *version);
 

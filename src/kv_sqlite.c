@@ -996,6 +996,22 @@ kv_delete_expired(struct kv_db *k, int64_t now_ms, int batch, int *deleted)
 }
 
 enum kv_err
+kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
+{
+	int	 rc;
+
+	*wal_frames = *done = 0;
+	if (k->read_only)
+		return KV_OK;
+	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, truncate ?
+	    SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
+	    wal_frames, done);
+	if (rc != SQLITE_OK)
+		return sqlite_err(k, rc, "checkpoint");
+	return KV_OK;
+}
+
+enum kv_err
 kv_current_version(struct kv_db *k, int64_t *version)
 {
 	return select_version(k, ST_GET_VERSION, version);

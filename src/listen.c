@@ -19,13 +19,44 @@
 #include <systemd/sd-daemon.h>
 
 #include "listen.h"
+#include "privdrop.h"
 
 #define LISTEN_BACKLOG	1024
 
 static char	listen_desc[512];
 
+/* Applies --socket-user and --socket-group to a socket file we made. */
 static int
-listen_unix(const char *path, mode_t mode, char *errbuf, size_t errlen)
+chown_socket(const char *path, const struct conf *c, char *errbuf,
+    size_t errlen)
+{
+	uid_t	 uid = (uid_t)-1;
+	gid_t	 gid = (gid_t)-1, ugid;
+
+	if (c->socket_user == NULL && c->socket_group == NULL)
+		return 0;
+	if (c->socket_user != NULL &&
+	    privdrop_lookup_user(c->socket_user, &uid, &ugid) != 0) {
+		snprintf(errbuf, errlen, "socket-user: unknown user \"%s\"",
+		    c->socket_user);
+		return -1;
+	}
+	if (c->socket_group != NULL &&
+	    privdrop_lookup_group(c->socket_group, &gid) != 0) {
+		snprintf(errbuf, errlen, "socket-group: unknown group \"%s\"",
+		    c->socket_group);
+		return -1;
+	}
+	if (chown(path, uid, gid) != 0) {
+		snprintf(errbuf, errlen, "chown %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+listen_unix(const char *path, const struct conf *c, char *errbuf,
+    size_t errlen)
 {
 	struct sockaddr_un	 sun;
 	struct stat		 sb;
@@ -56,9 +87,14 @@ listen_unix(const char *path, mode_t mode, char *errbuf, size_t errlen)
 		return -1;
 	}
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
-	    chmod(path, mode) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+	    chmod(path, c->socket_mode) != 0 ||
+	    listen(fd, LISTEN_BACKLOG) != 0) {
 		snprintf(errbuf, errlen, "listen on %s: %s", path,
 		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (chown_socket(path, c, errbuf, errlen) != 0) {
 		close(fd);
 		return -1;
 	}
@@ -158,8 +194,7 @@ listen_open(const struct conf *c, const char **desc, char *errbuf,
 	*desc = listen_desc;
 	if (c->listen != NULL) {
 		if (strncmp(c->listen, "unix:", 5) == 0)
-			return listen_unix(c->listen + 5, c->socket_mode,
-			    errbuf, errlen);
+			return listen_unix(c->listen + 5, c, errbuf, errlen);
 		return listen_tcp(c->listen, errbuf, errlen);
 	}
 	if ((fd = listen_systemd(errbuf, errlen)) != -2)
@@ -169,5 +204,5 @@ listen_open(const struct conf *c, const char **desc, char *errbuf,
 		snprintf(errbuf, errlen, "database path too long");
 		return -1;
 	}
-	return listen_unix(path, c->socket_mode, errbuf, errlen);
+	return listen_unix(path, c, errbuf, errlen);
 }

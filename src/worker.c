@@ -8,6 +8,8 @@
  * and the per-request arena is reset afterwards.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,8 +22,6 @@
 #include "log.h"
 #include "worker.h"
 
-/* How often an idle-time sweep deletes expired entries. */
-#define EXPIRY_SWEEP_INTERVAL_MS	(60 * 1000)
 #define ARENA_CHUNK			(64 * 1024)
 
 static volatile sig_atomic_t	 worker_stop;
@@ -208,27 +208,11 @@ serve_one(struct server *s, FCGX_Request *fr, struct arena *a)
 	}
 }
 
-/* Reclaims expired rows now and then; reads already hide them. */
-static void
-maybe_sweep(struct server *s, int64_t *last)
-{
-	int64_t	 now = kv_now_ms();
-	int	 deleted;
-
-	if (now - *last < EXPIRY_SWEEP_INTERVAL_MS || kv_is_read_only(s->db))
-		return;
-	*last = now;
-	if (kv_delete_expired(s->db, now, KV_EXPIRY_BATCH, &deleted) == KV_OK &&
-	    deleted > 0)
-		log_debug("deleted %d expired entries", deleted);
-}
-
 static void
 install_signals(sigset_t *stopset)
 {
 	struct sigaction	 sa;
 
-	/* No SA_RESTART: a blocked accept() must return so we can exit. */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
 	sigemptyset(&sa.sa_mask);
@@ -236,9 +220,25 @@ install_signals(sigset_t *stopset)
 	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	/*
+	 * Stop signals stay blocked except inside ppoll(), which unblocks
+	 * them atomically: a signal can never slip in between checking the
+	 * flag and going to sleep, and never interrupts a request midway
+	 * (libfcgi does not retry interrupted reads and writes).
+	 */
 	sigemptyset(stopset);
 	sigaddset(stopset, SIGTERM);
 	sigaddset(stopset, SIGINT);
+	sigprocmask(SIG_BLOCK, stopset, NULL);
+}
+
+/* Sleeps until the listener is readable or a stop signal arrives. */
+static void
+wait_for_connection(int fd, const sigset_t *during)
+{
+	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
+
+	(void)ppoll(&pfd, 1, NULL, during);
 }
 
 int
@@ -246,12 +246,14 @@ worker_run(struct server *s)
 {
 	FCGX_Request	 fr;
 	struct arena	 a;
-	sigset_t	 stopset;
-	int64_t		 last_sweep = 0;
+	sigset_t	 stopset, during;
 	int		 rc;
 
 	/* Our handlers go in before FCGX_Init, which keeps existing ones. */
 	install_signals(&stopset);
+	sigprocmask(SIG_SETMASK, NULL, &during);
+	sigdelset(&during, SIGTERM);
+	sigdelset(&during, SIGINT);
 	if (FCGX_Init() != 0) {
 		log_warnx("FCGX_Init failed");
 		return 1;
@@ -262,26 +264,26 @@ worker_run(struct server *s)
 	}
 	arena_init(&a, ARENA_CHUNK);
 	while (!worker_stop) {
+		wait_for_connection(s->listen_fd, &during);
+		if (worker_stop)
+			break;
+		/*
+		 * The listener is non-blocking: when another worker won the
+		 * connection, accept says EAGAIN and we go back to sleep.
+		 */
 		rc = FCGX_Accept_r(&fr);
 		if (rc < 0) {
-			if (worker_stop)
-				break;
-			if (rc == -EINTR || rc == -EAGAIN ||
-			    rc == -ECONNABORTED)
-				continue;
-			log_warnx("accept failed: %s", strerror(-rc));
+			if (rc != -EAGAIN && rc != -EWOULDBLOCK &&
+			    rc != -EINTR && rc != -ECONNABORTED)
+				log_warnx("accept failed: %s", strerror(-rc));
 			continue;
 		}
-		/* A stop signal waits until this request is answered. */
-		sigprocmask(SIG_BLOCK, &stopset, NULL);
 		serve_one(s, &fr, &a);
 		FCGX_Finish_r(&fr);
 		arena_reset(&a);
-		maybe_sweep(s, &last_sweep);
-		sigprocmask(SIG_UNBLOCK, &stopset, NULL);
 	}
 	FCGX_Free(&fr, 1);
 	arena_fini(&a);
-	log_info("stopping");
+	log_debug("worker exiting");
 	return 0;
 }

@@ -1,0 +1,600 @@
+/*
+ * master.c: start-up, supervision, reload and stop (see master.h).
+ *
+ * Signals are never handled asynchronously here: the master blocks them and
+ * takes them one at a time from sigtimedwait(), which also gives it a tick
+ * for delayed respawns and the systemd watchdog. Children get a clean
+ * signal state after fork.
+ */
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "conf.h"
+#include "housekeeper.h"
+#include "kv_limits.h"
+#include "listen.h"
+#include "log.h"
+#include "master.h"
+#include "privdrop.h"
+#include "worker.h"
+
+#define MAX_WORKERS		256
+/* A child that dies sooner than this after starting counts as a crash loop. */
+#define FAST_FAIL_MS		1000
+#define BACKOFF_FIRST_MS	100
+#define BACKOFF_MAX_MS		10000
+#define TICK_MS			250
+
+enum child_kind {
+	CHILD_WORKER,
+	CHILD_HOUSEKEEPER,
+};
+
+struct child {
+	pid_t		 pid;		/* 0: not running */
+	enum child_kind	 kind;
+	int		 generation;
+	int64_t		 started_ms;
+	int		 fast_fails;
+	int64_t		 respawn_at_ms;	/* 0: no respawn pending */
+	int		 gave_up;	/* exited with EXIT_NO_RESTART */
+};
+
+struct master {
+	int		 argc;
+	char		**argv;
+	struct conf	 conf;
+	int		 listen_fd;
+	char		 socket_path[PATH_MAX];	/* a unix socket we created */
+	int		 generation;
+	/* current generation: slots 0..conf.workers-1, then the housekeeper */
+	struct child	 slots[MAX_WORKERS + 1];
+	/* previous generations still finishing their requests */
+	pid_t		 retiring[2 * MAX_WORKERS + 2];
+	int		 n_retiring;
+	unsigned long	 restarts;
+	uint64_t	 watchdog_usec;
+	int64_t		 next_watchdog_ms;
+	int		 stopping;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct child *
+housekeeper_slot(struct master *m)
+{
+	return &m->slots[MAX_WORKERS];
+}
+
+static int
+n_running_workers(const struct master *m)
+{
+	int	 n = 0;
+
+	for (int i = 0; i < m->conf.workers; i++)
+		n += m->slots[i].pid > 0;
+	return n;
+}
+
+static void
+notify_status(struct master *m)
+{
+	sd_notifyf(0, "STATUS=serving with %d of %d workers, %lu restarts,"
+	    " generation %d", n_running_workers(m), m->conf.workers,
+	    m->restarts, m->generation);
+}
+
+/* --- children ------------------------------------------------------------- */
+
+static void
+child_reset_signals(void)
+{
+	sigset_t	 none;
+
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGHUP, SIG_IGN);	/* reload is the master's business */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Runs in the child: never returns. */
+static void
+child_main(struct master *m, enum child_kind kind, pid_t master_pid)
+{
+	struct server	 srv;
+	char		 err[1024];
+	int		 rc;
+
+	/* Leave with the master, even if it is killed outright. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master_pid)
+		_exit(0);
+	child_reset_signals();
+	if (kind == CHILD_HOUSEKEEPER) {
+		log_settag("housekeeper");
+		close(m->listen_fd);
+		_exit(housekeeper_run(&m->conf));
+	}
+	log_settag("worker");
+	if (server_init(&srv, &m->conf, m->listen_fd, err, sizeof(err)) != 0) {
+		log_warnx("cannot open database %s: %s", m->conf.sqlite_path,
+		    err);
+		_exit(EXIT_NO_RESTART);
+	}
+	rc = worker_run(&srv);
+	server_fini(&srv);
+	_exit(rc);
+}
+
+static int
+spawn(struct master *m, struct child *c, enum child_kind kind)
+{
+	pid_t	 master_pid = getpid(), pid;
+
+	pid = fork();
+	if (pid < 0) {
+		log_warn("fork");
+		c->pid = 0;
+		c->respawn_at_ms = now_ms() + BACKOFF_FIRST_MS;
+		return -1;
+	}
+	if (pid == 0)
+		child_main(m, kind, master_pid);
+	c->pid = pid;
+	c->kind = kind;
+	c->generation = m->generation;
+	c->started_ms = now_ms();
+	c->respawn_at_ms = 0;
+	log_debug("started %s %ld", kind == CHILD_WORKER ? "worker" :
+	    "housekeeper", (long)pid);
+	return 0;
+}
+
+static void
+spawn_generation(struct master *m)
+{
+	for (int i = 0; i < m->conf.workers; i++) {
+		memset(&m->slots[i], 0, sizeof(m->slots[i]));
+		spawn(m, &m->slots[i], CHILD_WORKER);
+	}
+	memset(housekeeper_slot(m), 0, sizeof(struct child));
+	spawn(m, housekeeper_slot(m), CHILD_HOUSEKEEPER);
+}
+
+static void
+log_exit(pid_t pid, const char *what, int status, int64_t uptime_ms)
+{
+	if (WIFSIGNALED(status))
+		log_warnx("%s %ld killed by signal %d%s after %lld ms", what,
+		    (long)pid, WTERMSIG(status),
+		    WCOREDUMP(status) ? " (core dumped)" : "",
+		    (long long)uptime_ms);
+	else if (WEXITSTATUS(status) != 0)
+		log_warnx("%s %ld exited with status %d after %lld ms", what,
+		    (long)pid, WEXITSTATUS(status), (long long)uptime_ms);
+	else
+		log_debug("%s %ld exited after %lld ms", what, (long)pid,
+		    (long long)uptime_ms);
+}
+
+/* Decides when a dead child of the current generation comes back. */
+static void
+schedule_respawn(struct child *c, int status)
+{
+	int64_t	 uptime = now_ms() - c->started_ms, delay;
+
+	c->pid = 0;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_NO_RESTART) {
+		log_warnx("not restarting it: it failed to start");
+		c->gave_up = 1;
+		return;
+	}
+	if (uptime < FAST_FAIL_MS)
+		c->fast_fails++;
+	else
+		c->fast_fails = 0;
+	/* The first crash is replaced at once; a crash loop is slowed. */
+	delay = 0;
+	if (c->fast_fails > 1) {
+		delay = BACKOFF_FIRST_MS << (c->fast_fails - 2 < 7 ?
+		    c->fast_fails - 2 : 7);
+		if (delay > BACKOFF_MAX_MS)
+			delay = BACKOFF_MAX_MS;
+		log_warnx("crash loop: %d quick exits in a row, restarting in"
+		    " %lld ms", c->fast_fails, (long long)delay);
+	}
+	c->respawn_at_ms = now_ms() + delay;
+	if (c->respawn_at_ms == 0)
+		c->respawn_at_ms = 1;
+}
+
+static int
+remove_retiring(struct master *m, pid_t pid)
+{
+	for (int i = 0; i < m->n_retiring; i++) {
+		if (m->retiring[i] == pid) {
+			m->retiring[i] = m->retiring[--m->n_retiring];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+reap(struct master *m)
+{
+	pid_t	 pid;
+	int	 status;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct child	*c = NULL;
+
+		if (remove_retiring(m, pid)) {
+			log_exit(pid, "retired process", status, 0);
+			continue;
+		}
+		for (int i = 0; i <= MAX_WORKERS; i++)
+			if (m->slots[i].pid == pid)
+				c = &m->slots[i];
+		if (c == NULL)
+			continue;
+		log_exit(pid, c->kind == CHILD_WORKER ? "worker" :
+		    "housekeeper", status, now_ms() - c->started_ms);
+		if (m->stopping) {
+			c->pid = 0;
+			continue;
+		}
+		m->restarts++;
+		schedule_respawn(c, status);
+		notify_status(m);
+	}
+}
+
+static void
+respawn_due(struct master *m)
+{
+	int64_t	 now = now_ms();
+
+	for (int i = 0; i <= MAX_WORKERS; i++) {
+		struct child	*c = &m->slots[i];
+
+		if (c->pid == 0 && c->respawn_at_ms != 0 &&
+		    c->respawn_at_ms <= now) {
+			spawn(m, c, i == MAX_WORKERS ? CHILD_HOUSEKEEPER :
+			    CHILD_WORKER);
+			notify_status(m);
+		}
+	}
+}
+
+static int
+all_workers_gave_up(const struct master *m)
+{
+	for (int i = 0; i < m->conf.workers; i++)
+		if (!m->slots[i].gave_up)
+			return 0;
+	return 1;
+}
+
+/* --- reload ---------------------------------------------------------------- */
+
+/* Settings bound at start-up: a reload keeps them and says so. */
+static void
+keep_fixed_settings(const struct conf *old, struct conf *new)
+{
+	static const struct {
+		const char	*name;
+		size_t		 offset;
+	} fixed[] = {
+		{ "sqlite-path", offsetof(struct conf, sqlite_path) },
+		{ "listen", offsetof(struct conf, listen) },
+		{ "user", offsetof(struct conf, user) },
+		{ "group", offsetof(struct conf, group) },
+		{ "socket-user", offsetof(struct conf, socket_user) },
+		{ "socket-group", offsetof(struct conf, socket_group) },
+	};
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		char	**o = (char **)((char *)old + fixed[i].offset);
+		char	**n = (char **)((char *)new + fixed[i].offset);
+
+		if ((*o == NULL) != (*n == NULL) ||
+		    (*o != NULL && strcmp(*o, *n) != 0)) {
+			log_warnx("reload: %s changed; it takes effect only"
+			    " after a restart", fixed[i].name);
+			free(*n);
+			*n = *o != NULL ? strdup(*o) : NULL;
+		}
+	}
+	new->socket_mode = old->socket_mode;
+	new->read_only = old->read_only;
+}
+
+static void
+reload(struct master *m)
+{
+	struct conf	 fresh;
+	struct child	 old[MAX_WORKERS + 1];
+	char		 err[1024];
+
+	sd_notify(0, "RELOADING=1");
+	log_info("reloading configuration");
+	if (conf_parse(m->argc, m->argv, &fresh, err, sizeof(err)) !=
+	    CONF_OK) {
+		log_warnx("reload failed, keeping the running configuration:"
+		    " %s", err);
+		sd_notify(0, "READY=1");
+		return;
+	}
+	keep_fixed_settings(&m->conf, &fresh);
+	/*
+	 * The new generation starts accepting on the shared socket before
+	 * the old one is told to finish, so no request finds nobody home.
+	 */
+	memcpy(old, m->slots, sizeof(old));
+	conf_fini(&m->conf);
+	m->conf = fresh;
+	log_init("master", m->conf.log_level);
+	m->generation++;
+	for (int i = 0; i <= MAX_WORKERS; i++) {
+		if (old[i].pid > 0 && m->n_retiring <
+		    (int)(sizeof(m->retiring) / sizeof(m->retiring[0])))
+			m->retiring[m->n_retiring++] = old[i].pid;
+	}
+	spawn_generation(m);
+	for (int i = 0; i <= MAX_WORKERS; i++)
+		if (old[i].pid > 0)
+			kill(old[i].pid, SIGTERM);
+	log_info("reloaded: %d workers, generation %d", m->conf.workers,
+	    m->generation);
+	sd_notify(0, "READY=1");
+	notify_status(m);
+}
+
+/* --- stop ------------------------------------------------------------------ */
+
+static int
+n_children(const struct master *m)
+{
+	int	 n = m->n_retiring;
+
+	for (int i = 0; i <= MAX_WORKERS; i++)
+		n += m->slots[i].pid > 0;
+	return n;
+}
+
+static void
+signal_all(struct master *m, int sig)
+{
+	for (int i = 0; i <= MAX_WORKERS; i++)
+		if (m->slots[i].pid > 0)
+			kill(m->slots[i].pid, sig);
+	for (int i = 0; i < m->n_retiring; i++)
+		kill(m->retiring[i], sig);
+}
+
+/* Lets in-flight requests finish, within shutdown-timeout. */
+static void
+stop_children(struct master *m, const sigset_t *set)
+{
+	struct timespec	 tick = { 0, TICK_MS * 1000000L };
+	int64_t		 deadline;
+
+	m->stopping = 1;
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	signal_all(m, SIGTERM);
+	deadline = now_ms() + (int64_t)m->conf.shutdown_timeout * 1000;
+	while (n_children(m) > 0 && now_ms() < deadline) {
+		if (sigtimedwait(set, NULL, &tick) == SIGCHLD)
+			reap(m);
+		reap(m);
+	}
+	if (n_children(m) > 0) {
+		log_warnx("shutdown timeout: killing %d remaining processes",
+		    n_children(m));
+		signal_all(m, SIGKILL);
+		while (n_children(m) > 0 && waitpid(-1, NULL, 0) > 0)
+			reap(m);
+	}
+}
+
+/* --- start-up -------------------------------------------------------------- */
+
+/* The database and its directory must be writable by whoever serves it. */
+static int
+check_database_access(const struct conf *c, char *errbuf, size_t errlen)
+{
+	char	 dir[PATH_MAX];
+
+	if (c->read_only)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", c->sqlite_path);
+	/* SQLite creates the -wal and -shm files beside the database. */
+	if (access(dirname(dir), W_OK | X_OK) != 0) {
+		snprintf(dir, sizeof(dir), "%s", c->sqlite_path);
+		snprintf(errbuf, errlen, "database directory %s is not"
+		    " writable by uid %ld: %s", dirname(dir), (long)getuid(),
+		    strerror(errno));
+		return -1;
+	}
+	if (access(c->sqlite_path, F_OK) == 0 &&
+	    access(c->sqlite_path, R_OK | W_OK) != 0) {
+		snprintf(errbuf, errlen, "database %s is not writable by uid"
+		    " %ld: %s", c->sqlite_path, (long)getuid(),
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Opens and migrates once, before any child exists, then closes. */
+static int
+prepare_database(const struct conf *c, char *errbuf, size_t errlen)
+{
+	struct kv_options	 opt = {
+		.read_only = c->read_only,
+		.sync = c->sync,
+		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
+	};
+	struct kv_db		*db;
+
+	if (check_database_access(c, errbuf, errlen) != 0)
+		return -1;
+	if ((db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
+		return -1;
+	kv_close(db);
+	return 0;
+}
+
+static int
+setup(struct master *m, char *err, size_t errlen)
+{
+	struct privdrop	 pd;
+	const char	*desc;
+	int		 flags;
+
+	if (privdrop_plan(&m->conf, &pd, err, errlen) != 0)
+		return -1;
+	if ((m->listen_fd = listen_open(&m->conf, &desc, err, errlen)) < 0)
+		return -1;
+	if (m->conf.listen != NULL && strncmp(m->conf.listen, "unix:", 5) == 0)
+		snprintf(m->socket_path, sizeof(m->socket_path), "%s",
+		    m->conf.listen + 5);
+	if (privdrop_apply(&pd, err, errlen) != 0)
+		return -1;
+	if (pd.needed)
+		log_info("running as user %s (uid %ld, gid %ld)", pd.user,
+		    (long)pd.uid, (long)pd.gid);
+	if (prepare_database(&m->conf, err, errlen) != 0)
+		return -1;
+	/* Workers poll, then accept; the loser of a race must not block. */
+	flags = fcntl(m->listen_fd, F_GETFL);
+	if (flags < 0 || fcntl(m->listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "fcntl O_NONBLOCK: %s", strerror(errno));
+		return -1;
+	}
+	log_info("serving %sdatabase %s on %s with %d workers",
+	    m->conf.read_only ? "read-only " : "", m->conf.sqlite_path, desc,
+	    m->conf.workers);
+	return 0;
+}
+
+static void
+watchdog_tick(struct master *m)
+{
+	if (m->watchdog_usec == 0 || now_ms() < m->next_watchdog_ms)
+		return;
+	sd_notify(0, "WATCHDOG=1");
+	m->next_watchdog_ms = now_ms() + (int64_t)(m->watchdog_usec / 2000);
+}
+
+static int
+supervise(struct master *m)
+{
+	struct timespec	 tick = { 0, TICK_MS * 1000000L };
+	sigset_t	 set;
+	int		 sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if (sd_watchdog_enabled(0, &m->watchdog_usec) <= 0)
+		m->watchdog_usec = 0;
+	spawn_generation(m);
+	sd_notify(0, "READY=1");
+	notify_status(m);
+	for (;;) {
+		sig = sigtimedwait(&set, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("received %s, stopping", sig == SIGTERM ?
+			    "SIGTERM" : "SIGINT");
+			break;
+		}
+		if (sig == SIGHUP)
+			reload(m);
+		reap(m);
+		if (all_workers_gave_up(m)) {
+			log_warnx("no worker could start; giving up");
+			stop_children(m, &set);
+			return 1;
+		}
+		respawn_due(m);
+		watchdog_tick(m);
+	}
+	stop_children(m, &set);
+	return 0;
+}
+
+int
+master_main(int argc, char **argv)
+{
+	static struct master	 m;	/* large: keep it off the stack */
+	char			 err[1024];
+	int			 rc;
+
+	log_init("master", LOG_LVL_INFO);
+	m.argc = argc;
+	m.argv = argv;
+	m.listen_fd = -1;
+	switch (conf_parse(argc, argv, &m.conf, err, sizeof(err))) {
+	case CONF_EXIT:
+		return 0;
+	case CONF_ERROR:
+		log_warnx("%s", err);
+		return EXIT_NO_RESTART;
+	case CONF_OK:
+		break;
+	}
+	log_init("master", m.conf.log_level);
+	if (m.conf.check_only) {
+		struct privdrop	 pd;
+
+		if (privdrop_plan(&m.conf, &pd, err, sizeof(err)) != 0) {
+			log_warnx("%s", err);
+			conf_fini(&m.conf);
+			return EXIT_NO_RESTART;
+		}
+		fprintf(stderr, "configuration OK\n");
+		conf_fini(&m.conf);
+		return 0;
+	}
+	if (setup(&m, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		sd_notifyf(0, "STATUS=failed to start: %s", err);
+		conf_fini(&m.conf);
+		return EXIT_NO_RESTART;
+	}
+	rc = supervise(&m);
+	if (m.socket_path[0] != '\0')
+		(void)unlink(m.socket_path);
+	log_info("stopped");
+	conf_fini(&m.conf);
+	return rc;
+}
