@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "err.h"
 #include "kv.h"
+#include "shm.h"
 
 #define DATABASE_ID_LEN	36
 
@@ -25,6 +26,8 @@ struct server {
 	struct kv_db		*db;
 	char			 database_id[DATABASE_ID_LEN + 1];
 	int			 listen_fd;
+	struct shm_client	 shm;		/* shm.seg NULL: standalone */
+	struct kv_hooks		 hooks;
 };
 
 struct request {

@@ -12,6 +12,7 @@
 #include "housekeeper.h"
 #include "kv_limits.h"
 #include "log.h"
+#include "shm.h"
 
 #define HK_INTERVAL_MS		1000
 /* Batches per pass: a backlog is worked off over several passes. */
@@ -49,8 +50,10 @@ checkpoint(struct kv_db *db)
 }
 
 int
-housekeeper_run(const struct conf *c)
+housekeeper_run(const struct conf *c, struct shm_segment *seg)
 {
+	struct shm_client	 client;
+	struct kv_hooks		 hooks;
 	struct kv_options	 opt = {
 		.read_only = c->read_only,
 		.sync = c->sync,
@@ -65,6 +68,14 @@ housekeeper_run(const struct conf *c)
 	char			 err[512];
 	int			 sig;
 
+	/* Its deletions queue fairly with the workers' writes and wake watchers. */
+	if (seg != NULL) {
+		if (shm_client_init(&client, seg, &hooks) != 0) {
+			log_warnx("no free process slot in the signal segment");
+			return 1;
+		}
+		opt.hooks = &hooks;
+	}
 	if ((db = kv_open(c->sqlite_path, &opt, err, sizeof(err))) == NULL) {
 		log_warnx("cannot open database: %s", err);
 		return 1;

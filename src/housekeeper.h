@@ -10,6 +10,8 @@
 #include "conf.h"
 
 /* Runs until SIGTERM; returns the exit status. */
-int	housekeeper_run(const struct conf *);
+struct shm_segment;
+
+int	housekeeper_run(const struct conf *, struct shm_segment *);
 
 #endif

@@ -39,10 +39,28 @@ enum kv_sync {
 	KV_SYNC_OFF,
 };
 
+struct kv_bytes;
+
+/*
+ * Optional callbacks around writes, so the storage engine needs to know
+ * nothing of how processes coordinate: write_begin/write_end bracket every
+ * write transaction (fair admission), changed is called for each key a
+ * committed transaction wrote and published once after them (watchers).
+ */
+struct kv_hooks {
+	void	*ctx;
+	void	(*write_begin)(void *ctx);
+	void	(*write_end)(void *ctx);
+	void	(*changed)(void *ctx, const uint8_t *key, size_t len,
+		    int64_t version);
+	void	(*published)(void *ctx);
+};
+
 struct kv_options {
-	int		 read_only;
-	enum kv_sync	 sync;
-	int		 busy_timeout_ms;
+	int			 read_only;
+	enum kv_sync		 sync;
+	int			 busy_timeout_ms;
+	const struct kv_hooks	*hooks;		/* NULL: none */
 };
 
 struct kv_bytes {
@@ -55,6 +73,7 @@ struct kv_entry {
 	struct kv_bytes	 value;
 	enum kv_encoding encoding;
 	uint8_t		 versionstamp[KV_VERSIONSTAMP_BYTES];
+	int64_t		 expire_at_ms;	/* 0: never */
 };
 
 struct kv_range {
@@ -150,8 +169,9 @@ enum kv_err	 kv_atomic_write(struct kv_db *, const struct kv_write *,
 		    int64_t now_ms, struct arena *, struct kv_write_result *);
 
 /*
- * Deletes up to `batch` entries that expired at or before now_ms; stores
- * how many in *deleted.
+ * Deletes up to `batch` entries that expired at or before now_ms, in one
+ * write transaction that bumps the data version (as denokv does, so that
+ * watchers are told); stores how many in *deleted.
  */
 enum kv_err	 kv_delete_expired(struct kv_db *, int64_t now_ms, int batch,
 		    int *deleted);

@@ -99,10 +99,10 @@ static const char *const kv_stmt_sql[ST__COUNT] = {
 	[ST_BEGIN_WRITE] = "begin immediate",
 	[ST_COMMIT] = "commit",
 	[ST_ROLLBACK] = "rollback",
-	[ST_SCAN_ASC] = "select k, v, v_encoding, version from kv"
+	[ST_SCAN_ASC] = "select k, v, v_encoding, version, expiration_ms from kv"
 	    " where k >= ?1 and k < ?2 and " LIVE(3)
 	    " order by k asc limit ?4",
-	[ST_SCAN_DESC] = "select k, v, v_encoding, version from kv"
+	[ST_SCAN_DESC] = "select k, v, v_encoding, version, expiration_ms from kv"
 	    " where k >= ?1 and k < ?2 and " LIVE(3)
 	    " order by k desc limit ?4",
 	[ST_GET] = "select v, v_encoding, version from kv where k = ?1 and "
@@ -119,14 +119,18 @@ static const char *const kv_stmt_sql[ST__COUNT] = {
 	[ST_QUEUE_ADD] = "insert into queue (ts, id, data, backoff_schedule,"
 	    " keys_if_undelivered) values (?1, ?2, ?3, ?4, ?5)",
 	[ST_DELETE_EXPIRED] = "delete from kv where k in (select k from kv"
-	    " where expiration_ms >= 0 and expiration_ms <= ?1 limit ?2)",
+	    " where expiration_ms >= 0 and expiration_ms <= ?1 limit ?2)"
+	    " returning k",
 };
 
 struct kv_db {
-	sqlite3		*db;
-	sqlite3_stmt	*st[ST__COUNT];
-	int		 read_only;
+	sqlite3			*db;
+	sqlite3_stmt		*st[ST__COUNT];
+	int			 read_only;
+	const struct kv_hooks	*hooks;
 };
+
+static const struct kv_hooks no_hooks;
 
 /* A stored value as found by a point read. */
 struct kv_found {
@@ -391,6 +395,7 @@ kv_open(const char *path, const struct kv_options *opt, char *errbuf,
 		return NULL;
 	}
 	k->read_only = opt->read_only;
+	k->hooks = opt->hooks != NULL ? opt->hooks : &no_hooks;
 	flags = opt->read_only ? SQLITE_OPEN_READONLY :
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	/* One connection per process and per thread: no SQLite mutexes. */
@@ -486,6 +491,9 @@ scan_range(struct kv_db *k, const struct kv_range *r, int64_t now_ms,
 		}
 		version_to_versionstamp(sqlite3_column_int64(st, 3),
 		    e->versionstamp);
+		e->expire_at_ms = sqlite3_column_int64(st, 4);
+		if (e->expire_at_ms < 0)
+			e->expire_at_ms = 0;
 		out->n++;
 	}
 	if (err == KV_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -919,12 +927,47 @@ enqueue(struct kv_db *k, const struct kv_enqueue *q, struct arena *a)
 	return exec_stmt(k, ST_QUEUE_ADD);
 }
 
+/* Tells the hooks which keys a committed transaction wrote. */
+static void
+notify_changed(struct kv_db *k, const struct kv_write *w, int64_t version,
+    const uint8_t *vs, struct arena *a)
+{
+	struct kv_bytes	 key;
+
+	if (k->hooks->changed == NULL)
+		return;
+	for (size_t i = 0; i < w->n_mutations; i++) {
+		const struct kv_mutation *m = &w->mutations[i];
+
+		key = m->key;
+		if (m->type == KV_MUT_SET_VERSIONSTAMPED_KEY &&
+		    versionstamped_key(m->key, vs, a, &key) != KV_OK)
+			continue;
+		k->hooks->changed(k->hooks->ctx, key.p, key.len, version);
+	}
+	if (k->hooks->published != NULL)
+		k->hooks->published(k->hooks->ctx);
+}
+
+static void
+write_begin(struct kv_db *k)
+{
+	if (k->hooks->write_begin != NULL)
+		k->hooks->write_begin(k->hooks->ctx);
+}
+
+static void
+write_end(struct kv_db *k)
+{
+	if (k->hooks->write_end != NULL)
+		k->hooks->write_end(k->hooks->ctx);
+}
+
 /* One attempt at the whole write inside BEGIN IMMEDIATE ... COMMIT. */
 static enum kv_err
 write_once(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
-    struct arena *a, struct kv_write_result *res)
+    struct arena *a, struct kv_write_result *res, int64_t *version)
 {
-	int64_t		 version;
 	enum kv_err	 err;
 
 	if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
@@ -936,11 +979,11 @@ write_once(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
 		rollback(k);
 		return KV_OK;
 	}
-	if ((err = select_version(k, ST_BUMP_VERSION, &version)) != KV_OK)
+	if ((err = select_version(k, ST_BUMP_VERSION, version)) != KV_OK)
 		goto fail;
-	version_to_versionstamp(version, res->versionstamp);
+	version_to_versionstamp(*version, res->versionstamp);
 	for (size_t i = 0; i < w->n_mutations; i++)
-		if ((err = apply_mutation(k, &w->mutations[i], version,
+		if ((err = apply_mutation(k, &w->mutations[i], *version,
 		    res->versionstamp, now_ms, a)) != KV_OK)
 			goto fail;
 	for (size_t i = 0; i < w->n_enqueues; i++)
@@ -959,6 +1002,7 @@ enum kv_err
 kv_atomic_write(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
     struct arena *a, struct kv_write_result *res)
 {
+	int64_t		 version = 0;
 	enum kv_err	 err;
 
 	memset(res, 0, sizeof(*res));
@@ -969,29 +1013,101 @@ kv_atomic_write(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
 	 * that was handed around while we slept. Then the client retries.
 	 */
 	for (int attempt = 0;; attempt++) {
-		err = write_once(k, w, now_ms, a, res);
+		write_begin(k);
+		err = write_once(k, w, now_ms, a, res, &version);
+		write_end(k);
 		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES)
-			return err;
+			break;
 		log_debug("database busy, retrying write");
 	}
+	if (err == KV_OK && res->committed)
+		notify_changed(k, w, version, res->versionstamp, a);
+	return err;
+}
+
+/* A key deleted by the expiry sweep, kept until the commit is done. */
+struct expired_key {
+	struct expired_key	*next;
+	size_t			 len;
+	uint8_t			 key[];
+};
+
+/* Deletes one batch of expired rows, collecting their keys in *list. */
+static enum kv_err
+delete_expired_once(struct kv_db *k, int64_t now_ms, int batch,
+    struct arena *a, struct expired_key **list, int64_t *version, int *deleted)
+{
+	sqlite3_stmt		*st = k->st[ST_DELETE_EXPIRED];
+	struct expired_key	*e;
+	enum kv_err		 err;
+	int			 rc;
+
+	if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
+		return err;
+	sqlite3_reset(st);
+	if (sqlite3_bind_int64(st, 1, now_ms) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 2, batch) != SQLITE_OK) {
+		err = sqlite_err(k, sqlite3_errcode(k->db), "bind");
+		goto fail;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		size_t	 len = (size_t)sqlite3_column_bytes(st, 0);
+
+		if ((e = arena_alloc(a, sizeof(*e) + len)) == NULL) {
+			sqlite3_reset(st);
+			err = KV_ERR_NOMEM;
+			goto fail;
+		}
+		e->len = len;
+		if (len > 0)
+			memcpy(e->key, sqlite3_column_blob(st, 0), len);
+		e->next = *list;
+		*list = e;
+		(*deleted)++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		err = sqlite_err(k, rc, "expiry sweep");
+		goto fail;
+	}
+	if (*deleted > 0 &&
+	    (err = select_version(k, ST_BUMP_VERSION, version)) != KV_OK)
+		goto fail;
+	if ((err = exec_stmt(k, ST_COMMIT)) != KV_OK)
+		goto fail;
+	return KV_OK;
+fail:
+	rollback(k);
+	*list = NULL;
+	*deleted = 0;
+	return err;
 }
 
 enum kv_err
 kv_delete_expired(struct kv_db *k, int64_t now_ms, int batch, int *deleted)
 {
-	sqlite3_stmt	*st = k->st[ST_DELETE_EXPIRED];
-	enum kv_err	 err;
+	struct expired_key	*list = NULL;
+	struct arena		 a;
+	int64_t			 version = 0;
+	enum kv_err		 err;
 
 	*deleted = 0;
 	if (k->read_only)
 		return KV_OK;
-	sqlite3_reset(st);
-	if (sqlite3_bind_int64(st, 1, now_ms) != SQLITE_OK ||
-	    sqlite3_bind_int(st, 2, batch) != SQLITE_OK)
-		return sqlite_err(k, sqlite3_errcode(k->db), "bind");
-	/* Autocommit: one short write transaction per batch. */
-	if ((err = exec_stmt(k, ST_DELETE_EXPIRED)) == KV_OK)
-		*deleted = sqlite3_changes(k->db);
+	arena_init(&a, 64 * 1024);
+	write_begin(k);
+	err = delete_expired_once(k, now_ms, batch, &a, &list, &version,
+	    deleted);
+	write_end(k);
+	/* Watchers are told only once the deletion is durable. */
+	if (err == KV_OK && *deleted > 0 && k->hooks->changed != NULL) {
+		for (struct expired_key *e = list; e != NULL; e = e->next)
+			k->hooks->changed(k->hooks->ctx, e->key, e->len,
+			    version);
+		if (k->hooks->published != NULL)
+			k->hooks->published(k->hooks->ctx);
+	}
+	arena_fini(&a);
 	return err;
 }
 

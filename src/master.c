@@ -31,6 +31,7 @@
 #include "log.h"
 #include "master.h"
 #include "privdrop.h"
+#include "shm.h"
 #include "worker.h"
 
 #define MAX_WORKERS		256
@@ -60,6 +61,7 @@ struct master {
 	char		**argv;
 	struct conf	 conf;
 	int		 listen_fd;
+	struct shm_segment *shm;
 	char		 socket_path[PATH_MAX];	/* a unix socket we created */
 	int		 generation;
 	/* current generation: slots 0..conf.workers-1, then the housekeeper */
@@ -137,10 +139,11 @@ child_main(struct master *m, enum child_kind kind, pid_t master_pid)
 	if (kind == CHILD_HOUSEKEEPER) {
 		log_settag("housekeeper");
 		close(m->listen_fd);
-		_exit(housekeeper_run(&m->conf));
+		_exit(housekeeper_run(&m->conf, m->shm));
 	}
 	log_settag("worker");
-	if (server_init(&srv, &m->conf, m->listen_fd, err, sizeof(err)) != 0) {
+	if (server_init(&srv, &m->conf, m->listen_fd, m->shm, err,
+	    sizeof(err)) != 0) {
 		log_warnx("cannot open database %s: %s", m->conf.sqlite_path,
 		    err);
 		_exit(EXIT_NO_RESTART);
@@ -252,6 +255,9 @@ reap(struct master *m)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct child	*c = NULL;
+
+		/* Give up its place in the write queue before anything else. */
+		shm_proc_reaped(m->shm, pid);
 
 		if (remove_retiring(m, pid)) {
 			log_exit(pid, "retired process", status, 0);
@@ -417,8 +423,11 @@ stop_children(struct master *m, const sigset_t *set)
 		log_warnx("shutdown timeout: killing %d remaining processes",
 		    n_children(m));
 		signal_all(m, SIGKILL);
-		while (n_children(m) > 0 && waitpid(-1, NULL, 0) > 0)
+		while (n_children(m) > 0) {
 			reap(m);
+			if (n_children(m) > 0)
+				usleep(10000);
+		}
 	}
 }
 
@@ -491,6 +500,12 @@ setup(struct master *m, char *err, size_t errlen)
 		    (long)pd.uid, (long)pd.gid);
 	if (prepare_database(&m->conf, err, errlen) != 0)
 		return -1;
+	/* Mapped before any fork, so every child shares the same pages. */
+	if ((m->shm = shm_create()) == NULL) {
+		snprintf(err, errlen, "cannot map the signal segment: %s",
+		    strerror(errno));
+		return -1;
+	}
 	/* Workers poll, then accept; the loser of a race must not block. */
 	flags = fcntl(m->listen_fd, F_GETFL);
 	if (flags < 0 || fcntl(m->listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {

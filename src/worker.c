@@ -99,7 +99,7 @@ database_id_for(const char *path, char out[DATABASE_ID_LEN + 1])
 
 int
 server_init(struct server *s, const struct conf *c, int listen_fd,
-    char *errbuf, size_t errlen)
+    struct shm_segment *seg, char *errbuf, size_t errlen)
 {
 	struct kv_options	 opt = {
 		.read_only = c->read_only,
@@ -111,6 +111,14 @@ server_init(struct server *s, const struct conf *c, int listen_fd,
 	memset(s, 0, sizeof(*s));
 	s->conf = c;
 	s->listen_fd = listen_fd;
+	if (seg != NULL) {
+		if (shm_client_init(&s->shm, seg, &s->hooks) != 0) {
+			snprintf(errbuf, errlen, "no free process slot in the"
+			    " signal segment");
+			return -1;
+		}
+		opt.hooks = &s->hooks;
+	}
 	if ((s->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
 		return -1;
 	if (realpath(c->sqlite_path, abspath) == NULL)

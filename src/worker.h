@@ -9,11 +9,12 @@
 #include "handlers.h"
 
 /*
- * Opens the database and fills in the server's identity. On failure writes
- * a one-line reason to errbuf and returns -1.
+ * Opens the database and fills in the server's identity. With a signal
+ * segment, writes are admitted fairly across processes and commits wake
+ * watchers. On failure writes a one-line reason to errbuf and returns -1.
  */
 int	server_init(struct server *, const struct conf *, int listen_fd,
-	    char *errbuf, size_t errlen);
+	    struct shm_segment *, char *errbuf, size_t errlen);
 void	server_fini(struct server *);
 
 /* Serves requests until SIGTERM or SIGINT; returns the exit status. */

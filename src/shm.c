@@ -1,0 +1,338 @@
+/*
+ * shm.c: the signal segment (see shm.h for what and why).
+ *
+ * Ticket lock invariants: tickets start at 1; `serving` is the ticket that
+ * may write now; a process records its ticket in its slot right after
+ * taking it and clears it after its write. serving only ever moves from t
+ * to t+1 by compare-and-swap in advance(), so a ticket is passed exactly
+ * once however many processes try (the releaser, the master repairing a
+ * dead holder, a waiter repairing a stall).
+ */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <linux/futex.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kv.h"
+#include "shm.h"
+
+/* A line that has not moved for this long is checked for a dead owner. */
+#define STALL_CHECK_MS	1000
+#define WAIT_SLICE_MS	100
+
+struct shm_proc {
+	_Atomic int32_t		 pid;
+	_Atomic uint64_t	 ticket;	/* 0: none */
+};
+
+struct shm_segment {
+	uint32_t		 magic;
+	uint32_t		 version;
+	uint64_t		 size;
+	/* write admission */
+	_Atomic uint64_t	 next_ticket;
+	_Atomic uint64_t	 serving;
+	_Atomic uint32_t	 serving_futex;
+	_Atomic uint64_t	 max_wait_us;
+	_Atomic uint64_t	 abandoned[SHM_ABANDONED];
+	struct shm_proc		 procs[SHM_MAX_PROCS];
+	/* change notification */
+	_Atomic uint32_t	 commit_futex;
+	_Atomic uint64_t	 change[SHM_CHANGE_SLOTS];
+};
+
+static long
+futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+	/* Not FUTEX_PRIVATE: the waiters are in other processes. */
+	return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
+}
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+struct shm_segment *
+shm_create(void)
+{
+	struct shm_segment	*s;
+
+	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (s == MAP_FAILED)
+		return NULL;
+	/* Fresh anonymous pages are zero; set what is not. */
+	s->magic = SHM_MAGIC;
+	s->version = SHM_VERSION;
+	s->size = sizeof(*s);
+	atomic_store(&s->next_ticket, 1);
+	atomic_store(&s->serving, 1);
+	return s;
+}
+
+void
+shm_destroy(struct shm_segment *s)
+{
+	if (s != NULL)
+		munmap(s, sizeof(*s));
+}
+
+int
+shm_proc_claim(struct shm_segment *s, pid_t pid)
+{
+	for (int i = 0; i < SHM_MAX_PROCS; i++) {
+		int32_t	 free_pid = 0;
+
+		if (atomic_compare_exchange_strong(&s->procs[i].pid, &free_pid,
+		    (int32_t)pid)) {
+			atomic_store(&s->procs[i].ticket, 0);
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void
+wake_all(_Atomic uint32_t *word)
+{
+	atomic_fetch_add(word, 1);
+	futex(word, FUTEX_WAKE, INT32_MAX, NULL);
+}
+
+static int
+take_abandoned(struct shm_segment *s, uint64_t t)
+{
+	for (int i = 0; i < SHM_ABANDONED; i++) {
+		uint64_t	 expect = t;
+
+		if (atomic_compare_exchange_strong(&s->abandoned[i], &expect, 0))
+			return 1;
+	}
+	return 0;
+}
+
+/* Passes the turn from t to t+1, skipping tickets nobody will use. */
+static void
+advance(struct shm_segment *s, uint64_t t)
+{
+	for (;;) {
+		uint64_t	 expect = t;
+
+		if (!atomic_compare_exchange_strong(&s->serving, &expect, t + 1))
+			return;
+		wake_all(&s->serving_futex);
+		if (!take_abandoned(s, t + 1))
+			return;
+		t++;
+	}
+}
+
+static void
+abandon(struct shm_segment *s, uint64_t t)
+{
+	uint64_t	 zero;
+	int		 stored = 0;
+
+	for (int i = 0; i < SHM_ABANDONED && !stored; i++) {
+		zero = 0;
+		stored = atomic_compare_exchange_strong(&s->abandoned[i], &zero,
+		    t);
+	}
+	/* If its turn has come (or came while we recorded it), pass it on. */
+	if (atomic_load(&s->serving) == t) {
+		if (stored)
+			(void)take_abandoned(s, t);
+		advance(s, t);
+	}
+}
+
+void
+shm_proc_reaped(struct shm_segment *s, pid_t pid)
+{
+	for (int i = 0; i < SHM_MAX_PROCS; i++) {
+		if (atomic_load(&s->procs[i].pid) != (int32_t)pid)
+			continue;
+		uint64_t t = atomic_exchange(&s->procs[i].ticket, 0);
+
+		if (t != 0)
+			abandon(s, t);
+		atomic_store(&s->procs[i].pid, 0);
+	}
+}
+
+/* Does any live process hold or wait with ticket t? */
+static int
+ticket_owned(struct shm_segment *s, uint64_t t)
+{
+	for (int i = 0; i < SHM_MAX_PROCS; i++) {
+		int32_t	 pid = atomic_load(&s->procs[i].pid);
+
+		if (pid != 0 && atomic_load(&s->procs[i].ticket) == t &&
+		    (kill(pid, 0) == 0 || errno == EPERM))
+			return 1;
+	}
+	return 0;
+}
+
+void
+shm_write_begin(struct shm_segment *s, int slot)
+{
+	struct timespec	 slice = { 0, WAIT_SLICE_MS * 1000000L };
+	uint64_t	 t, start = mono_us(), stall_since, seen, waited;
+	uint32_t	 word;
+
+	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	t = atomic_fetch_add(&s->next_ticket, 1);
+	atomic_store(&s->procs[slot].ticket, t);
+	seen = atomic_load(&s->serving);
+	stall_since = start;
+	for (;;) {
+		word = atomic_load(&s->serving_futex);
+		uint64_t now_serving = atomic_load(&s->serving);
+
+		if (now_serving == t)
+			break;
+		if (now_serving > t) {
+			/* Skipped as if dead (a stall repair): queue again. */
+			t = atomic_fetch_add(&s->next_ticket, 1);
+			atomic_store(&s->procs[slot].ticket, t);
+			continue;
+		}
+		if (now_serving != seen) {
+			seen = now_serving;
+			stall_since = mono_us();
+		} else if (mono_us() - stall_since > STALL_CHECK_MS * 1000 &&
+		    !ticket_owned(s, now_serving)) {
+			/* Its owner died between taking and recording it. */
+			advance(s, now_serving);
+			continue;
+		}
+		futex(&s->serving_futex, FUTEX_WAIT, word, &slice);
+	}
+	waited = mono_us() - start;
+	uint64_t prev = atomic_load(&s->max_wait_us);
+	while (waited > prev &&
+	    !atomic_compare_exchange_weak(&s->max_wait_us, &prev, waited))
+		;
+}
+
+void
+shm_write_end(struct shm_segment *s, int slot)
+{
+	uint64_t	 t = atomic_exchange(&s->procs[slot].ticket, 0);
+
+	if (t != 0)
+		advance(s, t);
+}
+
+uint64_t
+shm_max_wait_us(const struct shm_segment *s)
+{
+	return atomic_load(&((struct shm_segment *)s)->max_wait_us);
+}
+
+/* --- change notification ------------------------------------------------ */
+
+uint32_t
+shm_key_slot(const uint8_t *key, size_t len)
+{
+	uint64_t	 h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ key[i]) * 0x100000001b3ULL;
+	return (uint32_t)(h % SHM_CHANGE_SLOTS);
+}
+
+void
+shm_mark_changed(struct shm_segment *s, uint32_t slot, uint64_t version)
+{
+	atomic_store(&s->change[slot % SHM_CHANGE_SLOTS], version);
+}
+
+void
+shm_publish(struct shm_segment *s)
+{
+	wake_all(&s->commit_futex);
+}
+
+uint64_t
+shm_slot_version(const struct shm_segment *s, uint32_t slot)
+{
+	return atomic_load(&((struct shm_segment *)s)->change[slot %
+	    SHM_CHANGE_SLOTS]);
+}
+
+uint32_t
+shm_commit_word(const struct shm_segment *s)
+{
+	return atomic_load(&((struct shm_segment *)s)->commit_futex);
+}
+
+const uint32_t *
+shm_commit_futex(const struct shm_segment *s)
+{
+	return (const uint32_t *)&s->commit_futex;
+}
+
+/* --- storage hooks -------------------------------------------------------- */
+
+static void
+hook_write_begin(void *ctx)
+{
+	struct shm_client	*c = ctx;
+
+	shm_write_begin(c->seg, c->slot);
+}
+
+static void
+hook_write_end(void *ctx)
+{
+	struct shm_client	*c = ctx;
+
+	shm_write_end(c->seg, c->slot);
+}
+
+static void
+hook_changed(void *ctx, const uint8_t *key, size_t len, int64_t version)
+{
+	struct shm_client	*c = ctx;
+
+	shm_mark_changed(c->seg, shm_key_slot(key, len), (uint64_t)version);
+}
+
+static void
+hook_published(void *ctx)
+{
+	struct shm_client	*c = ctx;
+
+	shm_publish(c->seg);
+}
+
+int
+shm_client_init(struct shm_client *c, struct shm_segment *seg,
+    struct kv_hooks *h)
+{
+	memset(h, 0, sizeof(*h));
+	c->seg = seg;
+	if ((c->slot = shm_proc_claim(seg, getpid())) < 0)
+		return -1;
+	h->ctx = c;
+	h->write_begin = hook_write_begin;
+	h->write_end = hook_write_end;
+	h->changed = hook_changed;
+	h->published = hook_published;
+	return 0;
+}

@@ -1,0 +1,92 @@
+/*
+ * shm: the signal segment, shared memory mapped by the master before it
+ * forks, so every worker and the housekeeper see the same pages. Like
+ * SQLite's wal-index it is transient: it carries no data that must
+ * survive; the database is the truth and the segment only says "look
+ * again" or "your turn". It holds integers only (no pointers), and no lock
+ * that a dead process could leave held.
+ *
+ * Two things live here:
+ *
+ * 1. Fair write admission. SQLite's busy handler lets the process that
+ *    just committed take the write lock again while others sleep, so
+ *    single writes waited over a second with four writers. Writers here
+ *    take a ticket and are admitted strictly in ticket order (a ticket
+ *    lock with a futex to sleep on). A process that dies holding or
+ *    waiting for a ticket cannot wedge the queue: the master abandons its
+ *    ticket when it reaps it, and a waiter that sees the line stalled for
+ *    a second skips a ticket that no live process owns.
+ *
+ * 2. Change notification for watchers: after a commit, for each key
+ *    written, change slot hash(key) % SHM_CHANGE_SLOTS is set to the new
+ *    data version; then the commit sequence is bumped and sleepers on its
+ *    futex are woken. A watcher compares the slots of its keys with what
+ *    it last saw and only then reads the database. Colliding slots cost a
+ *    needless read, never a missed change.
+ */
+#ifndef DENOKV_SHM_H
+#define DENOKV_SHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC		0x444b5653u	/* "DKVS" */
+#define SHM_VERSION		1
+#define SHM_MAX_PROCS		1024	/* processes that may write at once */
+#define SHM_ABANDONED		64	/* tickets of dead processes pending skip */
+#define SHM_CHANGE_SLOTS	65536
+
+struct shm_segment;
+
+/* Creates and initialises an anonymous shared mapping (master, pre-fork). */
+struct shm_segment	*shm_create(void);
+void			 shm_destroy(struct shm_segment *);
+
+/*
+ * Each process that writes claims a process slot once (after fork) and
+ * releases it on exit; the master releases the slot of a process it reaped.
+ * shm_proc_claim returns the slot index or -1 if all are taken.
+ */
+int	shm_proc_claim(struct shm_segment *, pid_t);
+void	shm_proc_reaped(struct shm_segment *, pid_t);
+
+/* Blocks until it is this slot's turn to write; then shm_write_end. */
+void	shm_write_begin(struct shm_segment *, int slot);
+void	shm_write_end(struct shm_segment *, int slot);
+
+/* The longest any writer waited for its turn, in microseconds (bench). */
+uint64_t shm_max_wait_us(const struct shm_segment *);
+
+/* --- change notification ---------------------------------------------- */
+
+uint32_t shm_key_slot(const uint8_t *key, size_t len);
+/* After a commit: mark each key's slot with version, then wake watchers. */
+void	 shm_mark_changed(struct shm_segment *, uint32_t slot, uint64_t version);
+void	 shm_publish(struct shm_segment *);
+uint64_t shm_slot_version(const struct shm_segment *, uint32_t slot);
+
+/* The commit futex word: read it, check slots, then wait on that value. */
+uint32_t shm_commit_word(const struct shm_segment *);
+/* The address to wait on (for a hub's own futex/timeout loop). */
+const uint32_t *shm_commit_futex(const struct shm_segment *);
+
+/* --- glue for the storage engine's hooks (kv.h) --------------------------- */
+
+struct kv_hooks;
+
+/* One process's handle: the segment and its claimed process slot. */
+struct shm_client {
+	struct shm_segment	*seg;
+	int			 slot;
+};
+
+/*
+ * Claims a process slot for the calling process and fills hooks that
+ * route the storage engine's writes through fair admission and its
+ * commits to the change slots. Returns -1 if no slot is free.
+ */
+int	shm_client_init(struct shm_client *, struct shm_segment *,
+	    struct kv_hooks *);
+
+#endif
