@@ -19,6 +19,8 @@ typedef Com__Deno__Kv__Datapath__AtomicWriteOutput	PbAtomicWriteOutput;
 typedef Com__Deno__Kv__Datapath__Mutation		PbMutation;
 typedef Com__Deno__Kv__Datapath__Enqueue		PbEnqueue;
 typedef Com__Deno__Kv__Datapath__Watch			PbWatch;
+typedef Com__Deno__Kv__Datapath__WatchOutput		PbWatchOutput;
+typedef Com__Deno__Kv__Datapath__WatchKeyOutput		PbWatchKeyOutput;
 
 static void *
 arena_pb_alloc(void *data, size_t size)
@@ -57,6 +59,20 @@ pack(const ProtobufCMessage *m, struct arena *a, struct codec_out *out)
 		return KV_ERR_NOMEM;
 	out->len = protobuf_c_message_pack(m, out->p);
 	return out->len == len ? KV_OK : KV_ERR_INTERNAL;
+}
+
+/* A KvEntry that points into src (no copies). */
+static void
+fill_entry(PbKvEntry *e, const struct kv_entry *src)
+{
+	com__deno__kv__datapath__kv_entry__init(e);
+	e->key.data = (uint8_t *)src->key.p;
+	e->key.len = src->key.len;
+	e->value.data = (uint8_t *)src->value.p;
+	e->value.len = src->value.len;
+	e->encoding = (Com__Deno__Kv__Datapath__ValueEncoding)src->encoding;
+	e->versionstamp.data = (uint8_t *)src->versionstamp;
+	e->versionstamp.len = KV_VERSIONSTAMP_BYTES;
 }
 
 /* --- snapshot read ------------------------------------------------------ */
@@ -119,17 +135,7 @@ codec_encode_snapshot_read(const struct kv_range_result *res, size_t n,
 		if (e == NULL || ep == NULL)
 			return KV_ERR_NOMEM;
 		for (size_t j = 0; j < m; j++) {
-			const struct kv_entry *src = &res[i].entries[j];
-
-			com__deno__kv__datapath__kv_entry__init(&e[j]);
-			e[j].key.data = (uint8_t *)src->key.p;
-			e[j].key.len = src->key.len;
-			e[j].value.data = (uint8_t *)src->value.p;
-			e[j].value.len = src->value.len;
-			e[j].encoding = (Com__Deno__Kv__Datapath__ValueEncoding)
-			    src->encoding;
-			e[j].versionstamp.data = (uint8_t *)src->versionstamp;
-			e[j].versionstamp.len = KV_VERSIONSTAMP_BYTES;
+			fill_entry(&e[j], &res[i].entries[j]);
 			ep[j] = &e[j];
 		}
 		rr[i].n_values = m;
@@ -347,4 +353,45 @@ codec_decode_watch(const uint8_t *body, size_t len, struct arena *a,
 	}
 	*n = req->n_keys;
 	return KV_OK;
+}
+
+enum kv_err
+codec_encode_watch_frame(const struct kv_entry *const *entries, size_t n,
+    struct arena *a, struct codec_out *out)
+{
+	PbWatchOutput		 msg = COM__DENO__KV__DATAPATH__WATCH_OUTPUT__INIT;
+	PbWatchKeyOutput	*k, **kp;
+	PbKvEntry		*e;
+	size_t			 len;
+
+	k = arena_alloc(a, (n + 1) * sizeof(*k));
+	kp = arena_alloc(a, (n + 1) * sizeof(*kp));
+	e = arena_alloc(a, (n + 1) * sizeof(*e));
+	if (k == NULL || kp == NULL || e == NULL)
+		return KV_ERR_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		com__deno__kv__datapath__watch_key_output__init(&k[i]);
+		/*
+		 * Every key is reported changed with its current entry: a
+		 * client reads "unchanged" as "deleted" (denokv does this too).
+		 */
+		k[i].changed = 1;
+		if (entries[i] != NULL) {
+			fill_entry(&e[i], entries[i]);
+			k[i].entry_if_changed = &e[i];
+		}
+		kp[i] = &k[i];
+	}
+	msg.status = COM__DENO__KV__DATAPATH__SNAPSHOT_READ_STATUS__SR_SUCCESS;
+	msg.n_keys = n;
+	msg.keys = kp;
+	len = protobuf_c_message_get_packed_size(&msg.base);
+	if (len > UINT32_MAX)
+		return KV_ERR_INTERNAL;
+	if ((out->p = arena_alloc(a, len + 4)) == NULL)
+		return KV_ERR_NOMEM;
+	for (int i = 0; i < 4; i++)
+		out->p[i] = (uint8_t)(len >> (8 * i));
+	out->len = 4 + protobuf_c_message_pack(&msg.base, out->p + 4);
+	return out->len == len + 4 ? KV_OK : KV_ERR_INTERNAL;
 }

@@ -36,4 +36,12 @@ enum kv_err	codec_encode_atomic_write(const struct kv_write_result *,
 enum kv_err	codec_decode_watch(const uint8_t *body, size_t len,
 		    struct arena *, struct kv_bytes **keys, size_t *n);
 
+/*
+ * A WatchOutput frame: every key marked changed, with its entry or none
+ * (entries[i] NULL: the key is absent), prefixed by its length as a
+ * 32-bit little-endian integer, as the watch stream carries it.
+ */
+enum kv_err	codec_encode_watch_frame(const struct kv_entry *const *entries,
+		    size_t n, struct arena *, struct codec_out *);
+
 #endif

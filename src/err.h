@@ -59,10 +59,10 @@
 	X(KV_ERR_SUM_OUT_OF_RANGE, 400, "The result of a Sum operation would exceed its range limit.") \
 	X(KV_ERR_STORED_VALUE, 400, "A stored value has an unknown encoding.") \
 	X(KV_ERR_READ_ONLY, 400, "This database is read only.") \
-	X(KV_ERR_WATCH_UNSUPPORTED, 400, "Watch is not supported by this server yet.") \
 	/* transient: clients retry these */ \
 	X(KV_ERR_BUSY, 503, "The database is busy, try again later.") \
 	X(KV_ERR_NOMEM, 503, "The server is out of memory, try again later.") \
+	X(KV_ERR_TOO_MANY_WATCHES, 503, "This server holds as many watch streams as it can, try again later.") \
 	X(KV_ERR_STORAGE, 503, "The database reported an error, try again later.") \
 	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.")
 

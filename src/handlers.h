@@ -17,6 +17,7 @@
 #include "err.h"
 #include "kv.h"
 #include "shm.h"
+#include "watch.h"
 
 #define DATABASE_ID_LEN	36
 
@@ -28,6 +29,7 @@ struct server {
 	int			 listen_fd;
 	struct shm_client	 shm;		/* shm.seg NULL: standalone */
 	struct kv_hooks		 hooks;
+	struct watch_hub	*hub;		/* NULL: watch not served */
 };
 
 struct request {

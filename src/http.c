@@ -131,6 +131,29 @@ http_reply(FCGX_Request *r, int status, const char *ctype,
 }
 
 int
+http_detach_stream(FCGX_Request *r, const char *ctype, int *fd,
+    int *request_id)
+{
+	char	 head[256];
+	int	 n;
+
+	/* X-Accel-Buffering: nginx passes each frame on as it arrives. */
+	n = snprintf(head, sizeof(head), "Status: 200 OK\r\n"
+	    "Content-Type: %s\r\n"
+	    "Cache-Control: no-cache\r\n"
+	    "X-Accel-Buffering: no\r\n\r\n", ctype);
+	if (n < 0 || (size_t)n >= sizeof(head) ||
+	    FCGX_PutStr(head, n, r->out) != n || FCGX_FFlush(r->out) != 0)
+		return -1;
+	*fd = r->ipcFd;
+	*request_id = r->requestId;
+	/* Free libfcgi's streams and params but keep the socket open. */
+	FCGX_Free(r, 0);
+	r->ipcFd = -1;
+	return 0;
+}
+
+int
 http_reply_error(FCGX_Request *r, enum kv_err e)
 {
 	const char	*msg = kv_err_message(e);

@@ -29,6 +29,16 @@ enum kv_err	 http_read_body(FCGX_Request *, size_t cap, struct arena *,
 int		 http_reply(FCGX_Request *, int status, const char *ctype,
 		    const char *extra_headers, const void *body, size_t len);
 
+/*
+ * Starts a streamed 200 response (no Content-Length; proxies are told not
+ * to buffer it) and detaches the connection from libfcgi: its buffers are
+ * freed, the socket stays open and is returned with the FastCGI request
+ * id, and the FCGX_Request can accept the next connection. The caller
+ * then owns the socket and writes FastCGI records to it itself.
+ */
+int		 http_detach_stream(FCGX_Request *, const char *ctype, int *fd,
+		    int *request_id);
+
 /* Sends the status and one-line text message of an error code. */
 int		 http_reply_error(FCGX_Request *, enum kv_err);
 

@@ -39,6 +39,14 @@
 /* Keys in one watch request. */
 #define KV_MAX_WATCHED_KEYS		10
 
+/* Open watch streams one worker holds at most; more get 503. */
+#define KV_MAX_WATCHES_PER_WORKER	20000
+/* A watch stream's unsent output past this means the client is gone or stuck. */
+#define KV_MAX_WATCH_BACKLOG_BYTES	(4 * 1024 * 1024)
+/* Idle watch streams get an empty frame this often, so proxies and clients
+ * keep them open and vanished clients are found. */
+#define KV_WATCH_KEEPALIVE_MS		5000
+
 /*
  * The largest request body read. The biggest legal atomic write carries
  * 800 KiB of keys and values plus per-field protobuf framing (about 30 bytes

@@ -255,6 +255,7 @@ worker_run(struct server *s)
 	FCGX_Request	 fr;
 	struct arena	 a;
 	sigset_t	 stopset, during;
+	char		 err[512];
 	int		 rc;
 
 	/* Our handlers go in before FCGX_Init, which keeps existing ones. */
@@ -271,6 +272,10 @@ worker_run(struct server *s)
 		return 1;
 	}
 	arena_init(&a, ARENA_CHUNK);
+	if (s->shm.seg != NULL &&
+	    (s->hub = watch_hub_start(s->conf, s->shm.seg, err,
+	    sizeof(err))) == NULL)
+		log_warnx("watch streams disabled: %s", err);
 	while (!worker_stop) {
 		wait_for_connection(s->listen_fd, &during);
 		if (worker_stop)
@@ -290,6 +295,9 @@ worker_run(struct server *s)
 		FCGX_Finish_r(&fr);
 		arena_reset(&a);
 	}
+	/* Open watches end; their clients reconnect to another worker. */
+	watch_hub_stop(s->hub);
+	s->hub = NULL;
 	FCGX_Free(&fr, 1);
 	arena_fini(&a);
 	log_debug("worker exiting");

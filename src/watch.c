@@ -1,0 +1,676 @@
+/*
+ * watch.c: the watch hub (see watch.h for the design).
+ *
+ * Threads: the hub thread owns every stream, its own SQLite connection and
+ * an epoll set (streams' sockets, a hand-off eventfd, a commit eventfd).
+ * The waiter thread only converts commit-futex wake-ups into commit
+ * eventfd writes. The accept thread touches nothing but the hand-off
+ * queue (under a mutex) and the hand-off eventfd.
+ *
+ * Output: frames are wrapped in FastCGI STDOUT records and written with
+ * non-blocking write(2); what does not fit waits in the stream's buffer
+ * for EPOLLOUT. A backlog past KV_MAX_WATCH_BACKLOG_BYTES drops the stream.
+ */
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+
+#include <linux/futex.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "kv_limits.h"
+#include "log.h"
+#include "shm.h"
+#include "watch.h"
+
+#define FCGI_VERSION_1		1
+#define FCGI_END_REQUEST	3
+#define FCGI_STDOUT		6
+#define FCGI_MAX_CONTENT	65535
+#define HUB_EVENTS		256
+#define HUB_ARENA_CHUNK		(64 * 1024)
+
+struct watch_key {
+	uint8_t		*key;
+	size_t		 len;
+	uint32_t	 slot;		/* change slot in the signal segment */
+	uint64_t	 seen;		/* slot version when last read */
+	int		 present;	/* last sent: present, with vs */
+	uint8_t		 vs[KV_VERSIONSTAMP_BYTES];
+};
+
+struct watch_stream {
+	int		 fd;
+	uint16_t	 request_id;
+	int		 sent_initial;
+	int		 want_out;	/* EPOLLOUT armed */
+	uint8_t		*out;		/* unsent bytes */
+	size_t		 out_len, out_cap;
+	int64_t		 expiry_ms;	/* earliest expire among entries; 0 none */
+	size_t		 index;		/* position in hub->streams */
+	size_t		 n;
+	struct watch_key keys[];
+};
+
+/* A stream waiting for the hub to take it over. */
+struct handoff {
+	struct handoff		*next;
+	struct watch_stream	*stream;
+};
+
+struct watch_hub {
+	const struct conf	*conf;
+	struct shm_segment	*seg;
+	struct kv_db		*db;
+	int			 epfd;
+	int			 handoff_fd;	/* eventfd */
+	int			 commit_fd;	/* eventfd */
+	pthread_t		 hub_thread, waiter_thread;
+	pthread_mutex_t		 lock;
+	struct handoff		*queue;
+	atomic_int		 stop;
+	atomic_size_t		 count;		/* adopted, not yet dropped */
+	struct watch_stream	**streams;
+	size_t			 n_streams, cap_streams;
+	int64_t			 next_keepalive_ms;
+	struct arena		 arena;
+};
+
+/* epoll tags for the two eventfds; streams are tagged by pointer. */
+static char	tag_handoff, tag_commit;
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- output --------------------------------------------------------------- */
+
+static int
+out_reserve(struct watch_stream *s, size_t more)
+{
+	size_t	 cap;
+	uint8_t	*p;
+
+	if (s->out_len + more <= s->out_cap)
+		return 0;
+	if (s->out_len + more > KV_MAX_WATCH_BACKLOG_BYTES)
+		return -1;
+	cap = s->out_cap ? s->out_cap : 1024;
+	while (cap < s->out_len + more)
+		cap *= 2;
+	if ((p = realloc(s->out, cap)) == NULL)
+		return -1;
+	s->out = p;
+	s->out_cap = cap;
+	return 0;
+}
+
+static void
+put_header(uint8_t *h, int type, uint16_t id, size_t len)
+{
+	h[0] = FCGI_VERSION_1;
+	h[1] = (uint8_t)type;
+	h[2] = (uint8_t)(id >> 8);
+	h[3] = (uint8_t)id;
+	h[4] = (uint8_t)(len >> 8);
+	h[5] = (uint8_t)len;
+	h[6] = 0;	/* padding */
+	h[7] = 0;
+}
+
+/* Queues bytes as STDOUT records (len 0: the end-of-stream record). */
+static int
+queue_stdout(struct watch_stream *s, const uint8_t *p, size_t len)
+{
+	do {
+		size_t	 chunk = len > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : len;
+
+		if (out_reserve(s, 8 + chunk) != 0)
+			return -1;
+		put_header(s->out + s->out_len, FCGI_STDOUT, s->request_id,
+		    chunk);
+		if (chunk > 0)
+			memcpy(s->out + s->out_len + 8, p, chunk);
+		s->out_len += 8 + chunk;
+		p += chunk;
+		len -= chunk;
+	} while (len > 0);
+	return 0;
+}
+
+static int
+queue_end_request(struct watch_stream *s)
+{
+	uint8_t	*h;
+
+	if (queue_stdout(s, NULL, 0) != 0 || out_reserve(s, 16) != 0)
+		return -1;
+	h = s->out + s->out_len;
+	put_header(h, FCGI_END_REQUEST, s->request_id, 8);
+	memset(h + 8, 0, 8);	/* app status 0, FCGI_REQUEST_COMPLETE */
+	s->out_len += 16;
+	return 0;
+}
+
+static void
+arm_output(struct watch_hub *h, struct watch_stream *s, int want)
+{
+	struct epoll_event	 ev = { .data.ptr = s };
+
+	if (s->want_out == want)
+		return;
+	ev.events = EPOLLIN | EPOLLRDHUP | (want ? EPOLLOUT : 0);
+	if (epoll_ctl(h->epfd, EPOLL_CTL_MOD, s->fd, &ev) == 0)
+		s->want_out = want;
+}
+
+/* Writes what it can; -1 if the peer is gone. */
+static int
+flush_out(struct watch_hub *h, struct watch_stream *s)
+{
+	size_t	 done = 0;
+	ssize_t	 n;
+
+	while (done < s->out_len) {
+		n = write(s->fd, s->out + done, s->out_len - done);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		return -1;
+	}
+	memmove(s->out, s->out + done, s->out_len - done);
+	s->out_len -= done;
+	arm_output(h, s, s->out_len > 0);
+	return 0;
+}
+
+/* --- stream life ------------------------------------------------------------ */
+
+static void
+stream_free(struct watch_stream *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->keys[i].key);
+	free(s->out);
+	free(s);
+}
+
+static void
+drop(struct watch_hub *h, struct watch_stream *s)
+{
+	struct watch_stream	*last;
+
+	epoll_ctl(h->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+	close(s->fd);
+	last = h->streams[--h->n_streams];
+	last->index = s->index;
+	h->streams[s->index] = last;
+	atomic_fetch_sub(&h->count, 1);
+	stream_free(s);
+}
+
+/* Best effort: tell the proxy the response is complete, then drop. */
+static void
+finish(struct watch_hub *h, struct watch_stream *s)
+{
+	if (queue_end_request(s) == 0)
+		(void)flush_out(h, s);
+	drop(h, s);
+}
+
+/* --- reading and sending ------------------------------------------------------ */
+
+static int
+same_entry(const struct watch_key *k, const struct kv_range_result *r)
+{
+	if (r->n == 0)
+		return !k->present;
+	return k->present &&
+	    memcmp(k->vs, r->entries[0].versionstamp, KV_VERSIONSTAMP_BYTES) == 0;
+}
+
+/*
+ * Reads every key of the stream in one snapshot and sends a frame if any
+ * entry differs from what was last sent (always, the first time).
+ * Returns -1 if the stream must be dropped.
+ */
+static int
+refresh(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
+{
+	struct kv_range			*ranges;
+	struct kv_range_result		*res;
+	const struct kv_entry		**entries;
+	struct codec_out		 frame;
+	uint64_t			 slot_seen[KV_MAX_WATCHED_KEYS];
+	int				 changed = !s->sent_initial, rc = 0;
+
+	arena_reset(&h->arena);
+	ranges = arena_alloc(&h->arena, s->n * sizeof(*ranges));
+	res = arena_alloc(&h->arena, s->n * sizeof(*res));
+	entries = arena_alloc(&h->arena, s->n * sizeof(*entries));
+	if (ranges == NULL || res == NULL || entries == NULL)
+		return -1;
+	for (size_t i = 0; i < s->n; i++) {
+		uint8_t	*end = arena_alloc(&h->arena, s->keys[i].len + 1);
+
+		if (end == NULL)
+			return -1;
+		/* Slots before the read: a later commit is seen next time. */
+		slot_seen[i] = shm_slot_version(h->seg, s->keys[i].slot);
+		memcpy(end, s->keys[i].key, s->keys[i].len);
+		end[s->keys[i].len] = 0x00;
+		ranges[i] = (struct kv_range){
+			.start = { s->keys[i].key, s->keys[i].len },
+			.end = { end, s->keys[i].len + 1 },
+			.limit = 1,
+		};
+	}
+	if (kv_snapshot_read(h->db, ranges, s->n, now_wall, &h->arena, res) !=
+	    KV_OK)
+		return -1;
+	s->expiry_ms = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		struct watch_key	*k = &s->keys[i];
+
+		k->seen = slot_seen[i];
+		if (!same_entry(k, &res[i]))
+			changed = 1;
+		k->present = res[i].n > 0;
+		entries[i] = k->present ? &res[i].entries[0] : NULL;
+		if (k->present) {
+			int64_t exp = res[i].entries[0].expire_at_ms;
+
+			memcpy(k->vs, res[i].entries[0].versionstamp,
+			    KV_VERSIONSTAMP_BYTES);
+			if (exp > 0 && (s->expiry_ms == 0 || exp < s->expiry_ms))
+				s->expiry_ms = exp;
+		}
+	}
+	if (!changed)
+		return 0;
+	if (codec_encode_watch_frame(entries, s->n, &h->arena, &frame) !=
+	    KV_OK || queue_stdout(s, frame.p, frame.len) != 0)
+		rc = -1;
+	else
+		rc = flush_out(h, s);
+	s->sent_initial = 1;
+	return rc;
+}
+
+static int
+slots_moved(struct watch_hub *h, const struct watch_stream *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (shm_slot_version(h->seg, s->keys[i].slot) != s->keys[i].seen)
+			return 1;
+	return 0;
+}
+
+/* After a commit anywhere: refresh the streams whose slots moved. */
+static void
+check_all(struct watch_hub *h)
+{
+	int64_t	 now = kv_now_ms();
+
+	for (size_t i = 0; i < h->n_streams;) {
+		struct watch_stream	*s = h->streams[i];
+
+		if (slots_moved(h, s) && refresh(h, s, now) != 0) {
+			drop(h, s);
+			continue;	/* slot i now holds another stream */
+		}
+		i++;
+	}
+}
+
+/* Entries that expired since they were sent are gone now: tell clients. */
+static void
+check_expiries(struct watch_hub *h, int64_t now_wall)
+{
+	for (size_t i = 0; i < h->n_streams;) {
+		struct watch_stream	*s = h->streams[i];
+
+		if (s->expiry_ms != 0 && s->expiry_ms <= now_wall &&
+		    refresh(h, s, now_wall) != 0) {
+			drop(h, s);
+			continue;
+		}
+		i++;
+	}
+}
+
+static void
+keepalive_all(struct watch_hub *h)
+{
+	static const uint8_t	 empty_frame[4];
+
+	for (size_t i = 0; i < h->n_streams;) {
+		struct watch_stream	*s = h->streams[i];
+
+		if (queue_stdout(s, empty_frame, sizeof(empty_frame)) != 0 ||
+		    flush_out(h, s) != 0) {
+			drop(h, s);
+			continue;
+		}
+		i++;
+	}
+}
+
+static int
+add_stream(struct watch_hub *h, struct watch_stream *s)
+{
+	struct epoll_event	 ev = {
+		.events = EPOLLIN | EPOLLRDHUP,
+		.data.ptr = s,
+	};
+
+	if (h->n_streams == h->cap_streams) {
+		size_t			 cap = h->cap_streams ? 2 * h->cap_streams : 64;
+		struct watch_stream	**p = realloc(h->streams,
+		    cap * sizeof(*p));
+
+		if (p == NULL)
+			return -1;
+		h->streams = p;
+		h->cap_streams = cap;
+	}
+	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0)
+		return -1;
+	s->index = h->n_streams;
+	h->streams[h->n_streams++] = s;
+	return 0;
+}
+
+static void
+take_handoffs(struct watch_hub *h)
+{
+	struct handoff	*list, *next;
+	uint64_t	 v;
+
+	if (read(h->handoff_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("watch hub: eventfd read");
+	pthread_mutex_lock(&h->lock);
+	list = h->queue;
+	h->queue = NULL;
+	pthread_mutex_unlock(&h->lock);
+	for (; list != NULL; list = next) {
+		struct watch_stream	*s = list->stream;
+
+		next = list->next;
+		free(list);
+		if (add_stream(h, s) != 0) {
+			close(s->fd);
+			atomic_fetch_sub(&h->count, 1);
+			stream_free(s);
+			continue;
+		}
+		if (refresh(h, s, kv_now_ms()) != 0)
+			drop(h, s);
+	}
+}
+
+/* The peer sent something or hung up; anything but EAGAIN ends it. */
+static int
+stream_readable(struct watch_stream *s)
+{
+	uint8_t	 buf[512];
+	ssize_t	 n;
+
+	for (;;) {
+		n = read(s->fd, buf, sizeof(buf));
+		if (n > 0)
+			continue;	/* leftover request records: ignore */
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ?
+		    0 : -1;
+	}
+}
+
+static int
+next_timeout_ms(struct watch_hub *h)
+{
+	int64_t	 now = mono_ms(), wall = kv_now_ms();
+	int64_t	 t = h->next_keepalive_ms - now;
+
+	for (size_t i = 0; i < h->n_streams; i++) {
+		int64_t	 e = h->streams[i]->expiry_ms;
+
+		if (e != 0 && e - wall < t)
+			t = e - wall;
+	}
+	if (t < 0)
+		t = 0;
+	return t > KV_WATCH_KEEPALIVE_MS ? KV_WATCH_KEEPALIVE_MS : (int)t;
+}
+
+static void *
+hub_main(void *arg)
+{
+	struct watch_hub	*h = arg;
+	struct epoll_event	 ev[HUB_EVENTS];
+	uint64_t		 v;
+	int			 n;
+
+	h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
+	while (!atomic_load(&h->stop)) {
+		n = epoll_wait(h->epfd, ev, HUB_EVENTS, next_timeout_ms(h));
+		for (int i = 0; i < n; i++) {
+			struct watch_stream	*s = ev[i].data.ptr;
+
+			if (ev[i].data.ptr == &tag_handoff)
+				take_handoffs(h);
+			else if (ev[i].data.ptr == &tag_commit) {
+				if (read(h->commit_fd, &v, sizeof(v)) < 0 &&
+				    errno != EAGAIN)
+					log_warn("watch hub: eventfd read");
+				check_all(h);
+			} else if ((ev[i].events & (EPOLLIN | EPOLLRDHUP |
+			    EPOLLHUP | EPOLLERR)) && stream_readable(s) != 0)
+				drop(h, s);
+			else if ((ev[i].events & EPOLLOUT) &&
+			    flush_out(h, s) != 0)
+				drop(h, s);
+		}
+		check_expiries(h, kv_now_ms());
+		if (mono_ms() >= h->next_keepalive_ms) {
+			keepalive_all(h);
+			h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
+		}
+	}
+	while (h->n_streams > 0)
+		finish(h, h->streams[h->n_streams - 1]);
+	return NULL;
+}
+
+/* Turns commit-futex wake-ups into epoll events for the hub. */
+static void *
+waiter_main(void *arg)
+{
+	struct watch_hub	*h = arg;
+	struct timespec		 ts = { 1, 0 };
+	uint64_t		 one = 1;
+	uint32_t		 word;
+
+	while (!atomic_load(&h->stop)) {
+		word = shm_commit_word(h->seg);
+		syscall(SYS_futex, shm_commit_futex(h->seg), FUTEX_WAIT, word,
+		    &ts, NULL, 0);
+		if (shm_commit_word(h->seg) != word &&
+		    write(h->commit_fd, &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			log_warn("watch waiter: eventfd write");
+	}
+	return NULL;
+}
+
+/* --- public ------------------------------------------------------------------ */
+
+static int
+watch_epoll_add(int epfd, int fd, void *tag)
+{
+	struct epoll_event	 ev = { .events = EPOLLIN, .data.ptr = tag };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void
+hub_free(struct watch_hub *h)
+{
+	if (h->epfd >= 0)
+		close(h->epfd);
+	if (h->handoff_fd >= 0)
+		close(h->handoff_fd);
+	if (h->commit_fd >= 0)
+		close(h->commit_fd);
+	kv_close(h->db);
+	arena_fini(&h->arena);
+	free(h->streams);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+struct watch_hub *
+watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
+    size_t errlen)
+{
+	struct kv_options	 opt = {
+		.read_only = 1,		/* the hub only reads */
+		.sync = c->sync,
+		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
+	};
+	struct watch_hub	*h;
+
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		return NULL;
+	}
+	h->conf = c;
+	h->seg = seg;
+	h->handoff_fd = h->commit_fd = -1;
+	pthread_mutex_init(&h->lock, NULL);
+	arena_init(&h->arena, HUB_ARENA_CHUNK);
+	h->epfd = epoll_create1(EPOLL_CLOEXEC);
+	h->handoff_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	h->commit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (h->epfd < 0 || h->handoff_fd < 0 || h->commit_fd < 0 ||
+	    watch_epoll_add(h->epfd, h->handoff_fd, &tag_handoff) != 0 ||
+	    watch_epoll_add(h->epfd, h->commit_fd, &tag_commit) != 0) {
+		snprintf(errbuf, errlen, "watch hub: %s", strerror(errno));
+		goto fail;
+	}
+	if ((h->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
+		goto fail;
+	if (pthread_create(&h->hub_thread, NULL, hub_main, h) != 0) {
+		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
+		goto fail;
+	}
+	if (pthread_create(&h->waiter_thread, NULL, waiter_main, h) != 0) {
+		atomic_store(&h->stop, 1);
+		pthread_join(h->hub_thread, NULL);
+		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
+		goto fail;
+	}
+	return h;
+fail:
+	hub_free(h);
+	return NULL;
+}
+
+void
+watch_hub_stop(struct watch_hub *h)
+{
+	uint64_t	 one = 1;
+
+	if (h == NULL)
+		return;
+	atomic_store(&h->stop, 1);
+	if (write(h->handoff_fd, &one, sizeof(one)) < 0)
+		log_warn("watch hub: eventfd write");
+	pthread_join(h->hub_thread, NULL);
+	pthread_join(h->waiter_thread, NULL);
+	/* Streams handed over after the hub stopped: close them. */
+	while (h->queue != NULL) {
+		struct handoff	*q = h->queue;
+
+		h->queue = q->next;
+		close(q->stream->fd);
+		stream_free(q->stream);
+		free(q);
+	}
+	hub_free(h);
+}
+
+enum kv_err
+watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
+    const struct kv_bytes *keys, size_t n)
+{
+	struct watch_stream	*s;
+	struct handoff		*q;
+	uint64_t		 one = 1;
+	int			 flags;
+
+	if (atomic_fetch_add(&h->count, 1) >= KV_MAX_WATCHES_PER_WORKER) {
+		atomic_fetch_sub(&h->count, 1);
+		return KV_ERR_TOO_MANY_WATCHES;
+	}
+	s = calloc(1, sizeof(*s) + n * sizeof(s->keys[0]));
+	q = malloc(sizeof(*q));
+	if (s == NULL || q == NULL)
+		goto nomem;
+	s->n = n;
+	for (size_t i = 0; i < n; i++) {
+		/* malloc(0) may be NULL: keep one byte for the empty key. */
+		if ((s->keys[i].key = malloc(keys[i].len + 1)) == NULL)
+			goto nomem;
+		if (keys[i].len > 0)
+			memcpy(s->keys[i].key, keys[i].p, keys[i].len);
+		s->keys[i].len = keys[i].len;
+		s->keys[i].slot = shm_key_slot(keys[i].p, keys[i].len);
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		goto nomem;
+	s->fd = fd;
+	s->request_id = (uint16_t)request_id;
+	q->stream = s;
+	pthread_mutex_lock(&h->lock);
+	q->next = h->queue;
+	h->queue = q;
+	pthread_mutex_unlock(&h->lock);
+	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("watch hub: eventfd write");
+	return KV_OK;
+nomem:
+	atomic_fetch_sub(&h->count, 1);
+	if (s != NULL)
+		stream_free(s);
+	free(q);
+	return KV_ERR_NOMEM;
+}
+
+size_t
+watch_hub_count(struct watch_hub *h)
+{
+	return atomic_load(&h->count);
+}

@@ -1,0 +1,50 @@
+/*
+ * watch: the watch hub of a worker, a thread that holds many open watch
+ * streams so that a watch never holds the worker itself.
+ *
+ * The accept loop validates a watch request, sends the response headers
+ * and hands the connection to the hub (watch_hub_adopt), then goes back to
+ * accepting. From then on the hub owns the socket: it writes FastCGI
+ * STDOUT records itself, non-blocking and through a bounded buffer per
+ * stream, so a slow or vanished client is dropped without stalling the
+ * others, and libfcgi's per-request buffers are already freed.
+ *
+ * The hub is woken through the signal segment (shm.h): a small waiter
+ * thread sleeps on the commit futex and pokes the hub's epoll. On a wake
+ * the hub compares the change slots of every stream's keys with what it
+ * last saw, reads the database only for streams whose slots moved, and
+ * sends a frame only when a key's entry really changed. Expiry needs no
+ * commit: the hub also wakes when the earliest expire time it saw passes.
+ */
+#ifndef DENOKV_WATCH_H
+#define DENOKV_WATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "err.h"
+#include "kv.h"
+
+struct watch_hub;
+struct shm_segment;
+
+/* Starts the hub's threads; NULL with a reason in errbuf on failure. */
+struct watch_hub	*watch_hub_start(const struct conf *, struct shm_segment *,
+			    char *errbuf, size_t errlen);
+/* Ends every stream (the clients reconnect elsewhere) and joins. */
+void			 watch_hub_stop(struct watch_hub *);
+
+/*
+ * Hands over a FastCGI connection whose response headers have been sent:
+ * fd and request id from the FCGX_Request. Keys are copied. On error the
+ * caller still owns fd; KV_ERR_TOO_MANY_WATCHES when the hub is full.
+ */
+enum kv_err		 watch_hub_adopt(struct watch_hub *, int fd,
+			    int request_id, const struct kv_bytes *keys,
+			    size_t n);
+
+/* Streams currently open (for status and tests). */
+size_t			 watch_hub_count(struct watch_hub *);
+
+#endif
