@@ -10,9 +10,12 @@
 #ifndef DENOKV_KV_LIMITS_H
 #define DENOKV_KV_LIMITS_H
 
-/* A key in a mutation, check or dead-letter list. */
+/* A key in a mutation, a watch or a dead-letter list. */
 #define KV_MAX_WRITE_KEY_BYTES		2048
-/* Read bounds may be one byte longer: the client appends 0x00 to a prefix. */
+/*
+ * Read bounds, and check keys, may be one byte longer: the client appends
+ * 0x00 to a prefix to make a range bound (denokv uses this limit for both).
+ */
 #define KV_MAX_READ_KEY_BYTES		(KV_MAX_WRITE_KEY_BYTES + 1)
 /* A stored value or a queue payload. */
 #define KV_MAX_VALUE_BYTES		65536

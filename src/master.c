@@ -63,6 +63,8 @@ struct master {
 	int		 listen_fd;
 	struct shm_segment *shm;
 	char		 socket_path[PATH_MAX];	/* a unix socket we created */
+	dev_t		 socket_dev;		/* ... and its identity */
+	ino_t		 socket_ino;
 	int		 generation;
 	/* current generation: slots 0..conf.workers-1, then the housekeeper */
 	struct child	 slots[MAX_WORKERS + 1];
@@ -490,9 +492,16 @@ setup(struct master *m, char *err, size_t errlen)
 		return -1;
 	if ((m->listen_fd = listen_open(&m->conf, &desc, err, errlen)) < 0)
 		return -1;
-	if (m->conf.listen != NULL && strncmp(m->conf.listen, "unix:", 5) == 0)
+	if (m->conf.listen != NULL && strncmp(m->conf.listen, "unix:", 5) == 0) {
+		struct stat	 sb;
+
 		snprintf(m->socket_path, sizeof(m->socket_path), "%s",
 		    m->conf.listen + 5);
+		if (stat(m->socket_path, &sb) == 0) {
+			m->socket_dev = sb.st_dev;
+			m->socket_ino = sb.st_ino;
+		}
+	}
 	if (privdrop_apply(&pd, err, errlen) != 0)
 		return -1;
 	if (pd.needed)
@@ -567,6 +576,21 @@ supervise(struct master *m)
 	return 0;
 }
 
+/*
+ * Removes our socket file, unless a newer instance has already replaced
+ * it with its own (same path, another inode).
+ */
+static void
+remove_socket(const struct master *m)
+{
+	struct stat	 sb;
+
+	if (m->socket_path[0] == '\0' || lstat(m->socket_path, &sb) != 0)
+		return;
+	if (sb.st_dev == m->socket_dev && sb.st_ino == m->socket_ino)
+		(void)unlink(m->socket_path);
+}
+
 int
 master_main(int argc, char **argv)
 {
@@ -607,8 +631,7 @@ master_main(int argc, char **argv)
 		return EXIT_NO_RESTART;
 	}
 	rc = supervise(&m);
-	if (m.socket_path[0] != '\0')
-		(void)unlink(m.socket_path);
+	remove_socket(&m);
 	log_info("stopped");
 	conf_fini(&m.conf);
 	return rc;

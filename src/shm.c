@@ -46,6 +46,7 @@ struct shm_segment {
 	struct shm_proc		 procs[SHM_MAX_PROCS];
 	/* change notification */
 	_Atomic uint32_t	 commit_futex;
+	_Atomic uint64_t	 published_version;
 	_Atomic uint64_t	 change[SHM_CHANGE_SLOTS];
 };
 
@@ -259,7 +260,18 @@ shm_key_slot(const uint8_t *key, size_t len)
 void
 shm_mark_changed(struct shm_segment *s, uint32_t slot, uint64_t version)
 {
+	uint64_t	 prev = atomic_load(&s->published_version);
+
 	atomic_store(&s->change[slot % SHM_CHANGE_SLOTS], version);
+	while (version > prev && !atomic_compare_exchange_weak(
+	    &s->published_version, &prev, version))
+		;
+}
+
+uint64_t
+shm_published_version(const struct shm_segment *s)
+{
+	return atomic_load(&((struct shm_segment *)s)->published_version);
 }
 
 void

@@ -65,6 +65,8 @@ uint32_t shm_key_slot(const uint8_t *key, size_t len);
 void	 shm_mark_changed(struct shm_segment *, uint32_t slot, uint64_t version);
 void	 shm_publish(struct shm_segment *);
 uint64_t shm_slot_version(const struct shm_segment *, uint32_t slot);
+/* The highest data version any process of this segment has published. */
+uint64_t shm_published_version(const struct shm_segment *);
 
 /* The commit futex word: read it, check slots, then wait on that value. */
 uint32_t shm_commit_word(const struct shm_segment *);

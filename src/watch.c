@@ -39,6 +39,8 @@
 #define FCGI_MAX_CONTENT	65535
 #define HUB_EVENTS		256
 #define HUB_ARENA_CHUNK		(64 * 1024)
+/* How often the hub looks for commits by writers outside this server. */
+#define HUB_FOREIGN_CHECK_MS	1000
 
 struct watch_key {
 	uint8_t		*key;
@@ -83,6 +85,8 @@ struct watch_hub {
 	struct watch_stream	**streams;
 	size_t			 n_streams, cap_streams;
 	int64_t			 next_keepalive_ms;
+	int64_t			 next_foreign_ms;
+	uint64_t		 foreign_seen;	/* data version handled */
 	struct arena		 arena;
 };
 
@@ -359,6 +363,37 @@ check_expiries(struct watch_hub *h, int64_t now_wall)
 	}
 }
 
+/*
+ * Writers outside this server (another instance, denokv, the Deno CLI's
+ * local KV) do not signal our segment, but they bump the same data
+ * version. When the database is ahead of everything our processes have
+ * published, re-read every stream; only real changes are sent.
+ */
+static void
+check_foreign(struct watch_hub *h)
+{
+	int64_t		 v;
+	uint64_t	 known;
+
+	if (kv_current_version(h->db, &v) != KV_OK)
+		return;
+	known = shm_published_version(h->seg);
+	if (h->foreign_seen > known)
+		known = h->foreign_seen;
+	if ((uint64_t)v <= known)
+		return;
+	h->foreign_seen = (uint64_t)v;
+	for (size_t i = 0; i < h->n_streams;) {
+		struct watch_stream	*s = h->streams[i];
+
+		if (refresh(h, s, kv_now_ms()) != 0) {
+			drop(h, s);
+			continue;
+		}
+		i++;
+	}
+}
+
 static void
 keepalive_all(struct watch_hub *h)
 {
@@ -459,6 +494,8 @@ next_timeout_ms(struct watch_hub *h)
 		if (e != 0 && e - wall < t)
 			t = e - wall;
 	}
+	if (h->next_foreign_ms - now < t)
+		t = h->next_foreign_ms - now;
 	if (t < 0)
 		t = 0;
 	return t > KV_WATCH_KEEPALIVE_MS ? KV_WATCH_KEEPALIVE_MS : (int)t;
@@ -473,6 +510,7 @@ hub_main(void *arg)
 	int			 n;
 
 	h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
+	h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
 	while (!atomic_load(&h->stop)) {
 		n = epoll_wait(h->epfd, ev, HUB_EVENTS, next_timeout_ms(h));
 		for (int i = 0; i < n; i++) {
@@ -493,6 +531,11 @@ hub_main(void *arg)
 				drop(h, s);
 		}
 		check_expiries(h, kv_now_ms());
+		if (mono_ms() >= h->next_foreign_ms) {
+			if (h->n_streams > 0)
+				check_foreign(h);
+			h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
+		}
 		if (mono_ms() >= h->next_keepalive_ms) {
 			keepalive_all(h);
 			h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# run.sh: sets up a fresh Debian machine, builds, and serves a database
+# (run/data/kv.sqlite under this tree) through nginx on 127.0.0.1:4512
+# (HTTP/2 cleartext, for the Deno CLI) and 127.0.0.1:4513 (HTTP/1.1, for
+# curl and Node). Prints the token; Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh
+scripts/build.sh "$PWD/build"
+export DENOKV_FCGI_BIN=$PWD/build/src/denokv-fcgi
+RUN_DIR=${RUN_DIR:-$PWD/run}
+export TOKEN=${TOKEN:-$( [ -f "$RUN_DIR/token" ] && cat "$RUN_DIR/token" || true)}
+scripts/stack.sh start "$RUN_DIR"
+. "$RUN_DIR/env"
+printf '%s\n' "$TOKEN" > "$RUN_DIR/token"
+chmod 600 "$RUN_DIR/token"
+trap 'scripts/stack.sh stop "$RUN_DIR"' EXIT INT TERM
+echo "Serving. Stop with Ctrl-C." >&2
+while sleep 3600; do :; done

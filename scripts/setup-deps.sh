@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# setup-deps.sh: installs what denokv-fcgi needs on a Debian 12 machine:
+# the build tools and libraries, nginx and caddy, and (with npm) the Deno
+# CLI and the @deno/kv Node client that the tests drive the server with.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+	build-essential autoconf automake pkg-config
+	libfcgi-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler
+	libjansson-dev libsystemd-dev libinih-dev
+	nginx caddy systemd sqlite3 curl ca-certificates procps iproute2
+	nodejs npm man-db groff-base wrk
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	SUDO=
+	[ "$(id -u)" = 0 ] || SUDO=sudo
+	echo "installing: ${missing[*]}" >&2
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts nginx and caddy as system services on install; the project
+# runs its own instances on its own ports, so the system ones are not needed.
+
+if [ ! -x node_modules/.bin/deno ] || [ ! -d node_modules/@deno/kv ]; then
+	echo "installing the Deno CLI and @deno/kv with npm" >&2
+	npm install --no-audit --no-fund --loglevel=error >/dev/null
+fi
+node_modules/.bin/deno --version | head -1 >&2

@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# stack.sh: run denokv-fcgi behind nginx from one directory, without root
+# paths or system services. Used by the end-to-end tests and for trying the
+# server out by hand.
+#
+#   scripts/stack.sh start RUN_DIR
+#       Render nginx/nginx.conf.in into RUN_DIR, start denokv-fcgi on
+#       RUN_DIR/data/kv.sqlite (or $DB) and nginx, wait until the metadata
+#       exchange answers 200 over HTTP/1.1, print the URLs and the token, and
+#       write RUN_DIR/env (shell-sourceable).
+#   scripts/stack.sh start-server RUN_DIR NAME
+#       Start another denokv-fcgi (the main database, or $DB) on
+#       RUN_DIR/NAME.sock, mounted at /NAME/ on the same nginx listeners;
+#       writes RUN_DIR/NAME.env. Two instances on one file is a supported
+#       setup (they share the database through SQLite).
+#   scripts/stack.sh stop-server RUN_DIR NAME
+#       Stop that instance and remove its location.
+#   scripts/stack.sh stop RUN_DIR
+#       Stop nginx and every denokv-fcgi started in RUN_DIR.
+#   scripts/stack.sh status RUN_DIR
+#       Print which processes are alive; exit 1 if any is not.
+#
+# Environment:
+#   DENOKV_FCGI_BIN  the server binary (default: src/denokv-fcgi of this tree;
+#                    this script builds nothing)
+#   NGINX            nginx binary (default: nginx from PATH, or /usr/sbin/nginx)
+#   H2C_PORT         HTTP/2 cleartext port for the Deno CLI (default 4512)
+#   H1_PORT          HTTP/1.1 port for curl and Node (default 4513)
+#   DB               database file (default RUN_DIR/data/kv.sqlite; for
+#                    start-server: the main instance's database)
+#   TOKEN            access token, at least 12 characters (default: generated
+#                    by start; start-server reuses the main one)
+#   READ_ONLY=1      start the instance with --read-only
+#   SERVER_ARGS      more denokv-fcgi options (e.g. "--workers 4")
+#   WAIT_SECS        how long to wait for readiness (default 20)
+#
+# Exit status: 0 on success; non-zero with a message on stderr otherwise.
+# `stop` exits 1 when some process had already died or needed SIGKILL.
+set -eu
+set -o pipefail
+
+SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${DENOKV_FCGI_BIN:-$SRCDIR/src/denokv-fcgi}
+WAIT_SECS=${WAIT_SECS:-20}
+
+die() {
+	printf 'stack.sh: %s\n' "$*" >&2
+	exit 1
+}
+
+note() {
+	printf 'stack.sh: %s\n' "$*" >&2
+}
+
+usage() {
+	sed -n '2,/^set -eu/{/^#/s/^# \{0,1\}//p}' "$0" >&2
+	exit 2
+}
+
+find_nginx() {
+	if [ -n "${NGINX:-}" ]; then
+		printf '%s\n' "$NGINX"
+	elif command -v nginx >/dev/null 2>&1; then
+		command -v nginx
+	elif [ -x /usr/sbin/nginx ]; then
+		printf '%s\n' /usr/sbin/nginx
+	else
+		die "nginx not found (install nginx or set NGINX)"
+	fi
+}
+
+# alive PID: true if the process exists and is not a zombie.
+alive() {
+	local state
+	[ -n "$1" ] || return 1
+	kill -0 "$1" 2>/dev/null || return 1
+	state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
+	[ "$state" != Z ]
+}
+
+readpid() {
+	if [ -f "$1" ]; then cat "$1" 2>/dev/null || true; fi
+}
+
+# stop_pid NAME PID: SIGTERM, wait up to 10 s, then SIGKILL. Returns 1 if the
+# process was already gone or had to be killed.
+stop_pid() {
+	local what=$1 pid=$2
+	if ! alive "$pid"; then
+		note "$what (pid ${pid:-?}) was not running"
+		return 1
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		alive "$pid" || return 0
+		sleep 0.1
+	done
+	note "$what (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
+	kill -KILL "$pid" 2>/dev/null || true
+	for _ in $(seq 1 50); do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	return 1
+}
+
+port_in_use() {
+	if command -v ss >/dev/null 2>&1; then
+		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
+	else
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+	fi
+}
+
+check_name() {
+	case $1 in
+	server | nginx | kv | data | tmp | locations | env | '') die "instance name '$1' is reserved" ;;
+	esac
+	printf '%s\n' "$1" | grep -Eq '^[a-z0-9][a-z0-9_-]{0,31}$' ||
+		die "instance name '$1': use [a-z0-9][a-z0-9_-]*"
+}
+
+# metadata URL TOKEN OUTFILE [HEADERFILE]: POST the metadata exchange, print
+# the HTTP status (000 if nothing answered).
+metadata() {
+	curl -sS -m 5 -o "$3" ${4:+-D "$4"} -w '%{http_code}' -X POST \
+		-H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
+		--data '{"supportedVersions":[1,2,3]}' "$1" 2>/dev/null || true
+}
+
+# wait_ready URL TOKEN PID LOG [INSTANCE]: wait until the metadata exchange
+# at URL answers 200 (from INSTANCE's location if given).
+wait_ready() {
+	local url=$1 token=$2 pid=$3 log=$4 inst=${5:-} code=
+	local body=$RUN_DIR/.probe.body hdr=$RUN_DIR/.probe.hdr
+	for _ in $(seq 1 $((WAIT_SECS * 10))); do
+		if ! alive "$pid"; then
+			note "denokv-fcgi (pid $pid) exited during startup; last lines of $log:"
+			tail -n 20 "$log" >&2 || true
+			return 1
+		fi
+		code=$(metadata "$url" "$token" "$body" "$hdr")
+		if [ "$code" = 200 ] &&
+			{ [ -z "$inst" ] || grep -qi "^x-denokv-instance: $inst" "$hdr"; }; then
+			rm -f "$body" "$hdr"
+			return 0
+		fi
+		sleep 0.1
+	done
+	note "no 200 from the metadata exchange at $url after ${WAIT_SECS}s (last status $code):"
+	cat "$body" >&2 2>/dev/null || true
+	tail -n 20 "$log" >&2 || true
+	tail -n 5 "$RUN_DIR/error.log" >&2 2>/dev/null || true
+	return 1
+}
+
+# start_fcgi SOCKET DB TOKEN LOG PIDFILE: launch one denokv-fcgi.
+start_fcgi() {
+	local sock=$1 db=$2 token=$3 log=$4 pidfile=$5 ro='' asroot=
+	[ -x "$BIN" ] || die "server binary $BIN not found or not executable (build it: make -C $SRCDIR)"
+	[ "${READ_ONLY:-0}" = 1 ] && ro=--read-only
+	# As root (the tests), keep the workers root: nginx's workers run as the
+	# same user and the run directory is private to it.
+	[ "$(id -u)" = 0 ] && asroot=--allow-root
+	mkdir -p "$(dirname "$db")"
+	rm -f "$sock"
+	# The token goes through the environment, not argv (visible in ps).
+	# shellcheck disable=SC2086
+	DENO_KV_ACCESS_TOKEN=$token "$BIN" --sqlite-path "$db" serve \
+		--listen "unix:$sock" $ro $asroot ${SERVER_ARGS:-} \
+		</dev/null >>"$log" 2>&1 &
+	printf '%s\n' "$!" >"$pidfile"
+}
+
+nginx_cmd() {
+	"$NGINX_BIN" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" -e "$RUN_DIR/error.log" "$@"
+}
+
+# After `nginx -s reload`: wait until no old worker is still shutting down,
+# so new connections reach workers with the new configuration.
+wait_reload() {
+	local master=$1 p busy
+	for _ in $(seq 1 100); do
+		busy=0
+		for p in $(pgrep -P "$master" 2>/dev/null || true); do
+			if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+				busy=1
+			fi
+		done
+		[ $busy = 0 ] && return 0
+		sleep 0.1
+	done
+	note "old nginx workers still shutting down after 10 s"
+}
+
+render() {
+	local user conf_dir src
+	mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/locations" "$RUN_DIR/data"
+	user=$(id -un)
+	sed -e "s|@PREFIX@|$RUN_DIR|g" -e "s|@SOCKET@|$RUN_DIR/denokv.sock|g" \
+		-e "s|@H2C_PORT@|$H2C_PORT|g" -e "s|@H1_PORT@|$H1_PORT|g" \
+		-e "s|@USER@|$user|g" "$SRCDIR/nginx/nginx.conf.in" >"$RUN_DIR/nginx.conf.tmp"
+	# Only a root master switches users; elsewhere the directive just warns.
+	if [ "$(id -u)" != 0 ]; then
+		sed -i '/^user /d' "$RUN_DIR/nginx.conf.tmp"
+	fi
+	mv "$RUN_DIR/nginx.conf.tmp" "$RUN_DIR/nginx.conf"
+	cp "$SRCDIR/nginx/denokv-fcgi.conf" "$RUN_DIR/denokv-fcgi.conf"
+	# fastcgi_params from nginx's own configuration directory.
+	conf_dir=$("$NGINX_BIN" -V 2>&1 | sed -n 's/.*--conf-path=\([^ ]*\)\/[^/ ]*.*/\1/p')
+	src=
+	for d in "$conf_dir" /etc/nginx /usr/local/nginx/conf /usr/local/etc/nginx; do
+		if [ -n "$d" ] && [ -f "$d/fastcgi_params" ]; then
+			src=$d/fastcgi_params
+			break
+		fi
+	done
+	[ -n "$src" ] || die "fastcgi_params not found (looked in ${conf_dir:-?} and /etc/nginx)"
+	cp "$src" "$RUN_DIR/fastcgi_params"
+}
+
+write_env() {
+	# write_env FILE KEY VALUE ...: single-quoted shell assignments.
+	local file=$1
+	shift
+	# It holds the token: owner only.
+	(umask 077 && : >"$file.tmp")
+	while [ $# -ge 2 ]; do
+		case $2 in
+		*"'"*) die "value for $1 contains a quote" ;;
+		esac
+		printf "%s='%s'\n" "$1" "$2" >>"$file.tmp"
+		shift 2
+	done
+	mv "$file.tmp" "$file"
+}
+
+cmd_start() {
+	local token db spid npid
+	H2C_PORT=${H2C_PORT:-4512}
+	H1_PORT=${H1_PORT:-4513}
+	mkdir -p "$RUN_DIR"
+	RUN_DIR=$(cd "$RUN_DIR" && pwd)
+	if alive "$(readpid "$RUN_DIR/nginx.pid")" || alive "$(readpid "$RUN_DIR/server.pid")"; then
+		die "a stack is already running in $RUN_DIR (stop it first)"
+	fi
+	for p in "$H2C_PORT" "$H1_PORT"; do
+		port_in_use "$p" && die "port $p is already in use (set H2C_PORT / H1_PORT)"
+	done
+	token=${TOKEN:-$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')}
+	[ ${#token} -ge 12 ] || die "TOKEN must be at least 12 characters"
+	db=${DB:-$RUN_DIR/data/kv.sqlite}
+	case $db in /*) ;; *) db=$PWD/$db ;; esac
+
+	render
+	"$NGINX_BIN" -t -q -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" -e "$RUN_DIR/error.log" ||
+		die "nginx -t refused $RUN_DIR/nginx.conf"
+
+	start_fcgi "$RUN_DIR/denokv.sock" "$db" "$token" "$RUN_DIR/server.log" "$RUN_DIR/server.pid"
+	spid=$(readpid "$RUN_DIR/server.pid")
+
+	rm -f "$RUN_DIR/nginx.pid"
+	nginx_cmd </dev/null >/dev/null || {
+		stop_pid denokv-fcgi "$spid" || true
+		die "nginx failed to start; see $RUN_DIR/error.log"
+	}
+	for _ in $(seq 1 50); do
+		[ -s "$RUN_DIR/nginx.pid" ] && break
+		sleep 0.1
+	done
+	npid=$(readpid "$RUN_DIR/nginx.pid")
+	[ -n "$npid" ] || die "nginx wrote no pid file"
+
+	if ! wait_ready "http://127.0.0.1:$H1_PORT/" "$token" "$spid" "$RUN_DIR/server.log"; then
+		stop_pid nginx "$npid" || true
+		stop_pid denokv-fcgi "$spid" || true
+		die "stack did not come up"
+	fi
+
+	write_env "$RUN_DIR/env" \
+		RUN_DIR "$RUN_DIR" \
+		TOKEN "$token" \
+		DENO_KV_ACCESS_TOKEN "$token" \
+		DB "$db" \
+		SOCKET "$RUN_DIR/denokv.sock" \
+		H2C_PORT "$H2C_PORT" \
+		H1_PORT "$H1_PORT" \
+		H2C_URL "http://127.0.0.1:$H2C_PORT/" \
+		H1_URL "http://127.0.0.1:$H1_PORT/" \
+		H2C_KV_URL "http://127.0.0.1:$H2C_PORT/kv/" \
+		H1_KV_URL "http://127.0.0.1:$H1_PORT/kv/" \
+		SERVER_PID "$spid" \
+		NGINX_PID "$npid"
+
+	cat <<EOF
+denokv-fcgi is up (database $db)
+  Deno CLI (HTTP/2 cleartext): http://127.0.0.1:$H2C_PORT/   (also /kv/)
+  HTTP/1.1 (curl, @deno/kv):   http://127.0.0.1:$H1_PORT/   (also /kv/)
+DENO_KV_ACCESS_TOKEN=$token
+  e.g. DENO_KV_ACCESS_TOKEN=$token deno run --unstable-kv -A app.ts
+       with Deno.openKv("http://127.0.0.1:$H2C_PORT/")
+  settings: $RUN_DIR/env; stop with: $0 stop $RUN_DIR
+EOF
+}
+
+load_env() {
+	[ -f "$RUN_DIR/env" ] || die "no stack in $RUN_DIR (run: $0 start $RUN_DIR)"
+	# shellcheck disable=SC1091
+	. "$RUN_DIR/env"
+}
+
+cmd_start_server() {
+	local name=$1 token db spid npid main_db
+	check_name "$name"
+	# DB and TOKEN from the caller win over the main instance's.
+	local want_db=${DB:-} want_token=${TOKEN:-}
+	load_env
+	main_db=$DB
+	db=${want_db:-$main_db}
+	case $db in /*) ;; *) db=$PWD/$db ;; esac
+	token=${want_token:-$TOKEN}
+	[ ${#token} -ge 12 ] || die "TOKEN must be at least 12 characters"
+	npid=${NGINX_PID:-}
+	alive "$npid" || die "nginx of $RUN_DIR is not running"
+	if alive "$(readpid "$RUN_DIR/$name.pid")"; then
+		die "instance $name is already running"
+	fi
+	: >>"$RUN_DIR/$name.log"
+	start_fcgi "$RUN_DIR/$name.sock" "$db" "$token" "$RUN_DIR/$name.log" "$RUN_DIR/$name.pid"
+	spid=$(readpid "$RUN_DIR/$name.pid")
+	cat >"$RUN_DIR/locations/$name.conf" <<EOF
+# instance $name (scripts/stack.sh start-server)
+location /$name/ {
+    include denokv-fcgi.conf;
+    fastcgi_pass unix:$RUN_DIR/$name.sock;
+    add_header X-Denokv-Instance $name always;
+}
+EOF
+	if ! nginx_cmd -t -q || ! nginx_cmd -s reload; then
+		rm -f "$RUN_DIR/locations/$name.conf"
+		stop_pid "denokv-fcgi $name" "$spid" || true
+		die "nginx refused the configuration for $name"
+	fi
+	wait_reload "$npid"
+	if ! wait_ready "http://127.0.0.1:$H1_PORT/$name/" "$token" "$spid" "$RUN_DIR/$name.log" "$name"; then
+		rm -f "$RUN_DIR/locations/$name.conf"
+		nginx_cmd -s reload || true
+		stop_pid "denokv-fcgi $name" "$spid" || true
+		die "instance $name did not come up"
+	fi
+	wait_reload "$npid"
+	write_env "$RUN_DIR/$name.env" \
+		NAME "$name" \
+		TOKEN "$token" \
+		DB "$db" \
+		SOCKET "$RUN_DIR/$name.sock" \
+		PID "$spid" \
+		H2C_URL "http://127.0.0.1:$H2C_PORT/$name/" \
+		H1_URL "http://127.0.0.1:$H1_PORT/$name/" \
+		LOG "$RUN_DIR/$name.log"
+	cat <<EOF
+instance $name is up (database $db)
+  Deno CLI (HTTP/2 cleartext): http://127.0.0.1:$H2C_PORT/$name/
+  HTTP/1.1 (curl, @deno/kv):   http://127.0.0.1:$H1_PORT/$name/
+DENO_KV_ACCESS_TOKEN=$token
+EOF
+}
+
+cmd_stop_server() {
+	local name=$1 rc=0
+	check_name "$name"
+	load_env
+	if [ -f "$RUN_DIR/locations/$name.conf" ]; then
+		rm -f "$RUN_DIR/locations/$name.conf"
+		if alive "$NGINX_PID"; then
+			nginx_cmd -s reload || rc=1
+			wait_reload "$NGINX_PID"
+		fi
+	fi
+	[ -f "$RUN_DIR/$name.pid" ] || die "no instance $name in $RUN_DIR"
+	stop_pid "denokv-fcgi $name" "$(readpid "$RUN_DIR/$name.pid")" || rc=1
+	rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.sock" "$RUN_DIR/$name.env"
+	return $rc
+}
+
+cmd_stop() {
+	local rc=0 f name
+	[ -d "$RUN_DIR" ] || die "no such directory: $RUN_DIR"
+	if [ -f "$RUN_DIR/nginx.pid" ]; then
+		stop_pid nginx "$(readpid "$RUN_DIR/nginx.pid")" || rc=1
+		rm -f "$RUN_DIR/nginx.pid"
+	fi
+	for f in "$RUN_DIR"/*.pid; do
+		[ -f "$f" ] || continue
+		name=$(basename "$f" .pid)
+		stop_pid "denokv-fcgi $name" "$(readpid "$f")" || rc=1
+		rm -f "$f"
+		rm -f "$RUN_DIR/locations/$name.conf"
+	done
+	rm -f "$RUN_DIR/denokv.sock" "$RUN_DIR"/*.sock
+	return $rc
+}
+
+cmd_status() {
+	local rc=0 f name pid
+	for f in "$RUN_DIR"/*.pid; do
+		[ -f "$f" ] || continue
+		name=$(basename "$f" .pid)
+		pid=$(readpid "$f")
+		if alive "$pid"; then
+			echo "$name: running (pid $pid)"
+		else
+			echo "$name: NOT running (pid ${pid:-?})"
+			rc=1
+		fi
+	done
+	return $rc
+}
+
+[ $# -ge 2 ] || usage
+CMD=$1
+RUN_DIR=$2
+NGINX_BIN=$(find_nginx)
+case $CMD in
+start)
+	[ $# -eq 2 ] || usage
+	cmd_start
+	;;
+start-server)
+	[ $# -eq 3 ] || usage
+	RUN_DIR=$(cd "$RUN_DIR" && pwd)
+	cmd_start_server "$3"
+	;;
+stop-server)
+	[ $# -eq 3 ] || usage
+	RUN_DIR=$(cd "$RUN_DIR" && pwd)
+	cmd_stop_server "$3"
+	;;
+stop)
+	[ $# -eq 2 ] || usage
+	RUN_DIR=$(cd "$RUN_DIR" && pwd)
+	cmd_stop
+	;;
+status)
+	[ $# -eq 2 ] || usage
+	RUN_DIR=$(cd "$RUN_DIR" && pwd)
+	cmd_status
+	;;
+*)
+	usage
+	;;
+esac
