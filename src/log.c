@@ -84,6 +84,16 @@ vlog(enum log_level level, int errnum, const char *fmt, va_list ap)
 }
 
 void
+log_errorx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_LVL_ERR, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
 log_warn(const char *fmt, ...)
 {
 	int	 saved = errno;

@@ -23,6 +23,8 @@ enum log_level {
 void	log_init(const char *tag, enum log_level level);
 void	log_settag(const char *tag);
 int	log_parse_level(const char *name, enum log_level *out);
+/* An error the process survives or reports before exiting on its own. */
+void	log_errorx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));

@@ -146,7 +146,7 @@ child_main(struct master *m, enum child_kind kind, pid_t master_pid)
 	log_settag("worker");
 	if (server_init(&srv, &m->conf, m->listen_fd, m->shm, err,
 	    sizeof(err)) != 0) {
-		log_warnx("cannot open database %s: %s", m->conf.sqlite_path,
+		log_errorx("cannot open database %s: %s", m->conf.sqlite_path,
 		    err);
 		_exit(EXIT_NO_RESTART);
 	}
@@ -565,7 +565,7 @@ supervise(struct master *m)
 			reload(m);
 		reap(m);
 		if (all_workers_gave_up(m)) {
-			log_warnx("no worker could start; giving up");
+			log_errorx("no worker could start; giving up");
 			stop_children(m, &set);
 			return 1;
 		}
@@ -606,7 +606,7 @@ master_main(int argc, char **argv)
 	case CONF_EXIT:
 		return 0;
 	case CONF_ERROR:
-		log_warnx("%s", err);
+		log_errorx("%s", err);
 		return EXIT_NO_RESTART;
 	case CONF_OK:
 		break;
@@ -616,7 +616,7 @@ master_main(int argc, char **argv)
 		struct privdrop	 pd;
 
 		if (privdrop_plan(&m.conf, &pd, err, sizeof(err)) != 0) {
-			log_warnx("%s", err);
+			log_errorx("%s", err);
 			conf_fini(&m.conf);
 			return EXIT_NO_RESTART;
 		}
@@ -625,7 +625,7 @@ master_main(int argc, char **argv)
 		return 0;
 	}
 	if (setup(&m, err, sizeof(err)) != 0) {
-		log_warnx("%s", err);
+		log_errorx("%s", err);
 		sd_notifyf(0, "STATUS=failed to start: %s", err);
 		conf_fini(&m.conf);
 		return EXIT_NO_RESTART;

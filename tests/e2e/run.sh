@@ -33,7 +33,7 @@ export DENOKV_FCGI_BIN DENOKV_SRCDIR DENO NODE
 # Every suite, in order. raw_protocol goes first: it asserts that refused
 # requests leave the database's data_version alone, which is easiest while
 # nothing else (expiring keys from other suites) is going on.
-ALL_SUITES="raw_protocol kv_basic two_instances compat node_client"
+ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch process systemd_units"
 SUITES=${SUITES:-$ALL_SUITES}
 
 N=0      # test points emitted
@@ -298,17 +298,19 @@ for suite in $SUITES; do
 		tap not_ok "$suite: not run (the stack did not start)"
 		continue
 	fi
-	case $suite in
-	raw_protocol | kv_basic | two_instances | compat)
+	# A suite is tests/e2e/NAME.test.ts (deno test), NAME.test.mjs (node)
+	# or NAME.sh (a script printing TAP, with the stack's env exported).
+	if [ -f "$E2E_DIR/$suite.test.ts" ]; then
 		deno_test "$suite" "$E2E_DIR/$suite.test.ts"
-		;;
-	node_client)
+	elif [ -f "$E2E_DIR/$suite.test.mjs" ]; then
 		node_test "$suite" "$E2E_DIR/$suite.test.mjs"
-		;;
-	*)
-		tap not_ok "$suite: known suite" "no suite named $suite (known: $ALL_SUITES)"
-		;;
-	esac
+	elif [ -f "$E2E_DIR/$suite.sh" ]; then
+		run_suite "$suite" env NO_COLOR=1 RUN_DIR="$RUN_DIR" \
+			DENO="$DENO" DENO_DIR="$DENO_DIR" DENOKV_FCGI_BIN="$DENOKV_FCGI_BIN" \
+			DENOKV_SRCDIR="$DENOKV_SRCDIR" bash "$E2E_DIR/$suite.sh"
+	else
+		tap not_ok "$suite: known suite" "no suite file for $suite in $E2E_DIR"
+	fi
 done
 
 if [ $STACK_UP = 1 ]; then
