@@ -11,8 +11,12 @@ PACKAGES=(
 	libfcgi-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libsystemd-dev libinih-dev
 	nginx caddy systemd sqlite3 curl ca-certificates procps iproute2
-	nodejs npm man-db groff-base wrk
+	socat man-db groff-base wrk
 )
+# Node.js and npm: Debian's packages unless the machine already has both
+# (some images ship a nodejs that bundles npm and conflicts with Debian's).
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
