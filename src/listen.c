@@ -24,6 +24,7 @@
 #define LISTEN_BACKLOG	1024
 
 static char	listen_desc[512];
+static char	listen_path[PATH_MAX];
 
 /* Applies --socket-user and --socket-group to a socket file we made. */
 static int
@@ -99,6 +100,7 @@ listen_unix(const char *path, const struct conf *c, char *errbuf,
 		return -1;
 	}
 	snprintf(listen_desc, sizeof(listen_desc), "unix:%s", path);
+	snprintf(listen_path, sizeof(listen_path), "%s", path);
 	return fd;
 }
 
@@ -184,6 +186,12 @@ listen_systemd(char *errbuf, size_t errlen)
 	return fd;
 }
 
+const char *
+listen_created_path(void)
+{
+	return listen_path[0] != '\0' ? listen_path : NULL;
+}
+
 int
 listen_open(const struct conf *c, const char **desc, char *errbuf,
     size_t errlen)
@@ -192,6 +200,7 @@ listen_open(const struct conf *c, const char **desc, char *errbuf,
 	int	 fd;
 
 	*desc = listen_desc;
+	listen_path[0] = '\0';
 	if (c->listen != NULL) {
 		if (strncmp(c->listen, "unix:", 5) == 0)
 			return listen_unix(c->listen + 5, c, errbuf, errlen);

@@ -18,4 +18,7 @@
 int	listen_open(const struct conf *, const char **desc, char *errbuf,
 	    size_t errlen);
 
+/* The unix socket file the last listen_open() created, or NULL. */
+const char	*listen_created_path(void);
+
 #endif

@@ -338,8 +338,15 @@ keep_fixed_settings(const struct conf *old, struct conf *new)
 			*n = *o != NULL ? strdup(*o) : NULL;
 		}
 	}
+	if (new->socket_mode != old->socket_mode ||
+	    new->read_only != old->read_only ||
+	    new->allow_root != old->allow_root || new->sync != old->sync)
+		log_warnx("reload: socket-mode, read-only, allow-root and"
+		    " sqlite-synchronous take effect only after a restart");
 	new->socket_mode = old->socket_mode;
 	new->read_only = old->read_only;
+	new->allow_root = old->allow_root;
+	new->sync = old->sync;
 }
 
 static void
@@ -492,11 +499,11 @@ setup(struct master *m, char *err, size_t errlen)
 		return -1;
 	if ((m->listen_fd = listen_open(&m->conf, &desc, err, errlen)) < 0)
 		return -1;
-	if (m->conf.listen != NULL && strncmp(m->conf.listen, "unix:", 5) == 0) {
+	if (listen_created_path() != NULL) {
 		struct stat	 sb;
 
 		snprintf(m->socket_path, sizeof(m->socket_path), "%s",
-		    m->conf.listen + 5);
+		    listen_created_path());
 		if (stat(m->socket_path, &sb) == 0) {
 			m->socket_dev = sb.st_dev;
 			m->socket_ino = sb.st_ino;
@@ -615,6 +622,12 @@ master_main(int argc, char **argv)
 	if (m.conf.check_only) {
 		struct privdrop	 pd;
 
+		/*
+		 * Checked by root, a file meant for a service that starts as
+		 * its own user (systemd User=) must not fail for lack of user=.
+		 */
+		if (m.conf.user == NULL && geteuid() == 0)
+			m.conf.allow_root = 1;
 		if (privdrop_plan(&m.conf, &pd, err, sizeof(err)) != 0) {
 			log_errorx("%s", err);
 			conf_fini(&m.conf);

@@ -60,6 +60,8 @@ struct watch_stream {
 	size_t		 out_len, out_cap;
 	int64_t		 expiry_ms;	/* earliest expire among entries; 0 none */
 	size_t		 index;		/* position in hub->streams */
+	int		 dead;		/* dropped; freed after this epoll batch */
+	struct watch_stream *next_dead;
 	size_t		 n;
 	struct watch_key keys[];
 };
@@ -84,6 +86,11 @@ struct watch_hub {
 	atomic_size_t		 count;		/* adopted, not yet dropped */
 	struct watch_stream	**streams;
 	size_t			 n_streams, cap_streams;
+	/*
+	 * Dropped streams wait here until the current epoll batch is done:
+	 * a later event of the same batch may still point at them.
+	 */
+	struct watch_stream	*graveyard;
 	int64_t			 next_keepalive_ms;
 	int64_t			 next_foreign_ms;
 	uint64_t		 foreign_seen;	/* data version handled */
@@ -230,7 +237,20 @@ drop(struct watch_hub *h, struct watch_stream *s)
 	last->index = s->index;
 	h->streams[s->index] = last;
 	atomic_fetch_sub(&h->count, 1);
-	stream_free(s);
+	s->dead = 1;
+	s->next_dead = h->graveyard;
+	h->graveyard = s;
+}
+
+static void
+bury(struct watch_hub *h)
+{
+	struct watch_stream	*s;
+
+	while ((s = h->graveyard) != NULL) {
+		h->graveyard = s->next_dead;
+		stream_free(s);
+	}
 }
 
 /* Best effort: tell the proxy the response is complete, then drop. */
@@ -518,6 +538,8 @@ hub_main(void *arg)
 
 			if (ev[i].data.ptr == &tag_handoff)
 				take_handoffs(h);
+			else if (ev[i].data.ptr != &tag_commit && s->dead)
+				continue;
 			else if (ev[i].data.ptr == &tag_commit) {
 				if (read(h->commit_fd, &v, sizeof(v)) < 0 &&
 				    errno != EAGAIN)
@@ -540,9 +562,11 @@ hub_main(void *arg)
 			keepalive_all(h);
 			h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
 		}
+		bury(h);
 	}
 	while (h->n_streams > 0)
 		finish(h, h->streams[h->n_streams - 1]);
+	bury(h);
 	return NULL;
 }
 

@@ -108,10 +108,12 @@ fi
 
 # --- the units -----------------------------------------------------------------
 
-# Rendered as `make` does, but @sbindir@ is a directory where denokv-fcgi
-# is the built binary (systemd-analyze checks that ExecStart= exists).
+# Rendered as `make` does, but @sbindir@ is a directory holding a copy of
+# the built binary (systemd-analyze checks that ExecStart= exists; a copy,
+# so that the unprivileged user below can run it wherever the build is).
 mkdir -p "$TMP/sbin" "$TMP/etc" "$TMP/units" "$TMP/man/man8"
-ln -s "$DENOKV_FCGI_BIN" "$TMP/sbin/denokv-fcgi"
+cp "$DENOKV_FCGI_BIN" "$TMP/sbin/denokv-fcgi"
+BIN=$TMP/sbin/denokv-fcgi
 sed -e "s|@sbindir@|$TMP/sbin|g" -e "s|@sysconfdir@|$TMP/etc|g" \
     "$UNIT_DIR/denokv-fcgi.service.in" >"$TMP/units/denokv-fcgi.service"
 cp "$UNIT_DIR/denokv-fcgi.socket" "$TMP/units/denokv-fcgi.socket"
@@ -175,7 +177,7 @@ check "units: socket path, modes, notify, reload, state directory as documented"
 if [ "$(id -u)" = 0 ]; then
 	if have setpriv; then
 		AS_SERVICE="setpriv --reuid=65534 --regid=65534 --clear-groups --"
-		chmod 0755 "$TMP" "$TMP/etc"
+		chmod 0755 "$TMP" "$TMP/etc" "$TMP/sbin"
 	else
 		AS_SERVICE=
 	fi
@@ -188,7 +190,7 @@ check_config() {
 	chmod 0644 "$1"
 	# shellcheck disable=SC2086
 	out=$(env -u DENO_KV_SQLITE_PATH -u DENO_KV_ACCESS_TOKEN $AS_SERVICE \
-	    "$DENOKV_FCGI_BIN" --config "$1" --check-config 2>&1)
+	    "$BIN" --config "$1" --check-config 2>&1)
 	rc=$?
 }
 
