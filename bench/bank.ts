@@ -1,0 +1,302 @@
+/// <reference lib="deno.unstable" />
+// bank.ts: a bank-transfer workload against a KV Connect server, through the
+// Deno CLI's own KV client (HTTP/2), after the workload of denokv's
+// scripts/benchmark.ts.
+//
+// N accounts start at 0n. W writer loops each move a random amount between
+// two accounts picked with a hot-spot skew: read both (one getMany), then an
+// atomic write that checks both versionstamps and sets both balances. A lost
+// race is a conflict (commit returns ok: false) and is counted, not retried.
+// R reader loops each read one uniformly random account. After D seconds all
+// loops stop and the balances are summed: transfers conserve money, so the
+// sum must still be 0n, whatever the conflicts were.
+//
+// Run (bench/run.sh does this for you):
+//   DENO_KV_ACCESS_TOKEN=... deno run --unstable-kv --allow-net=127.0.0.1 \
+//     --allow-env=DENO_KV_ACCESS_TOKEN bench/bank.ts --url http://127.0.0.1:PORT \
+//     [--accounts 1000] [--readers 128] [--writers 32] [--duration 10] \
+//     [--skew 3] [--prefix bank]
+//
+// Prints one line per second, a summary, and a machine-readable line:
+//   RESULT name=bank ... reads_per_s=... transfers_per_s=... consistency=ok
+// Exits non-zero if an operation fails or the consistency check fails.
+
+interface Options {
+  url: string;
+  accounts: number;
+  readers: number;
+  writers: number;
+  duration: number;
+  skew: number;
+  prefix: string;
+}
+
+function parseArgs(args: string[]): Options {
+  const o: Options = {
+    url: "",
+    accounts: 1000,
+    readers: 128,
+    writers: 32,
+    duration: 10,
+    skew: 3,
+    prefix: "bank",
+  };
+  for (let i = 0; i < args.length; i++) {
+    let [name, value] = args[i].split("=", 2) as [string, string | undefined];
+    if (!name.startsWith("--")) usage(`unexpected argument ${args[i]}`);
+    name = name.slice(2);
+    if (value === undefined) value = args[++i];
+    if (value === undefined) usage(`--${name} needs a value`);
+    switch (name) {
+      case "url":
+        o.url = value;
+        break;
+      case "prefix":
+        o.prefix = value;
+        break;
+      case "accounts":
+      case "readers":
+      case "writers":
+      case "duration":
+      case "skew": {
+        const n = Number(value);
+        if (!Number.isFinite(n) || n < 0) usage(`bad --${name} ${value}`);
+        o[name as "accounts" | "readers" | "writers" | "duration" | "skew"] =
+          n;
+        break;
+      }
+      default:
+        usage(`unknown option --${name}`);
+    }
+  }
+  if (!o.url) usage("--url is required");
+  if (o.accounts < 2 || !Number.isInteger(o.accounts)) usage("--accounts >= 2");
+  if (o.writers + o.readers < 1) usage("need at least one reader or writer");
+  if (o.duration <= 0) usage("--duration > 0");
+  return o;
+}
+
+function usage(msg: string): never {
+  console.error(`bank.ts: ${msg}`);
+  console.error(
+    "usage: bank.ts --url URL [--accounts N] [--readers R] [--writers W] " +
+      "[--duration SECONDS] [--skew K] [--prefix NAME]",
+  );
+  Deno.exit(2);
+}
+
+// Runs tasks(i) for i in [0, n) with at most `limit` in flight.
+async function pool(
+  n: number,
+  limit: number,
+  task: (i: number) => Promise<unknown>,
+): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < n) await task(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, lane));
+}
+
+function percentileUs(samplesMs: number[], p: number): number {
+  if (samplesMs.length === 0) return 0;
+  const sorted = Float64Array.from(samplesMs).sort();
+  const idx = Math.min(
+    sorted.length - 1,
+    Math.max(0, Math.ceil(sorted.length * p / 100) - 1),
+  );
+  return Math.round(sorted[idx] * 1000);
+}
+
+const opt = parseArgs(Deno.args);
+const acct = (i: number): Deno.KvKey => [opt.prefix, i];
+const BATCH = 100; // mutations per atomic write while preparing
+const STALL_SECONDS = 10; // no progress for this long: the run has failed
+
+// A broken server must not hang the benchmark forever.
+const watchdogMs = (opt.duration + 120) * 1000;
+const watchdog = setTimeout(() => {
+  console.error(`bank.ts: no result after ${watchdogMs / 1000}s, giving up`);
+  Deno.exit(3);
+}, watchdogMs);
+
+const kv = await Deno.openKv(opt.url);
+
+// Start from exactly `accounts` accounts at 0n.
+{
+  const t0 = performance.now();
+  const old: Deno.KvKey[] = [];
+  for await (const e of kv.list({ prefix: [opt.prefix] })) old.push(e.key);
+  await pool(Math.ceil(old.length / BATCH), 8, async (b) => {
+    const op = kv.atomic();
+    for (const k of old.slice(b * BATCH, (b + 1) * BATCH)) op.delete(k);
+    await op.commit();
+  });
+  await pool(Math.ceil(opt.accounts / BATCH), 8, async (b) => {
+    const op = kv.atomic();
+    const end = Math.min(opt.accounts, (b + 1) * BATCH);
+    for (let i = b * BATCH; i < end; i++) op.set(acct(i), 0n);
+    const r = await op.commit();
+    if (!r.ok) throw new Error("seeding commit failed");
+  });
+  console.log(
+    `bank: deleted ${old.length} old keys, created ${opt.accounts} accounts ` +
+      `in ${Math.round(performance.now() - t0)} ms`,
+  );
+}
+
+const stats = { reads: 0, attempts: 0, transfers: 0, conflicts: 0 };
+const readLat: number[] = [];
+const writeLat: number[] = [];
+let running = true;
+let failure: unknown = null;
+
+function fail(e: unknown) {
+  if (failure === null) failure = e;
+  running = false;
+}
+
+function pick(): number {
+  return Math.floor(opt.accounts * Math.random() ** opt.skew);
+}
+
+async function writer() {
+  while (running) {
+    const a = pick();
+    const b = pick();
+    if (a === b) continue;
+    const amount = BigInt(1 + Math.floor(Math.random() * 1000));
+    const t0 = performance.now();
+    const [ea, eb] = await kv.getMany<[bigint, bigint]>([acct(a), acct(b)]);
+    if (typeof ea.value !== "bigint" || typeof eb.value !== "bigint") {
+      throw new Error(`account ${a} or ${b} is missing or not a bigint`);
+    }
+    const r = await kv.atomic()
+      .check(ea, eb)
+      .set(acct(a), ea.value - amount)
+      .set(acct(b), eb.value + amount)
+      .commit();
+    writeLat.push(performance.now() - t0);
+    stats.attempts++;
+    if (r.ok) stats.transfers++;
+    else stats.conflicts++;
+  }
+}
+
+async function reader() {
+  while (running) {
+    const i = Math.floor(Math.random() * opt.accounts);
+    const t0 = performance.now();
+    const e = await kv.get<bigint>(acct(i));
+    readLat.push(performance.now() - t0);
+    if (typeof e.value !== "bigint") {
+      throw new Error(`account ${i} is missing or not a bigint`);
+    }
+    stats.reads++;
+  }
+}
+
+console.log(
+  `bank: ${opt.readers} readers, ${opt.writers} writers, ${opt.accounts} ` +
+    `accounts, ${opt.duration} s, against ${opt.url}`,
+);
+const start = performance.now();
+let last = { ...stats };
+let tick = 0;
+let idleSeconds = 0;
+const ticker = setInterval(() => {
+  tick++;
+  // The KV client retries failed calls forever: a dead server shows up as
+  // no progress at all, which must end the run rather than hang it.
+  if (stats.reads === last.reads && stats.attempts === last.attempts) {
+    if (++idleSeconds >= STALL_SECONDS) {
+      console.error(
+        `bank: FAILED: no operation completed for ${STALL_SECONDS} s ` +
+          `(is the server still up?)`,
+      );
+      Deno.exit(1);
+    }
+  } else {
+    idleSeconds = 0;
+  }
+  console.log(
+    `  t=${String(tick).padStart(3)}s reads/s=${
+      String(stats.reads - last.reads).padStart(7)
+    } transfers/s=${String(stats.transfers - last.transfers).padStart(6)} ` +
+      `conflicts/s=${String(stats.conflicts - last.conflicts).padStart(6)}`,
+  );
+  last = { ...stats };
+}, 1000);
+const stopper = setTimeout(() => running = false, opt.duration * 1000);
+
+const loops = [
+  ...Array.from({ length: opt.writers }, () => writer().catch(fail)),
+  ...Array.from({ length: opt.readers }, () => reader().catch(fail)),
+];
+await Promise.all(loops);
+const elapsed = (performance.now() - start) / 1000;
+clearInterval(ticker);
+clearTimeout(stopper);
+
+if (failure !== null) {
+  console.error("bank: FAILED:", failure);
+  Deno.exit(1);
+}
+
+// Consistency: every account present, balances sum to zero.
+let sum = 0n;
+let count = 0;
+let absSum = 0n;
+for await (const e of kv.list<bigint>({ prefix: [opt.prefix] })) {
+  if (typeof e.value !== "bigint") {
+    console.error(`bank: FAILED: ${JSON.stringify(e.key)} is not a bigint`);
+    Deno.exit(1);
+  }
+  sum += e.value;
+  absSum += e.value < 0n ? -e.value : e.value;
+  count++;
+}
+const consistent = sum === 0n && count === opt.accounts;
+kv.close();
+clearTimeout(watchdog);
+
+const r = (n: number) => (n / elapsed).toFixed(1);
+console.log(
+  `bank: ${stats.reads} reads (${r(stats.reads)}/s, p50 ${
+    percentileUs(readLat, 50)
+  } us, p99 ${percentileUs(readLat, 99)} us)`,
+);
+console.log(
+  `bank: ${stats.transfers} transfers committed (${
+    r(stats.transfers)
+  }/s), ${stats.conflicts} conflicts of ${stats.attempts} attempts; ` +
+    `transfer p50 ${percentileUs(writeLat, 50)} us, p99 ${
+      percentileUs(writeLat, 99)
+    } us (getMany + commit)`,
+);
+console.log(
+  `bank: consistency ${consistent ? "OK" : "FAILED"}: ${count} accounts ` +
+    `(expected ${opt.accounts}), sum ${sum} (expected 0), money moved ${absSum}`,
+);
+console.log(
+  [
+    "RESULT name=bank",
+    `accounts=${opt.accounts}`,
+    `readers=${opt.readers}`,
+    `writers=${opt.writers}`,
+    `seconds=${elapsed.toFixed(3)}`,
+    `reads=${stats.reads}`,
+    `reads_per_s=${r(stats.reads)}`,
+    `read_p50_us=${percentileUs(readLat, 50)}`,
+    `read_p99_us=${percentileUs(readLat, 99)}`,
+    `attempts=${stats.attempts}`,
+    `transfers=${stats.transfers}`,
+    `transfers_per_s=${r(stats.transfers)}`,
+    `conflicts=${stats.conflicts}`,
+    `write_p50_us=${percentileUs(writeLat, 50)}`,
+    `write_p99_us=${percentileUs(writeLat, 99)}`,
+    `sum=${sum}`,
+    `consistency=${consistent ? "ok" : "FAILED"}`,
+  ].join(" "),
+);
+Deno.exit(consistent ? 0 : 1);
