@@ -45,6 +45,11 @@ struct shm_segment {
 	_Atomic uint64_t	 abandoned[SHM_ABANDONED];
 	struct shm_proc		 procs[SHM_MAX_PROCS];
 	/* change notification */
+	_Atomic uint64_t	 ring_head;
+	struct {
+		_Atomic uint64_t seq;	/* pos + 1 once written */
+		_Atomic uint32_t slot;
+	}			 ring[SHM_CHANGE_RING];
 	_Atomic uint32_t	 commit_futex;
 	_Atomic uint64_t	 published_version;
 	_Atomic uint64_t	 change[SHM_CHANGE_SLOTS];
@@ -261,11 +266,39 @@ void
 shm_mark_changed(struct shm_segment *s, uint32_t slot, uint64_t version)
 {
 	uint64_t	 prev = atomic_load(&s->published_version);
+	uint64_t	 pos;
 
-	atomic_store(&s->change[slot % SHM_CHANGE_SLOTS], version);
+	slot %= SHM_CHANGE_SLOTS;
+	atomic_store(&s->change[slot], version);
+	/* Slot first, then its ring entry, both before the futex wake. */
+	pos = atomic_fetch_add(&s->ring_head, 1);
+	atomic_store(&s->ring[pos % SHM_CHANGE_RING].slot, slot);
+	atomic_store(&s->ring[pos % SHM_CHANGE_RING].seq, pos + 1);
 	while (version > prev && !atomic_compare_exchange_weak(
 	    &s->published_version, &prev, version))
 		;
+}
+
+uint64_t
+shm_ring_head(const struct shm_segment *s)
+{
+	return atomic_load(&((struct shm_segment *)s)->ring_head);
+}
+
+int
+shm_ring_read(const struct shm_segment *cs, uint64_t pos, uint32_t *slot)
+{
+	struct shm_segment	*s = (struct shm_segment *)cs;
+	uint64_t		 seq = atomic_load(&s->ring[pos % SHM_CHANGE_RING].seq);
+
+	if (seq < pos + 1)
+		return 0;
+	*slot = atomic_load(&s->ring[pos % SHM_CHANGE_RING].slot);
+	/* Overwritten while we read it, or before: lapped. */
+	if (seq != pos + 1 ||
+	    atomic_load(&s->ring[pos % SHM_CHANGE_RING].seq) != pos + 1)
+		return -1;
+	return 1;
 }
 
 uint64_t

@@ -22,7 +22,10 @@
  *    data version; then the commit sequence is bumped and sleepers on its
  *    futex are woken. A watcher compares the slots of its keys with what
  *    it last saw and only then reads the database. Colliding slots cost a
- *    needless read, never a missed change.
+ *    needless read, never a missed change. The changed slot numbers also
+ *    go into a ring, so that a watcher holding thousands of streams looks
+ *    only at the slots that changed; one that fell a whole ring behind
+ *    compares all its slots instead.
  */
 #ifndef DENOKV_SHM_H
 #define DENOKV_SHM_H
@@ -36,6 +39,7 @@
 #define SHM_MAX_PROCS		1024	/* processes that may write at once */
 #define SHM_ABANDONED		64	/* tickets of dead processes pending skip */
 #define SHM_CHANGE_SLOTS	65536
+#define SHM_CHANGE_RING		16384	/* recent changed slots, newest last */
 
 struct shm_segment;
 
@@ -65,6 +69,15 @@ uint32_t shm_key_slot(const uint8_t *key, size_t len);
 void	 shm_mark_changed(struct shm_segment *, uint32_t slot, uint64_t version);
 void	 shm_publish(struct shm_segment *);
 uint64_t shm_slot_version(const struct shm_segment *, uint32_t slot);
+/*
+ * The change ring. shm_ring_head() is the position after the newest entry.
+ * shm_ring_read() gives the slot at pos: 1, or 0 if that entry is not
+ * written yet (read it again after the next wake-up), or -1 if it has been
+ * overwritten (the reader fell behind and must compare all its slots).
+ */
+uint64_t shm_ring_head(const struct shm_segment *);
+int	 shm_ring_read(const struct shm_segment *, uint64_t pos, uint32_t *slot);
+
 /* The highest data version any process of this segment has published. */
 uint64_t shm_published_version(const struct shm_segment *);
 

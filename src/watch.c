@@ -42,7 +42,12 @@
 /* How often the hub looks for commits by writers outside this server. */
 #define HUB_FOREIGN_CHECK_MS	1000
 
+struct watch_stream;
+
 struct watch_key {
+	struct watch_stream *owner;
+	struct watch_key *slot_next;	/* other keys in the same change slot */
+	struct watch_key **slot_prev;
 	uint8_t		*key;
 	size_t		 len;
 	uint32_t	 slot;		/* change slot in the signal segment */
@@ -62,6 +67,8 @@ struct watch_stream {
 	size_t		 index;		/* position in hub->streams */
 	int		 dead;		/* dropped; freed after this epoll batch */
 	struct watch_stream *next_dead;
+	int		 dirty;		/* a slot of its keys changed */
+	struct watch_stream *next_dirty;
 	size_t		 n;
 	struct watch_key keys[];
 };
@@ -91,6 +98,10 @@ struct watch_hub {
 	 * a later event of the same batch may still point at them.
 	 */
 	struct watch_stream	*graveyard;
+	/* Keys by change slot, so a commit touches only its watchers. */
+	struct watch_key	**by_slot;
+	uint64_t		 ring_next;	/* next change-ring entry to read */
+	struct watch_stream	*dirty;
 	int64_t			 next_keepalive_ms;
 	int64_t			 next_foreign_ms;
 	uint64_t		 foreign_seen;	/* data version handled */
@@ -233,6 +244,13 @@ drop(struct watch_hub *h, struct watch_stream *s)
 
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
+	for (size_t i = 0; i < s->n; i++) {
+		struct watch_key	*k = &s->keys[i];
+
+		*k->slot_prev = k->slot_next;
+		if (k->slot_next != NULL)
+			k->slot_next->slot_prev = k->slot_prev;
+	}
 	last = h->streams[--h->n_streams];
 	last->index = s->index;
 	h->streams[s->index] = last;
@@ -367,6 +385,52 @@ check_all(struct watch_hub *h)
 	}
 }
 
+static void
+mark_dirty(struct watch_hub *h, struct watch_stream *s)
+{
+	if (s->dirty)
+		return;
+	s->dirty = 1;
+	s->next_dirty = h->dirty;
+	h->dirty = s;
+}
+
+/*
+ * After a commit: the change ring names the slots written since we last
+ * looked; re-read only the streams watching those slots. A hub that fell a
+ * whole ring behind compares every stream's slots instead.
+ */
+static void
+process_changes(struct watch_hub *h)
+{
+	uint64_t		 head = shm_ring_head(h->seg);
+	struct watch_stream	*s;
+	uint32_t		 slot;
+	int			 r = 1;
+
+	while (h->ring_next < head) {
+		if (head - h->ring_next > SHM_CHANGE_RING ||
+		    (r = shm_ring_read(h->seg, h->ring_next, &slot)) < 0) {
+			h->ring_next = head;
+			break;
+		}
+		if (r == 0)
+			break;	/* being written: its wake-up follows */
+		for (struct watch_key *k = h->by_slot[slot]; k != NULL;
+		    k = k->slot_next)
+			mark_dirty(h, k->owner);
+		h->ring_next++;
+	}
+	while ((s = h->dirty) != NULL) {
+		h->dirty = s->next_dirty;
+		s->dirty = 0;
+		if (!s->dead && refresh(h, s, kv_now_ms()) != 0)
+			drop(h, s);
+	}
+	if (r < 0)
+		check_all(h);
+}
+
 /* Entries that expired since they were sent are gone now: tell clients. */
 static void
 check_expiries(struct watch_hub *h, int64_t now_wall)
@@ -453,6 +517,17 @@ add_stream(struct watch_hub *h, struct watch_stream *s)
 		return -1;
 	s->index = h->n_streams;
 	h->streams[h->n_streams++] = s;
+	for (size_t i = 0; i < s->n; i++) {
+		struct watch_key	*k = &s->keys[i];
+		struct watch_key	**head = &h->by_slot[k->slot];
+
+		k->owner = s;
+		k->slot_next = *head;
+		k->slot_prev = head;
+		if (*head != NULL)
+			(*head)->slot_prev = &k->slot_next;
+		*head = k;
+	}
 	return 0;
 }
 
@@ -529,6 +604,7 @@ hub_main(void *arg)
 	uint64_t		 v;
 	int			 n;
 
+	h->ring_next = shm_ring_head(h->seg);
 	h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
 	h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
 	while (!atomic_load(&h->stop)) {
@@ -544,7 +620,7 @@ hub_main(void *arg)
 				if (read(h->commit_fd, &v, sizeof(v)) < 0 &&
 				    errno != EAGAIN)
 					log_warn("watch hub: eventfd read");
-				check_all(h);
+				process_changes(h);
 			} else if ((ev[i].events & (EPOLLIN | EPOLLRDHUP |
 			    EPOLLHUP | EPOLLERR)) && stream_readable(s) != 0)
 				drop(h, s);
@@ -613,6 +689,7 @@ hub_free(struct watch_hub *h)
 	kv_close(h->db);
 	arena_fini(&h->arena);
 	free(h->streams);
+	free(h->by_slot);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -634,9 +711,14 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 	}
 	h->conf = c;
 	h->seg = seg;
-	h->handoff_fd = h->commit_fd = -1;
+	h->epfd = h->handoff_fd = h->commit_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	arena_init(&h->arena, HUB_ARENA_CHUNK);
+	if ((h->by_slot = calloc(SHM_CHANGE_SLOTS, sizeof(*h->by_slot))) ==
+	    NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto fail;
+	}
 	h->epfd = epoll_create1(EPOLL_CLOEXEC);
 	h->handoff_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	h->commit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
