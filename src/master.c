@@ -40,6 +40,7 @@
 #define BACKOFF_FIRST_MS	100
 #define BACKOFF_MAX_MS		10000
 #define TICK_MS			250
+#define STATUS_INTERVAL_MS	5000
 
 enum child_kind {
 	CHILD_WORKER,
@@ -74,6 +75,7 @@ struct master {
 	unsigned long	 restarts;
 	uint64_t	 watchdog_usec;
 	int64_t		 next_watchdog_ms;
+	int64_t		 next_status_ms;
 	int		 stopping;
 };
 
@@ -105,9 +107,13 @@ n_running_workers(const struct master *m)
 static void
 notify_status(struct master *m)
 {
+	uint64_t	 wait_us = m->shm != NULL ? shm_max_wait_us(m->shm) : 0;
+
 	sd_notifyf(0, "STATUS=serving with %d of %d workers, %lu restarts,"
-	    " generation %d", n_running_workers(m), m->conf.workers,
-	    m->restarts, m->generation);
+	    " generation %d, longest write-queue wait %llu.%03llu ms",
+	    n_running_workers(m), m->conf.workers, m->restarts,
+	    m->generation, (unsigned long long)(wait_us / 1000),
+	    (unsigned long long)(wait_us % 1000));
 }
 
 /* --- children ------------------------------------------------------------- */
@@ -578,6 +584,10 @@ supervise(struct master *m)
 		}
 		respawn_due(m);
 		watchdog_tick(m);
+		if (now_ms() >= m->next_status_ms) {
+			notify_status(m);
+			m->next_status_ms = now_ms() + STATUS_INTERVAL_MS;
+		}
 	}
 	stop_children(m, &set);
 	return 0;
