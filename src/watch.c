@@ -756,6 +756,8 @@ watch_hub_stop(struct watch_hub *h)
 	atomic_store(&h->stop, 1);
 	if (write(h->handoff_fd, &one, sizeof(one)) < 0)
 		log_warn("watch hub: eventfd write");
+	/* Wakes our waiter now (other hubs see a wake-up with no changes). */
+	shm_publish(h->seg);
 	pthread_join(h->hub_thread, NULL);
 	pthread_join(h->waiter_thread, NULL);
 	/* Streams handed over after the hub stopped: close them. */
