@@ -7,6 +7,7 @@
  * signal state after fork.
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -494,6 +495,25 @@ prepare_database(const struct conf *c, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/*
+ * Each open watch stream is a socket: take all the descriptors the hard
+ * limit allows (LimitNOFILE= under systemd), not the 1024 soft default.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("raising the open-file limit");
+	else
+		log_debug("open-file limit raised to %llu",
+		    (unsigned long long)rl.rlim_cur);
+}
+
 static int
 setup(struct master *m, char *err, size_t errlen)
 {
@@ -503,6 +523,7 @@ setup(struct master *m, char *err, size_t errlen)
 
 	if (privdrop_plan(&m->conf, &pd, err, errlen) != 0)
 		return -1;
+	raise_fd_limit();
 	if ((m->listen_fd = listen_open(&m->conf, &desc, err, errlen)) < 0)
 		return -1;
 	if (listen_created_path() != NULL) {
