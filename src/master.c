@@ -363,7 +363,9 @@ reload(struct master *m)
 	struct child	 old[MAX_WORKERS + 1];
 	char		 err[1024];
 
-	sd_notify(0, "RELOADING=1");
+	/* MONOTONIC_USEC: newer systemd matches the reload by it. */
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)now_ms() * 1000);
 	log_info("reloading configuration");
 	if (conf_parse(m->argc, m->argv, &fresh, err, sizeof(err)) !=
 	    CONF_OK) {
