@@ -7,6 +7,11 @@
  * to t+1 by compare-and-swap in advance(), so a ticket is passed exactly
  * once however many processes try (the releaser, the master repairing a
  * dead holder, a waiter repairing a stall).
+ *
+ * Hand-off: each waiter sleeps on its own futex word and records which
+ * slot holds its ticket in owners[]; advance() wakes only that slot, so a
+ * release costs one wake-up, not one per waiter. A waiter not recorded yet
+ * has not slept yet either: it checks `serving` before it sleeps.
  */
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -31,6 +36,14 @@
 struct shm_proc {
 	_Atomic int32_t		 pid;
 	_Atomic uint64_t	 ticket;	/* 0: none */
+	_Atomic uint32_t	 wake;		/* its own futex: bumped on its turn */
+};
+
+/* Who holds ticket t: lets a releaser wake exactly the next writer. */
+#define SHM_TICKET_RING	(2 * SHM_MAX_PROCS)
+struct shm_ticket_owner {
+	_Atomic uint64_t	 ticket;
+	_Atomic int32_t		 slot;
 };
 
 struct shm_segment {
@@ -40,8 +53,8 @@ struct shm_segment {
 	/* write admission */
 	_Atomic uint64_t	 next_ticket;
 	_Atomic uint64_t	 serving;
-	_Atomic uint32_t	 serving_futex;
 	_Atomic uint64_t	 max_wait_us;
+	struct shm_ticket_owner	 owners[SHM_TICKET_RING];
 	_Atomic uint64_t	 abandoned[SHM_ABANDONED];
 	struct shm_proc		 procs[SHM_MAX_PROCS];
 	/* change notification */
@@ -130,6 +143,22 @@ take_abandoned(struct shm_segment *s, uint64_t t)
 	return 0;
 }
 
+/* Wakes the writer holding ticket t, if it is known yet. */
+static void
+wake_owner(struct shm_segment *s, uint64_t t)
+{
+	struct shm_ticket_owner	*o = &s->owners[t % SHM_TICKET_RING];
+	int32_t			 slot;
+
+	if (atomic_load(&o->ticket) != t)
+		return;
+	slot = atomic_load(&o->slot);
+	if (slot < 0 || slot >= SHM_MAX_PROCS)
+		return;
+	atomic_fetch_add(&s->procs[slot].wake, 1);
+	futex(&s->procs[slot].wake, FUTEX_WAKE, 1, NULL);
+}
+
 /* Passes the turn from t to t+1, skipping tickets nobody will use. */
 static void
 advance(struct shm_segment *s, uint64_t t)
@@ -139,7 +168,7 @@ advance(struct shm_segment *s, uint64_t t)
 
 		if (!atomic_compare_exchange_strong(&s->serving, &expect, t + 1))
 			return;
-		wake_all(&s->serving_futex);
+		wake_owner(s, t + 1);
 		if (!take_abandoned(s, t + 1))
 			return;
 		t++;
@@ -193,6 +222,19 @@ ticket_owned(struct shm_segment *s, uint64_t t)
 	return 0;
 }
 
+/* Takes the next ticket and says who holds it, before any wait. */
+static uint64_t
+take_ticket(struct shm_segment *s, int slot)
+{
+	uint64_t		 t = atomic_fetch_add(&s->next_ticket, 1);
+	struct shm_ticket_owner	*o = &s->owners[t % SHM_TICKET_RING];
+
+	atomic_store(&s->procs[slot].ticket, t);
+	atomic_store(&o->slot, slot);
+	atomic_store(&o->ticket, t);
+	return t;
+}
+
 void
 shm_write_begin(struct shm_segment *s, int slot)
 {
@@ -201,20 +243,18 @@ shm_write_begin(struct shm_segment *s, int slot)
 	uint32_t	 word;
 
 	assert(slot >= 0 && slot < SHM_MAX_PROCS);
-	t = atomic_fetch_add(&s->next_ticket, 1);
-	atomic_store(&s->procs[slot].ticket, t);
+	t = take_ticket(s, slot);
 	seen = atomic_load(&s->serving);
 	stall_since = start;
 	for (;;) {
-		word = atomic_load(&s->serving_futex);
+		word = atomic_load(&s->procs[slot].wake);
 		uint64_t now_serving = atomic_load(&s->serving);
 
 		if (now_serving == t)
 			break;
 		if (now_serving > t) {
 			/* Skipped as if dead (a stall repair): queue again. */
-			t = atomic_fetch_add(&s->next_ticket, 1);
-			atomic_store(&s->procs[slot].ticket, t);
+			t = take_ticket(s, slot);
 			continue;
 		}
 		if (now_serving != seen) {
@@ -226,7 +266,7 @@ shm_write_begin(struct shm_segment *s, int slot)
 			advance(s, now_serving);
 			continue;
 		}
-		futex(&s->serving_futex, FUTEX_WAIT, word, &slice);
+		futex(&s->procs[slot].wake, FUTEX_WAIT, word, &slice);
 	}
 	waited = mono_us() - start;
 	uint64_t prev = atomic_load(&s->max_wait_us);
