@@ -197,20 +197,23 @@ spawn_generation(struct master *m)
 	spawn(m, housekeeper_slot(m), CHILD_HOUSEKEEPER);
 }
 
+/* uptime_ms < 0: not known (a process of a retired generation). */
 static void
 log_exit(pid_t pid, const char *what, int status, int64_t uptime_ms)
 {
+	char	 up[48] = "";
+
+	if (uptime_ms >= 0)
+		snprintf(up, sizeof(up), " after %lld ms", (long long)uptime_ms);
 	if (WIFSIGNALED(status))
-		log_warnx("%s %ld killed by signal %d%s after %lld ms", what,
-		    (long)pid, WTERMSIG(status),
-		    WCOREDUMP(status) ? " (core dumped)" : "",
-		    (long long)uptime_ms);
+		log_warnx("%s %ld killed by signal %d%s%s", what, (long)pid,
+		    WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "",
+		    up);
 	else if (WEXITSTATUS(status) != 0)
-		log_warnx("%s %ld exited with status %d after %lld ms", what,
-		    (long)pid, WEXITSTATUS(status), (long long)uptime_ms);
+		log_warnx("%s %ld exited with status %d%s", what, (long)pid,
+		    WEXITSTATUS(status), up);
 	else
-		log_debug("%s %ld exited after %lld ms", what, (long)pid,
-		    (long long)uptime_ms);
+		log_debug("%s %ld exited%s", what, (long)pid, up);
 }
 
 /* Decides when a dead child of the current generation comes back. */
@@ -269,7 +272,7 @@ reap(struct master *m)
 		shm_proc_reaped(m->shm, pid);
 
 		if (remove_retiring(m, pid)) {
-			log_exit(pid, "retired process", status, 0);
+			log_exit(pid, "retired process", status, -1);
 			continue;
 		}
 		for (int i = 0; i <= MAX_WORKERS; i++)
@@ -673,6 +676,7 @@ master_main(int argc, char **argv)
 	if (setup(&m, err, sizeof(err)) != 0) {
 		log_errorx("%s", err);
 		sd_notifyf(0, "STATUS=failed to start: %s", err);
+		remove_socket(&m);
 		conf_fini(&m.conf);
 		return EXIT_NO_RESTART;
 	}

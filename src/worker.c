@@ -240,13 +240,21 @@ install_signals(sigset_t *stopset)
 	sigprocmask(SIG_BLOCK, stopset, NULL);
 }
 
-/* Sleeps until the listener is readable or a stop signal arrives. */
+/*
+ * Sleeps until the listener is readable or a stop signal arrives. When a
+ * connection is already waiting, ppoll returns at once without delivering
+ * a pending signal, so a worker under steady load would never see it:
+ * take a pending stop signal explicitly.
+ */
 static void
-wait_for_connection(int fd, const sigset_t *during)
+wait_for_connection(int fd, const sigset_t *during, const sigset_t *stopset)
 {
 	struct pollfd	 pfd = { .fd = fd, .events = POLLIN };
+	struct timespec	 zero = { 0, 0 };
 
 	(void)ppoll(&pfd, 1, NULL, during);
+	if (sigtimedwait(stopset, NULL, &zero) > 0)
+		worker_stop = 1;
 }
 
 int
@@ -277,7 +285,7 @@ worker_run(struct server *s)
 	    sizeof(err))) == NULL)
 		log_warnx("watch streams disabled: %s", err);
 	while (!worker_stop) {
-		wait_for_connection(s->listen_fd, &during);
+		wait_for_connection(s->listen_fd, &during, &stopset);
 		if (worker_stop)
 			break;
 		/*
