@@ -1025,22 +1025,6 @@ route_is(const char *path, enum route want, size_t want_base)
 	return 1;
 }
 
-static int
-is_uuid(const char *s)
-{
-	if (strlen(s) != 36)
-		return 0;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	}
-	return 1;
-}
-
 static void
 test_route(void)
 {
@@ -1074,12 +1058,12 @@ test_route(void)
 	database_id_for("/var/lib/denokv/a.sqlite3", id1);
 	database_id_for("/var/lib/denokv/a.sqlite3", id2);
 	database_id_for("/var/lib/denokv/b.sqlite3", id3);
-	T_OK(is_uuid(id1), "database id is UUID-shaped (%s)", id1);
+	T_OK(t_is_uuid(id1), "database id is UUID-shaped (%s)", id1);
 	T_OK(strcmp(id1, id2) == 0, "database id is stable for a path");
-	T_OK(is_uuid(id3) && strcmp(id1, id3) != 0,
+	T_OK(t_is_uuid(id3) && strcmp(id1, id3) != 0,
 	    "another path has another database id (%s)", id3);
 	database_id_for("/", id2);
-	T_OK(is_uuid(id2) && strcmp(id1, id2) != 0,
+	T_OK(t_is_uuid(id2) && strcmp(id1, id2) != 0,
 	    "the root path has its own UUID-shaped id");
 }
 

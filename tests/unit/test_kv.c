@@ -1247,22 +1247,6 @@ read_queue_row(sqlite3 *db, int idx, struct queue_row *r)
 }
 
 /* 8-4-4-4-12 lowercase hex. */
-static int
-is_uuid(const char *s)
-{
-	if (strlen(s) != 36)
-		return 0;
-	for (int i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return 0;
-		} else if (!((s[i] >= '0' && s[i] <= '9') ||
-		    (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	}
-	return 1;
-}
-
 static void
 test_enqueue(void)
 {
@@ -1304,7 +1288,7 @@ test_enqueue(void)
 		goto out;
 	}
 	T_EQ(r0.ts, NOW + 5000, "ts is the deadline");
-	T_OK(is_uuid(r0.id), "id is a UUID string (%s)", r0.id);
+	T_OK(t_is_uuid(r0.id), "id is a UUID string (%s)", r0.id);
 	T_OK(r0.dlen == 5 && memcmp(r0.data, "hello", 5) == 0,
 	    "data is the payload");
 	T_OK(str_is(r0.backoff, "[100,1000,5000,30000,60000]"),
@@ -1314,7 +1298,7 @@ test_enqueue(void)
 	    "backoff_schedule and keys_if_undelivered are text");
 
 	T_EQ(r1.ts, NOW + 10, "second row ts is its deadline");
-	T_OK(is_uuid(r1.id) && strcmp(r0.id, r1.id) != 0,
+	T_OK(t_is_uuid(r1.id) && strcmp(r0.id, r1.id) != 0,
 	    "second id is another UUID");
 	T_OK(r1.dlen == 0 && str_is(r1.td, "blob"),
 	    "empty payload is an empty blob");

@@ -7,6 +7,7 @@
 #define DENOKV_TESTHELP_H
 
 #include <stdio.h>
+#include <string.h>
 
 static int	t_count, t_failed;
 
@@ -31,6 +32,23 @@ static int	t_count, t_failed;
 	if (_a != _b)							\
 		printf("#   got %lld, want %lld\n", _a, _b);		\
 } while (0)
+
+/* A lowercase 8-4-4-4-12 hexadecimal UUID, as the server writes them. */
+static inline int
+t_is_uuid(const char *s)
+{
+	if (strlen(s) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	}
+	return 1;
+}
 
 static inline int
 t_done(void)
