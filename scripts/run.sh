@@ -14,6 +14,18 @@ scripts/stack.sh start "$RUN_DIR"
 . "$RUN_DIR/env"
 printf '%s\n' "$TOKEN" > "$RUN_DIR/token"
 chmod 600 "$RUN_DIR/token"
-trap 'scripts/stack.sh stop "$RUN_DIR"' EXIT INT TERM
+stop() {
+	trap - EXIT INT TERM
+	[ -n "${sleeper:-}" ] && kill "$sleeper" 2>/dev/null
+	scripts/stack.sh stop "$RUN_DIR"
+	exit 0
+}
+trap stop EXIT INT TERM
 echo "Serving. Stop with Ctrl-C." >&2
-while sleep 3600; do :; done
+# wait, not a foreground sleep: bash runs a trap only once the foreground
+# command has finished, but interrupts wait at once.
+while :; do
+	sleep 3600 &
+	sleeper=$!
+	wait "$sleeper"
+done
