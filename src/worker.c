@@ -160,6 +160,22 @@ reply_protobuf(struct request *rq, const uint8_t *body, size_t len)
 	    len);
 }
 
+/*
+ * Any path outside a /v2/ data path may be a mount point, so it is taken
+ * as a metadata exchange. But a metadata exchange is never protobuf: a
+ * protobuf body there is a data-path call to an endpoint that does not
+ * exist (a typo, another protocol version), and gets 404 like any unknown
+ * path would.
+ */
+static int
+is_misrouted_protobuf(struct request *rq, enum route route)
+{
+	const char	*ctype = http_param(rq->fcgi, "CONTENT_TYPE");
+
+	return route == ROUTE_METADATA && ctype != NULL &&
+	    strncasecmp(ctype, "application/x-protobuf", 22) == 0;
+}
+
 static enum kv_err
 dispatch(struct request *rq)
 {
@@ -174,7 +190,7 @@ dispatch(struct request *rq)
 		return KV_ERR_NOMEM;
 	route = route_path(path, &rq->baselen);
 	rq->base = path;
-	if (route == ROUTE_NOT_FOUND)
+	if (route == ROUTE_NOT_FOUND || is_misrouted_protobuf(rq, route))
 		return KV_ERR_NOT_FOUND;
 	if (method == NULL || strcmp(method, "POST") != 0)
 		return KV_ERR_METHOD;

@@ -20,6 +20,7 @@ import {
   type Metadata,
   MutationType,
   plainTest,
+  rawFetch,
   RawClient,
   type RawResponse,
   SnapshotReadStatus,
@@ -289,6 +290,14 @@ refused("body of 1.5 MiB (over the server's 1 MiB)", 413, () => {
 }, [K("c-big")]);
 refused("body of 3 MiB (over nginx's client_max_body_size 2m)", 413, () => raw.post("atomic_write", new Uint8Array(3 * 1024 * 1024)));
 refused("unknown path /v2/nope", 404, () => raw.post("nope", READ_KNOWN()));
+// Outside /v2/ a path may be a mount point (a metadata exchange), but a
+// protobuf data-path call there is an unknown endpoint.
+refused("protobuf read to /v3/snapshot_read", 404, () =>
+  rawFetch(new URL("v3/snapshot_read", H1_URL).href, { method: "POST", headers: raw.headers(), body: READ_KNOWN() }));
+refused("protobuf read to /nope", 404, () =>
+  rawFetch(new URL("nope", H1_URL).href, { method: "POST", headers: raw.headers(), body: READ_KNOWN() }));
+refused("text body to /nope is a metadata exchange: not JSON", 400, () =>
+  rawFetch(new URL("nope", H1_URL).href, { method: "POST", headers: raw.headers({ "content-type": "text/plain" }), body: "hello" }));
 // Whether or not watch is implemented, garbage is a 4xx (never a 5xx, which
 // the Deno client retries forever).
 refused("malformed protobuf to watch", [400, 404], () => raw.post("watch", new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])));
