@@ -38,11 +38,9 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#include "bench_common.h"
 
 /* Latency histogram in microseconds, log-linear with 1/64 precision. */
-#define SUB_BITS	6
-#define SUB		(1 << SUB_BITS)
-#define NBUCKETS	(SUB * 59)
 
 struct worker_stats {
 	uint64_t	commits;
@@ -72,29 +70,6 @@ static struct {
 
 static struct shared *sh;
 
-static int
-bucket_of(uint64_t v)
-{
-	int msb, shift;
-
-	if (v < SUB)
-		return (int)v;
-	msb = 63 - __builtin_clzll(v);
-	shift = msb - SUB_BITS;
-	return (shift + 1) * SUB + (int)((v >> shift) & (SUB - 1));
-}
-
-static uint64_t
-bucket_value(int idx)
-{
-	int shift;
-
-	if (idx < SUB)
-		return (uint64_t)idx;
-	shift = idx / SUB - 1;
-	return ((uint64_t)(SUB + idx % SUB)) << shift;
-}
-
 static uint64_t
 now_ns(void)
 {
@@ -102,31 +77,6 @@ now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ["bench", n] as the Deno KV client encodes it: string, then a double. */
-static size_t
-encode_key(uint8_t *out, int n)
-{
-	static const char prefix[] = "bench";
-	double d = (double)n;
-	uint64_t bits;
-	size_t len = 0;
-	int i;
-
-	out[len++] = 0x02;
-	memcpy(out + len, prefix, sizeof prefix - 1);
-	len += sizeof prefix - 1;
-	out[len++] = 0x00;
-	out[len++] = 0x21;
-	memcpy(&bits, &d, sizeof bits);
-	if (d >= 0)
-		bits ^= UINT64_C(1) << 63;
-	else
-		bits = ~bits;
-	for (i = 7; i >= 0; i--)
-		out[len++] = (uint8_t)(bits >> (i * 8));
-	return len;
 }
 
 static void
@@ -157,29 +107,13 @@ open_db(void)
 static void
 setup(void)
 {
-	static const char schema[] =
-	    "PRAGMA journal_mode=WAL;"
-	    "CREATE TABLE IF NOT EXISTS migration_state("
-	    "  k integer not null primary key, version integer not null);"
-	    "CREATE TABLE IF NOT EXISTS data_version ("
-	    "  k integer primary key, version integer not null,"
-	    "  seq integer not null default 0);"
-	    "INSERT OR IGNORE INTO data_version (k, version) VALUES (0, 0);"
-	    "CREATE TABLE IF NOT EXISTS kv ("
-	    "  k blob primary key, v blob not null,"
-	    "  v_encoding integer not null, version integer not null,"
-	    "  seq integer not null default 0,"
-	    "  expiration_ms integer not null default -1) without rowid;"
-	    "CREATE INDEX IF NOT EXISTS kv_expiration_ms_idx"
-	    "  ON kv (expiration_ms);"
-	    "REPLACE INTO migration_state (k, version) VALUES (0, 3);";
 	sqlite3 *db = open_db();
 	sqlite3_stmt *ins;
 	uint8_t key[32], *val;
 	size_t klen;
 	int i;
 
-	if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(db, bench_schema, NULL, NULL, NULL) != SQLITE_OK)
 		die_db(db, "schema");
 	val = calloc(1, (size_t)opt.value_bytes + 1);
 	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO kv (k, v, "
@@ -188,7 +122,7 @@ setup(void)
 		die_db(db, "prepare");
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	for (i = 0; i < opt.keys; i++) {
-		klen = encode_key(key, i);
+		klen = bench_encode_key(key, i);
 		sqlite3_bind_blob(ins, 1, key, (int)klen, SQLITE_STATIC);
 		sqlite3_bind_blob(ins, 2, val, opt.value_bytes, SQLITE_STATIC);
 		if (sqlite3_step(ins) != SQLITE_DONE)
@@ -249,7 +183,7 @@ worker(int id)
 	while (!sh->stop) {
 		uint64_t t0 = now_ns(), us;
 		int n = (int)(rand_r(&seed) % (unsigned)opt.keys);
-		size_t klen = encode_key(key, n);
+		size_t klen = bench_encode_key(key, n);
 		int64_t version;
 
 		val[0] = (uint8_t)n;
@@ -276,7 +210,7 @@ worker(int id)
 		if (rc != SQLITE_OK)
 			goto fail_tx;
 		us = (now_ns() - t0) / 1000;
-		ws->hist[bucket_of(us)]++;
+		ws->hist[bench_bucket_of(us)]++;
 		ws->commits++;
 		continue;
 fail_tx:
@@ -316,22 +250,6 @@ usage(void)
 	    "           [-t busy-timeout-ms]\n"
 	    "  Without -f, a temporary database is created and removed.\n");
 	exit(2);
-}
-
-static uint64_t
-percentile(const uint64_t *hist, uint64_t total, double p)
-{
-	uint64_t want = (uint64_t)ceil(total * p / 100.0), seen = 0;
-	int i;
-
-	if (want == 0)
-		want = 1;
-	for (i = 0; i < NBUCKETS; i++) {
-		seen += hist[i];
-		if (seen >= want)
-			return bucket_value(i);
-	}
-	return 0;
 }
 
 int
@@ -457,15 +375,15 @@ main(int argc, char **argv)
 	printf("  %llu commits in %.2f s = %.1f commits/s, latency p50 %llu us, "
 	    "p99 %llu us, busy retries %llu\n", (unsigned long long)commits,
 	    secs, commits / secs,
-	    (unsigned long long)percentile(hist, commits, 50),
-	    (unsigned long long)percentile(hist, commits, 99),
+	    (unsigned long long)bench_percentile(hist, commits, 50, 0),
+	    (unsigned long long)bench_percentile(hist, commits, 99, 0),
 	    (unsigned long long)busy);
 	printf("RESULT sqlite_loop c=%d mode=%s sync=%s commits=%llu "
 	    "seconds=%.3f commits_per_s=%.1f p50_us=%llu p99_us=%llu "
 	    "busy=%llu\n", opt.conc, opt.threads ? "thread" : "proc",
 	    opt.sync, (unsigned long long)commits, secs, commits / secs,
-	    (unsigned long long)percentile(hist, commits, 50),
-	    (unsigned long long)percentile(hist, commits, 99),
+	    (unsigned long long)bench_percentile(hist, commits, 50, 0),
+	    (unsigned long long)bench_percentile(hist, commits, 99, 0),
 	    (unsigned long long)busy);
 	return failed || commits == 0;
 }

@@ -57,15 +57,13 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+#include "../bench_common.h"
 
 #if FAIR
 #include "shm.h"
 #endif
 
 /* Histogram in microseconds, log-linear: exact below 64, then 1/64 steps. */
-#define SUB_BITS	6
-#define SUB		(1 << SUB_BITS)
-#define NBUCKETS	(SUB * 59)
 
 struct wstats {
 	uint64_t	 commits;
@@ -101,32 +99,6 @@ static struct shared	*sh;
 static struct shm_segment *seg;
 #endif
 
-static int
-bucket_of(uint64_t v)
-{
-	int	 msb, shift;
-
-	if (v < SUB)
-		return (int)v;
-	msb = 63 - __builtin_clzll(v);
-	shift = msb - SUB_BITS;
-	if ((shift + 1) * SUB + SUB > NBUCKETS)
-		return NBUCKETS - 1;
-	return (shift + 1) * SUB + (int)((v >> shift) & (SUB - 1));
-}
-
-/* The upper end of a bucket: a percentile is never under-reported. */
-static uint64_t
-bucket_top(int idx)
-{
-	int	 shift;
-
-	if (idx < SUB)
-		return (uint64_t)idx;
-	shift = idx / SUB - 1;
-	return (((uint64_t)(SUB + idx % SUB) + 1) << shift) - 1;
-}
-
 static uint64_t
 now_us(void)
 {
@@ -134,27 +106,6 @@ now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/* ["bench", n] in the Deno KV key encoding: a string part, a number part. */
-static size_t
-encode_key(uint8_t *out, int n)
-{
-	static const char prefix[] = "bench";
-	double		 d = (double)n;
-	uint64_t	 bits;
-	size_t		 len = 0;
-
-	out[len++] = 0x02;
-	memcpy(out + len, prefix, sizeof(prefix) - 1);
-	len += sizeof(prefix) - 1;
-	out[len++] = 0x00;
-	out[len++] = 0x21;
-	memcpy(&bits, &d, sizeof(bits));
-	bits = d >= 0 ? bits ^ (UINT64_C(1) << 63) : ~bits;
-	for (int i = 7; i >= 0; i--)
-		out[len++] = (uint8_t)(bits >> (i * 8));
-	return len;
 }
 
 static void
@@ -185,25 +136,12 @@ open_db(void)
 static void
 setup_db(void)
 {
-	static const char schema[] =
-	    "PRAGMA journal_mode=WAL;"
-	    "CREATE TABLE IF NOT EXISTS data_version ("
-	    "  k integer primary key, version integer not null,"
-	    "  seq integer not null default 0);"
-	    "INSERT OR IGNORE INTO data_version (k, version) VALUES (0, 0);"
-	    "CREATE TABLE IF NOT EXISTS kv ("
-	    "  k blob primary key, v blob not null,"
-	    "  v_encoding integer not null, version integer not null,"
-	    "  seq integer not null default 0,"
-	    "  expiration_ms integer not null default -1) without rowid;"
-	    "CREATE INDEX IF NOT EXISTS kv_expiration_ms_idx"
-	    "  ON kv (expiration_ms);";
 	sqlite3		*db = open_db();
 	sqlite3_stmt	*ins;
 	uint8_t		 key[32], *val;
 	size_t		 klen;
 
-	if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
+	if (sqlite3_exec(db, bench_schema, NULL, NULL, NULL) != SQLITE_OK)
 		die_db(db, "schema");
 	val = calloc(1, (size_t)opt.value_bytes + 1);
 	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO kv (k, v,"
@@ -212,7 +150,7 @@ setup_db(void)
 		die_db(db, "prepare");
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	for (int i = 0; i < opt.keys; i++) {
-		klen = encode_key(key, i);
+		klen = bench_encode_key(key, i);
 		sqlite3_bind_blob(ins, 1, key, (int)klen, SQLITE_STATIC);
 		sqlite3_bind_blob(ins, 2, val, opt.value_bytes, SQLITE_STATIC);
 		if (sqlite3_step(ins) != SQLITE_DONE)
@@ -267,7 +205,7 @@ writer(int id)
 	while (!sh->stop) {
 		uint64_t	 t0, t1, t2, wait, txn;
 		int		 n = (int)(rand_r(&seed) % (unsigned)opt.keys);
-		size_t		 klen = encode_key(key, n);
+		size_t		 klen = bench_encode_key(key, n);
 		int64_t		 version;
 
 		val[0] = (uint8_t)n;
@@ -308,8 +246,8 @@ writer(int id)
 		t2 = now_us();
 		wait = t1 - t0;
 		txn = t2 - t0;
-		ws->wait_hist[bucket_of(wait)]++;
-		ws->txn_hist[bucket_of(txn)]++;
+		ws->wait_hist[bench_bucket_of(wait)]++;
+		ws->txn_hist[bench_bucket_of(txn)]++;
 		if (wait > ws->wait_max_us)
 			ws->wait_max_us = wait;
 		if (txn > ws->txn_max_us)
@@ -362,21 +300,6 @@ process_main(int p)
 	for (int t = 0; t < opt.threads; t++)
 		pthread_join(tids[t], NULL);
 	_exit(0);
-}
-
-static uint64_t
-percentile(const uint64_t *hist, uint64_t total, double p)
-{
-	uint64_t	 want = (uint64_t)ceil((double)total * p / 100.0), seen = 0;
-
-	if (want == 0)
-		want = 1;
-	for (int i = 0; i < NBUCKETS; i++) {
-		seen += hist[i];
-		if (seen >= want)
-			return bucket_top(i);
-	}
-	return 0;
 }
 
 static void
@@ -527,12 +450,12 @@ main(int argc, char **argv)
 	    (unsigned long long)starved, (unsigned long long)busy);
 	printf("  lock wait   p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms"
 	    "  max %.3f ms\n",
-	    percentile(wait_hist, commits, 50) / 1e3,
-	    percentile(wait_hist, commits, 99) / 1e3,
-	    percentile(wait_hist, commits, 99.9) / 1e3, wmax / 1e3);
+	    bench_percentile(wait_hist, commits, 50, 1) / 1e3,
+	    bench_percentile(wait_hist, commits, 99, 1) / 1e3,
+	    bench_percentile(wait_hist, commits, 99.9, 1) / 1e3, wmax / 1e3);
 	printf("  transaction p50 %.3f ms  p99 %.3f ms  max %.3f ms\n",
-	    percentile(txn_hist, commits, 50) / 1e3,
-	    percentile(txn_hist, commits, 99) / 1e3, tmax / 1e3);
+	    bench_percentile(txn_hist, commits, 50, 1) / 1e3,
+	    bench_percentile(txn_hist, commits, 99, 1) / 1e3, tmax / 1e3);
 	printf("RESULT name=%s fair=%d procs=%d threads=%d writers=%d"
 	    " seconds=%.3f commits=%llu commits_per_s=%.1f wait_p50_us=%llu"
 	    " wait_p99_us=%llu wait_p999_us=%llu wait_max_us=%llu"
@@ -540,12 +463,12 @@ main(int argc, char **argv)
 	    " min_writer=%llu max_writer=%llu starved=%llu", LOOP_NAME, FAIR,
 	    opt.procs, opt.threads, writers, secs,
 	    (unsigned long long)commits, (double)commits / secs,
-	    (unsigned long long)percentile(wait_hist, commits, 50),
-	    (unsigned long long)percentile(wait_hist, commits, 99),
-	    (unsigned long long)percentile(wait_hist, commits, 99.9),
+	    (unsigned long long)bench_percentile(wait_hist, commits, 50, 1),
+	    (unsigned long long)bench_percentile(wait_hist, commits, 99, 1),
+	    (unsigned long long)bench_percentile(wait_hist, commits, 99.9, 1),
 	    (unsigned long long)wmax,
-	    (unsigned long long)percentile(txn_hist, commits, 50),
-	    (unsigned long long)percentile(txn_hist, commits, 99),
+	    (unsigned long long)bench_percentile(txn_hist, commits, 50, 1),
+	    (unsigned long long)bench_percentile(txn_hist, commits, 99, 1),
 	    (unsigned long long)tmax, (unsigned long long)busy,
 	    (unsigned long long)minw, (unsigned long long)maxw,
 	    (unsigned long long)starved);
