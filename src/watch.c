@@ -368,21 +368,53 @@ slots_moved(struct watch_hub *h, const struct watch_stream *s)
 	return 0;
 }
 
-/* After a commit anywhere: refresh the streams whose slots moved. */
+/*
+ * Calls visit on every open stream and drops those it fails (-1). drop()
+ * moves the last stream into the dropped one's place, so that place is
+ * visited again rather than skipped.
+ */
 static void
-check_all(struct watch_hub *h)
+for_each_stream(struct watch_hub *h,
+    int (*visit)(struct watch_hub *, struct watch_stream *, int64_t),
+    int64_t now_wall)
 {
-	int64_t	 now = kv_now_ms();
-
 	for (size_t i = 0; i < h->n_streams;) {
 		struct watch_stream	*s = h->streams[i];
 
-		if (slots_moved(h, s) && refresh(h, s, now) != 0) {
+		if (visit(h, s, now_wall) != 0) {
 			drop(h, s);
-			continue;	/* slot i now holds another stream */
+			continue;
 		}
 		i++;
 	}
+}
+
+static int
+refresh_if_slots_moved(struct watch_hub *h, struct watch_stream *s,
+    int64_t now_wall)
+{
+	return slots_moved(h, s) ? refresh(h, s, now_wall) : 0;
+}
+
+/* Entries that expired since they were sent are gone now: tell clients. */
+static int
+refresh_if_expired(struct watch_hub *h, struct watch_stream *s,
+    int64_t now_wall)
+{
+	if (s->expiry_ms == 0 || s->expiry_ms > now_wall)
+		return 0;
+	return refresh(h, s, now_wall);
+}
+
+static int
+send_keepalive(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
+{
+	static const uint8_t	 empty_frame[4];
+
+	(void)now_wall;
+	if (queue_stdout(s, empty_frame, sizeof(empty_frame)) != 0)
+		return -1;
+	return flush_out(h, s);
 }
 
 static void
@@ -428,23 +460,7 @@ process_changes(struct watch_hub *h)
 			drop(h, s);
 	}
 	if (r < 0)
-		check_all(h);
-}
-
-/* Entries that expired since they were sent are gone now: tell clients. */
-static void
-check_expiries(struct watch_hub *h, int64_t now_wall)
-{
-	for (size_t i = 0; i < h->n_streams;) {
-		struct watch_stream	*s = h->streams[i];
-
-		if (s->expiry_ms != 0 && s->expiry_ms <= now_wall &&
-		    refresh(h, s, now_wall) != 0) {
-			drop(h, s);
-			continue;
-		}
-		i++;
-	}
+		for_each_stream(h, refresh_if_slots_moved, kv_now_ms());
 }
 
 /*
@@ -467,32 +483,7 @@ check_foreign(struct watch_hub *h)
 	if ((uint64_t)v <= known)
 		return;
 	h->foreign_seen = (uint64_t)v;
-	for (size_t i = 0; i < h->n_streams;) {
-		struct watch_stream	*s = h->streams[i];
-
-		if (refresh(h, s, kv_now_ms()) != 0) {
-			drop(h, s);
-			continue;
-		}
-		i++;
-	}
-}
-
-static void
-keepalive_all(struct watch_hub *h)
-{
-	static const uint8_t	 empty_frame[4];
-
-	for (size_t i = 0; i < h->n_streams;) {
-		struct watch_stream	*s = h->streams[i];
-
-		if (queue_stdout(s, empty_frame, sizeof(empty_frame)) != 0 ||
-		    flush_out(h, s) != 0) {
-			drop(h, s);
-			continue;
-		}
-		i++;
-	}
+	for_each_stream(h, refresh, kv_now_ms());
 }
 
 static int
@@ -628,14 +619,14 @@ hub_main(void *arg)
 			    flush_out(h, s) != 0)
 				drop(h, s);
 		}
-		check_expiries(h, kv_now_ms());
+		for_each_stream(h, refresh_if_expired, kv_now_ms());
 		if (mono_ms() >= h->next_foreign_ms) {
 			if (h->n_streams > 0)
 				check_foreign(h);
 			h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
 		}
 		if (mono_ms() >= h->next_keepalive_ms) {
-			keepalive_all(h);
+			for_each_stream(h, send_keepalive, 0);
 			h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
 		}
 		bury(h);
@@ -698,11 +689,7 @@ struct watch_hub *
 watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
     size_t errlen)
 {
-	struct kv_options	 opt = {
-		.read_only = 1,		/* the hub only reads */
-		.sync = c->sync,
-		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
-	};
+	struct kv_options	 opt = conf_kv_options(c);
 	struct watch_hub	*h;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -728,6 +715,7 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 		snprintf(errbuf, errlen, "watch hub: %s", strerror(errno));
 		goto fail;
 	}
+	opt.read_only = 1;	/* the hub only reads */
 	if ((h->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
 		goto fail;
 	if (pthread_create(&h->hub_thread, NULL, hub_main, h) != 0) {
