@@ -217,6 +217,18 @@ find_option(const char *name, size_t namelen)
 	return NULL;
 }
 
+struct kv_options
+conf_kv_options(const struct conf *c)
+{
+	struct kv_options	 opt = {
+		.read_only = c->read_only,
+		.sync = c->sync,
+		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
+	};
+
+	return opt;
+}
+
 int
 conf_default_workers(void)
 {

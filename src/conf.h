@@ -50,6 +50,9 @@ enum conf_result conf_parse(int argc, char **argv, struct conf *c,
 		    char *errbuf, size_t errlen);
 void		 conf_fini(struct conf *c);
 
+/* How the storage engine opens the database under these settings. */
+struct kv_options conf_kv_options(const struct conf *c);
+
 /* The default worker count: one per CPU, at least two. */
 int		 conf_default_workers(void);
 

@@ -54,11 +54,7 @@ housekeeper_run(const struct conf *c, struct shm_segment *seg)
 {
 	struct shm_client	 client;
 	struct kv_hooks		 hooks;
-	struct kv_options	 opt = {
-		.read_only = c->read_only,
-		.sync = c->sync,
-		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
-	};
+	struct kv_options	 opt = conf_kv_options(c);
 	struct timespec		 interval = {
 		.tv_sec = HK_INTERVAL_MS / 1000,
 		.tv_nsec = (HK_INTERVAL_MS % 1000) * 1000000L,

@@ -27,7 +27,6 @@
 
 #include "conf.h"
 #include "housekeeper.h"
-#include "kv_limits.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -485,11 +484,7 @@ check_database_access(const struct conf *c, char *errbuf, size_t errlen)
 static int
 prepare_database(const struct conf *c, char *errbuf, size_t errlen)
 {
-	struct kv_options	 opt = {
-		.read_only = c->read_only,
-		.sync = c->sync,
-		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
-	};
+	struct kv_options	 opt = conf_kv_options(c);
 	struct kv_db		*db;
 
 	if (check_database_access(c, errbuf, errlen) != 0)

@@ -101,11 +101,7 @@ int
 server_init(struct server *s, const struct conf *c, int listen_fd,
     struct shm_segment *seg, char *errbuf, size_t errlen)
 {
-	struct kv_options	 opt = {
-		.read_only = c->read_only,
-		.sync = c->sync,
-		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
-	};
+	struct kv_options	 opt = conf_kv_options(c);
 	char			 abspath[PATH_MAX];
 
 	memset(s, 0, sizeof(*s));
