@@ -64,7 +64,7 @@ diag() {
 free_port() {
 	local p q taken
 	for _ in $(seq 1 200); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		p=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))  # below the ephemeral range (32768-60999)
 		taken=0
 		for q in "$@"; do [ "$q" = "$p" ] && taken=1; done
 		[ $taken = 1 ] && continue
