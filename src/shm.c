@@ -350,17 +350,11 @@ shm_first_unrecorded(const struct shm_segment *cs, uint64_t from, uint64_t to)
 	return 0;
 }
 
-uint64_t
-shm_ring_head(const struct shm_segment *s)
+/* The entry at pos: 1 with its slot, 0 not written yet, -1 overwritten. */
+static int
+ring_read(struct shm_segment *s, uint64_t pos, uint32_t *slot)
 {
-	return atomic_load(&((struct shm_segment *)s)->ring_head);
-}
-
-int
-shm_ring_read(const struct shm_segment *cs, uint64_t pos, uint32_t *slot)
-{
-	struct shm_segment	*s = (struct shm_segment *)cs;
-	uint64_t		 seq = atomic_load(&s->ring[pos % SHM_CHANGE_RING].seq);
+	uint64_t	 seq = atomic_load(&s->ring[pos % SHM_CHANGE_RING].seq);
 
 	if (seq < pos + 1)
 		return 0;
@@ -369,6 +363,44 @@ shm_ring_read(const struct shm_segment *cs, uint64_t pos, uint32_t *slot)
 	if (seq != pos + 1 ||
 	    atomic_load(&s->ring[pos % SHM_CHANGE_RING].seq) != pos + 1)
 		return -1;
+	return 1;
+}
+
+void
+shm_cursor_init(const struct shm_segment *s, struct shm_cursor *c)
+{
+	c->next = atomic_load(&((struct shm_segment *)s)->ring_head);
+	c->pending = 0;
+}
+
+int
+shm_changes_next(const struct shm_segment *cs, struct shm_cursor *c,
+    int periodic, uint32_t *slot)
+{
+	struct shm_segment	*s = (struct shm_segment *)cs;
+	uint64_t		 head = atomic_load(&s->ring_head);
+	int			 r;
+
+	if (c->next >= head)
+		return 0;
+	if (head - c->next > SHM_CHANGE_RING ||
+	    (r = ring_read(s, c->next, slot)) < 0) {
+		c->next = head;
+		return -1;
+	}
+	if (r == 0) {
+		if (!periodic)
+			return 0;
+		if (c->pending != c->next + 1) {
+			c->pending = c->next + 1;
+			return 0;
+		}
+		/* Unwritten since the last periodic look: skip it. */
+		c->pending = 0;
+		c->next++;
+		return -1;
+	}
+	c->next++;
 	return 1;
 }
 

@@ -80,15 +80,24 @@ void	 shm_record_local(struct shm_segment *, uint64_t version);
 void	 shm_publish(struct shm_segment *);
 uint64_t shm_slot_version(const struct shm_segment *, uint32_t slot);
 /*
- * The change ring. shm_ring_head() is the position after the newest entry.
- * shm_ring_read() gives the slot at pos: 1, or 0 if that entry is reserved
- * but not written yet (read it again later; if it stays so its writer
- * died), or -1 if it has been overwritten (the reader fell behind). A
- * reader that skips entries must compare all its slots: a slot is raised
- * before its ring entry is reserved.
+ * A reader's position in the change ring, which lists the slots marked
+ * since the reader last looked. shm_changes_next() returns 1 with the next
+ * changed slot, 0 when the reader is up to date (an entry being written
+ * comes with its own wake-up), or -1 when entries were skipped: the ring
+ * lapped the reader, or (periodic set, as once a second) an entry stayed
+ * reserved but unwritten since the previous periodic call, so its writer
+ * died. After -1 the reader must compare all its slots (a slot is raised
+ * before its ring entry is reserved, so that loses nothing) and call again
+ * for the entries after the skip.
  */
-uint64_t shm_ring_head(const struct shm_segment *);
-int	 shm_ring_read(const struct shm_segment *, uint64_t pos, uint32_t *slot);
+struct shm_cursor {
+	uint64_t	 next;		/* next ring position to read */
+	uint64_t	 pending;	/* unwritten position + 1, or 0 */
+};
+
+void	 shm_cursor_init(const struct shm_segment *, struct shm_cursor *);
+int	 shm_changes_next(const struct shm_segment *, struct shm_cursor *,
+	    int periodic, uint32_t *slot);
 
 /*
  * The first data version in (from, to] that no process of this segment

@@ -116,8 +116,7 @@ struct watch_hub {
 	struct watch_stream	*graveyard;
 	/* Keys by change slot, so a commit touches only its watchers. */
 	struct watch_key	**by_slot;
-	uint64_t		 ring_next;	/* next change-ring entry to read */
-	uint64_t		 ring_pending;	/* unwritten entry + 1 at last check */
+	struct shm_cursor	 changes;	/* where we are in the change ring */
 	struct watch_stream	*dirty;
 	int64_t			 next_keepalive_ms;
 	int64_t			 next_foreign_ms;
@@ -467,45 +466,26 @@ mark_dirty(struct watch_hub *h, struct watch_stream *s)
 
 /*
  * After a commit: the change ring names the slots written since we last
- * looked; re-read only the streams watching those slots. When entries were
- * skipped (the ring lapped us, or periodic is set and an entry has stayed
- * reserved but unwritten since the last periodic call: its writer died),
- * compare every stream's slots instead. A slot is raised before its ring
- * entry is reserved, so skipping an entry loses nothing.
+ * looked; re-read only the streams watching those slots. When entries had
+ * to be skipped (shm_changes_next), compare every stream's slots instead.
+ * periodic: also skip an entry whose writer died before writing it.
  */
 static void
 process_changes(struct watch_hub *h, int periodic)
 {
-	uint64_t		 head = shm_ring_head(h->seg);
 	struct watch_stream	*s;
 	uint32_t		 slot;
 	int			 r, compare_all = 0;
 
-	while (h->ring_next < head) {
-		if (head - h->ring_next > SHM_CHANGE_RING ||
-		    (r = shm_ring_read(h->seg, h->ring_next, &slot)) < 0) {
-			h->ring_next = head;
-			compare_all = 1;
-			break;
-		}
-		if (r == 0) {
-			/* Being written: its wake-up follows, unless... */
-			if (!periodic)
-				break;
-			if (h->ring_pending != h->ring_next + 1) {
-				h->ring_pending = h->ring_next + 1;
-				break;
-			}
-			/* ...its writer died: skip the entry. */
-			h->ring_pending = 0;
-			h->ring_next++;
+	while ((r = shm_changes_next(h->seg, &h->changes, periodic, &slot)) !=
+	    0) {
+		if (r < 0) {
 			compare_all = 1;
 			continue;
 		}
 		for (struct watch_key *k = h->by_slot[slot]; k != NULL;
 		    k = k->slot_next)
 			mark_dirty(h, k->owner);
-		h->ring_next++;
 	}
 	while ((s = h->dirty) != NULL) {
 		h->dirty = s->next_dirty;
@@ -702,7 +682,7 @@ hub_main(void *arg)
 	int64_t			 start_version;
 	int			 n;
 
-	h->ring_next = shm_ring_head(h->seg);
+	shm_cursor_init(h->seg, &h->changes);
 	if (kv_current_version(h->db, &start_version) == KV_OK)
 		h->accounted = (uint64_t)start_version;
 	h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
