@@ -274,6 +274,7 @@ static void
 report_fault(struct kv_db *k, enum kv_err err, int rc, const char *what)
 {
 	uint64_t	 now = mono_us();
+	char		 more[64] = "";
 
 	if (k->hooks->fault != NULL)
 		k->hooks->fault(k->hooks->ctx, err);
@@ -282,11 +283,13 @@ report_fault(struct kv_db *k, enum kv_err err, int rc, const char *what)
 		k->faults_unlogged++;
 		return;
 	}
-	log_errorx("database %s: %s: %s (SQLite code %d, errno %d): %s;"
-	    " %lu more since the last report",
-	    sqlite3_db_filename(k->db, "main"), what, sqlite3_errmsg(k->db),
-	    rc, sqlite3_system_errno(k->db), kv_err_message(err),
-	    k->faults_unlogged);
+	if (k->faults_unlogged > 0)
+		snprintf(more, sizeof(more), " (and %lu more since the last"
+		    " report)", k->faults_unlogged);
+	log_errorx("database %s: %s: %s (SQLite code %d, errno %d), answered"
+	    " %d%s", sqlite3_db_filename(k->db, "main"), what,
+	    sqlite3_errmsg(k->db), rc, sqlite3_system_errno(k->db),
+	    kv_err_status(err), more);
 	k->fault_logged_us = now;
 	k->faults_unlogged = 0;
 }

@@ -153,10 +153,13 @@ wake_all(_Atomic uint32_t *word)
 static int
 take_abandoned(struct shm_segment *s, uint64_t t)
 {
+	/* Every release scans this: read first, write only on a match. */
 	for (int i = 0; i < SHM_ABANDONED; i++) {
 		uint64_t	 expect = t;
 
-		if (atomic_compare_exchange_strong(&s->abandoned[i], &expect, 0))
+		if (atomic_load_explicit(&s->abandoned[i],
+		    memory_order_relaxed) == t &&
+		    atomic_compare_exchange_strong(&s->abandoned[i], &expect, 0))
 			return 1;
 	}
 	return 0;
@@ -214,8 +217,8 @@ abandon(struct shm_segment *s, uint64_t t)
 	}
 	for (int i = 0; i < SHM_ABANDONED && !stored; i++) {
 		zero = 0;
-		stored = atomic_compare_exchange_strong(&s->abandoned[i], &zero,
-		    t);
+		stored = atomic_load(&s->abandoned[i]) == 0 &&
+		    atomic_compare_exchange_strong(&s->abandoned[i], &zero, t);
 	}
 	/*
 	 * If its turn has come (or came while we recorded it), pass it on.

@@ -41,7 +41,12 @@
 #define SHM_MAGIC		0x444b5653u	/* "DKVS" */
 #define SHM_VERSION		1
 #define SHM_MAX_PROCS		1024	/* processes that may write at once */
-#define SHM_ABANDONED		64	/* tickets of dead processes pending skip */
+/*
+ * Tickets given up (dead processes, writers that stopped waiting) whose
+ * turn has not come yet. One per process covers a stuck holder while every
+ * other process gives up once; past that, the stall repair skips them.
+ */
+#define SHM_ABANDONED		SHM_MAX_PROCS
 #define SHM_CHANGE_SLOTS	65536
 #define SHM_CHANGE_RING		16384	/* recent changed slots, newest last */
 
