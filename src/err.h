@@ -92,5 +92,10 @@ const char	*kv_err_message(enum kv_err);
 int		 kv_err_status(enum kv_err);
 /* The code's name ("KV_ERR_BUSY"), for logs and tests. */
 const char	*kv_err_name(enum kv_err);
+/*
+ * A storage fault: the storage engine has logged it already (at error
+ * level, rate-limited) and counted it for STATUS=, so callers need not.
+ */
+int		 kv_err_is_fault(enum kv_err);
 
 #endif

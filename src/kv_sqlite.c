@@ -286,10 +286,9 @@ report_fault(struct kv_db *k, enum kv_err err, int rc, const char *what)
 	if (k->faults_unlogged > 0)
 		snprintf(more, sizeof(more), " (and %lu more since the last"
 		    " report)", k->faults_unlogged);
-	log_errorx("database %s: %s: %s (SQLite code %d, errno %d), answered"
-	    " %d%s", sqlite3_db_filename(k->db, "main"), what,
-	    sqlite3_errmsg(k->db), rc, sqlite3_system_errno(k->db),
-	    kv_err_status(err), more);
+	log_errorx("database %s: %s: %s (SQLite code %d, errno %d)%s",
+	    sqlite3_db_filename(k->db, "main"), what, sqlite3_errmsg(k->db),
+	    rc, sqlite3_system_errno(k->db), more);
 	k->fault_logged_us = now;
 	k->faults_unlogged = 0;
 }
