@@ -11,7 +11,9 @@
 //   - a worker of this server stuck while holding the write turn (stopped
 //     with SIGSTOP): a write behind it gets 503 after busy-timeout instead
 //     of waiting for ever, and once the stuck worker goes on, the line is
-//     intact: the next write is answered at once.
+//     intact: the next write is answered at once;
+//   - the two settings involved (busy-timeout, sqlite-file-mode) are
+//     validated with their bounds.
 import {
   assert,
   DB,
@@ -207,3 +209,19 @@ plainTest("a worker stuck holding the write turn: the write behind it gets 503 a
     await stopServer("busy");
   }
 }, 90_000);
+
+plainTest("settings: busy-timeout and sqlite-file-mode are validated (--check-config)", async () => {
+  const bin = Deno.env.get("DENOKV_FCGI_BIN")!;
+  const check = (...args: string[]) =>
+    run([bin, "--sqlite-path", `${RUN_DIR}/check.sqlite`, "--access-token", "check-config-token", ...args, "--check-config"]);
+  const good = await check("--busy-timeout", "250", "--sqlite-file-mode", "0640");
+  assert.equal(good.code, 0, `busy-timeout 250 and sqlite-file-mode 0640 are accepted: ${good.stderr}`);
+  const fast = await check("--busy-timeout", "5");
+  assert.equal(fast.code, 2, "busy-timeout 5 (below 10 ms) is refused with exit 2");
+  assert.match(fast.stderr, /busy-timeout: "5" is not a number from 10 to 600000/, fast.stderr);
+  const locked = await check("--sqlite-file-mode", "0440");
+  assert.equal(locked.code, 2, "a mode the owner cannot write is refused with exit 2");
+  assert.match(locked.stderr, /sqlite-file-mode: 0440 does not let the server read and write/, locked.stderr);
+  const notOctal = await check("--sqlite-file-mode", "rw");
+  assert.equal(notOctal.code, 2, "a mode that is not octal is refused");
+});
