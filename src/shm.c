@@ -3,7 +3,9 @@
  *
  * Ticket lock invariants: tickets start at 1; `serving` is the ticket that
  * may write now; a process records its ticket in its slot right after
- * taking it and clears it after its write. serving only ever moves from t
+ * taking it and clears it after its write, or when it gives up waiting
+ * (then, like the master for a dead process, it notes the ticket as
+ * abandoned, and the release before it passes the turn straight on). serving only ever moves from t
  * to t+1 by compare-and-swap in advance(), so a ticket is passed exactly
  * once however many processes try (the releaser, the master repairing a
  * dead holder, a waiter repairing a stall).
