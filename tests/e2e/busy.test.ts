@@ -154,6 +154,19 @@ async function workerPids(sock: string, master: string): Promise<number[]> {
   return [...new Set(pids)].filter((p) => p !== Number(master));
 }
 
+// Whether the worker's main thread sleeps inside a write within 10 s: in
+// the busy handler's nap (nanosleep, clock_nanosleep) or on its turn
+// (futex), not in ppoll waiting for a connection. (x86-64 and arm64 numbers.)
+async function inWriteWait(pid: number): Promise<boolean> {
+  const naps = Deno.build.arch === "x86_64" ? ["35", "230", "202"] : ["101", "115", "98"];
+  for (let i = 0; i < 200; i++) {
+    const sc = (await Deno.readTextFile(`/proc/${pid}/syscall`)).split(" ")[0];
+    if (naps.includes(sc)) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
 plainTest("a worker stuck holding the write turn: the write behind it gets 503 after busy-timeout, and the line moves on afterwards", async () => {
   const env = await startServer("busy", {
     DB: `${RUN_DIR}/busy.sqlite`,
@@ -178,7 +191,7 @@ plainTest("a worker stuck holding the write turn: the write behind it gets 503 a
     lock = await holdWriteLock(env.DB);
     stop(y);
     const w1 = timedWrite(c, k("w1"), "w1");
-    await sleep(500);
+    assert.ok(await inWriteWait(x), `worker ${x} took the write and waits in it`);
     stop(x);
     cont(y);
     await lock.release();
