@@ -65,6 +65,7 @@ struct shm_segment {
 	_Atomic uint64_t	 last_fault_us;	/* CLOCK_MONOTONIC */
 	struct shm_ticket_owner	 owners[SHM_TICKET_RING];
 	_Atomic uint64_t	 abandoned[SHM_ABANDONED];
+	_Atomic uint32_t	 n_abandoned;	/* >= the notes in abandoned[] */
 	struct shm_proc		 procs[SHM_MAX_PROCS];
 	/* change notification */
 	_Atomic uint64_t	 ring_head;
@@ -152,17 +153,27 @@ wake_all(_Atomic uint32_t *word)
 	futex(word, FUTEX_WAKE, INT32_MAX, NULL);
 }
 
+/*
+ * Removes the note for ticket t, if there is one. n_abandoned is never
+ * below the number of notes (abandon() counts before it stores), so a
+ * release that reads 0 can skip the scan: an abandon() it did not see
+ * finds the turn at its ticket itself and passes it on.
+ */
 static int
 take_abandoned(struct shm_segment *s, uint64_t t)
 {
-	/* Every release scans this: read first, write only on a match. */
+	if (atomic_load(&s->n_abandoned) == 0)
+		return 0;
 	for (int i = 0; i < SHM_ABANDONED; i++) {
 		uint64_t	 expect = t;
 
 		if (atomic_load_explicit(&s->abandoned[i],
 		    memory_order_relaxed) == t &&
-		    atomic_compare_exchange_strong(&s->abandoned[i], &expect, 0))
+		    atomic_compare_exchange_strong(&s->abandoned[i], &expect,
+		    0)) {
+			atomic_fetch_sub(&s->n_abandoned, 1);
 			return 1;
+		}
 	}
 	return 0;
 }
@@ -213,15 +224,18 @@ abandon(struct shm_segment *s, uint64_t t)
 	for (int i = 0; i < SHM_ABANDONED; i++) {
 		uint64_t	 old = atomic_load(&s->abandoned[i]);
 
-		if (old != 0 && old < serving)
-			(void)atomic_compare_exchange_strong(&s->abandoned[i],
-			    &old, 0);
+		if (old != 0 && old < serving &&
+		    atomic_compare_exchange_strong(&s->abandoned[i], &old, 0))
+			atomic_fetch_sub(&s->n_abandoned, 1);
 	}
+	atomic_fetch_add(&s->n_abandoned, 1);
 	for (int i = 0; i < SHM_ABANDONED && !stored; i++) {
 		zero = 0;
 		stored = atomic_load(&s->abandoned[i]) == 0 &&
 		    atomic_compare_exchange_strong(&s->abandoned[i], &zero, t);
 	}
+	if (!stored)
+		atomic_fetch_sub(&s->n_abandoned, 1);
 	/*
 	 * If its turn has come (or came while we recorded it), pass it on.
 	 * If the table was full, the stall repair in shm_write_begin skips
