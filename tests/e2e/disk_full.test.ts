@@ -14,8 +14,9 @@
 //     the -shm growing) nor the housekeeper (its checkpoints fail for want
 //     of room); the fault is logged at error level a bounded number of
 //     times, and shows in sd_notify STATUS=;
-//   - once space is freed, writes succeed again without a restart, and the
-//     file passes integrity_check with everything acknowledged in it.
+//   - once space is freed, writes succeed again without a restart (a
+//     kv.set() the Deno CLI kept retrying meanwhile commits by itself), and
+//     the file passes integrity_check with everything acknowledged in it.
 import {
   assert,
   encAtomicWrite,
@@ -31,6 +32,7 @@ import {
   stopServer,
   uniquePrefix,
   ValueEncoding,
+  withTimeout,
 } from "./helpers.ts";
 
 const MNT = `${RUN_DIR}/full-fs`;
@@ -78,6 +80,7 @@ plainTest("a full disk: 507 with a reason, acknowledged writes intact, no crash,
     stderr: "null",
   }).spawn();
   let started = false;
+  let kv: Deno.Kv | null = null;
   try {
     for (let i = 0; i < 50; i++) {
       try {
@@ -137,13 +140,12 @@ plainTest("a full disk: 507 with a reason, acknowledged writes intact, no crash,
       assert.ok(e !== null && sameBytes(e.value, valueFor(n)), `acknowledged write ${n} reads back intact on the full disk`);
     }
     assert.equal(await c.get(key(refused)), null, "the refused write left nothing behind");
-    const kv = await Deno.openKv(env.H2C_URL ?? H2C_URL);
-    try {
-      const e = await kv.get<Uint8Array>([...p, acked[acked.length - 1]]);
-      assert.ok(e.value !== null && sameBytes(e.value, valueFor(acked[acked.length - 1])), "the Deno CLI reads the last acknowledged write");
-    } finally {
-      kv.close();
-    }
+    kv = await Deno.openKv(env.H2C_URL ?? H2C_URL);
+    const e = await kv.get<Uint8Array>([...p, acked[acked.length - 1]]);
+    assert.ok(e.value !== null && sameBytes(e.value, valueFor(acked[acked.length - 1])), "the Deno CLI reads the last acknowledged write");
+    // The Deno CLI retries a 5xx by itself: its write waits for the space.
+    let setSettled = false;
+    const pendingSet = kv.set([...p, 5000], valueFor(5000)).finally(() => setSettled = true);
 
     // Let the housekeeper try its checkpoints on the full disk.
     await sleep(2500);
@@ -164,8 +166,13 @@ plainTest("a full disk: 507 with a reason, acknowledged writes intact, no crash,
     assert.match(status, /database errors \(\d+ disk full\)/, `STATUS= reports it: "${status}"`);
     assert.match(status, /database or disk is full/, "with the last error's reason");
 
+    assert.equal(setSettled, false, "the Deno CLI's kv.set() has not settled on the full disk (it retries the 507)");
+
     // Space comes back: writes resume, without a restart.
     await Deno.remove(filler);
+    const setResult = await withTimeout(pendingSet, 20_000, "the Deno CLI's kv.set() once space is freed");
+    assert.equal(setResult.ok, true, "once space is freed the Deno CLI's pending kv.set() commits by itself");
+    acked.push(5000);
     let back = 0;
     for (let n = 0; n < 50; n++, await sleep(100)) {
       back = (await write(2000)).status;
@@ -194,6 +201,7 @@ plainTest("a full disk: 507 with a reason, acknowledged writes intact, no crash,
     const rows = Number(await sh(["sqlite3", db, `select count(*) from kv where length(v) = ${VALUE_BYTES}`]));
     assert.equal(rows, acked.length, `every acknowledged write is in the file, nothing else (${rows} rows)`);
   } finally {
+    kv?.close();
     if (started) await stopServer("full").catch(() => {});
     try { socat.kill("SIGTERM"); } catch { /* gone */ }
     await socat.status;
