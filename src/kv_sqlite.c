@@ -137,6 +137,23 @@ static const char *const kv_stmt_sql[ST__COUNT] = {
 	    " returning k",
 };
 
+/* What each statement does, for the log. */
+static const char *const kv_stmt_name[ST__COUNT] = {
+	[ST_BEGIN_READ] = "begin read",
+	[ST_BEGIN_WRITE] = "begin write",
+	[ST_COMMIT] = "commit",
+	[ST_ROLLBACK] = "rollback",
+	[ST_SCAN_ASC] = "range read",
+	[ST_SCAN_DESC] = "range read",
+	[ST_GET] = "point read",
+	[ST_SET] = "set",
+	[ST_DELETE] = "delete",
+	[ST_BUMP_VERSION] = "version bump",
+	[ST_GET_VERSION] = "version read",
+	[ST_QUEUE_ADD] = "enqueue",
+	[ST_DELETE_EXPIRED] = "expiry sweep",
+};
+
 struct kv_db {
 	sqlite3			*db;
 	sqlite3_stmt		*st[ST__COUNT];
@@ -334,7 +351,7 @@ exec_stmt(struct kv_db *k, enum kv_stmt s)
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
-		return sqlite_err(k, rc, kv_stmt_sql[s]);
+		return sqlite_err(k, rc, kv_stmt_name[s]);
 	return KV_OK;
 }
 
@@ -410,13 +427,13 @@ select_version(struct kv_db *k, enum kv_stmt s, int64_t *version)
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
-		return sqlite_err(k, rc, kv_stmt_sql[s]);
+		return sqlite_err(k, rc, kv_stmt_name[s]);
 	}
 	*version = sqlite3_column_int64(st, 0);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
-		return sqlite_err(k, rc, kv_stmt_sql[s]);
+		return sqlite_err(k, rc, kv_stmt_name[s]);
 	return KV_OK;
 }
 

@@ -1,9 +1,9 @@
-// disk_full.test.ts: the database on a file system that runs out of space,
-// end to end (a small tmpfs mounted here, nginx, the real binary, SQLite in
-// WAL mode, the Deno CLI). Needs root for the mount, as CI has; without it
-// the suite fails rather than skips.
+// storage_faults.test.ts: storage faults end to end (nginx, the real
+// binary, SQLite in WAL mode, the Deno CLI): the database on a file system
+// that runs out of space (a small tmpfs mounted here: needs root, as CI has;
+// without it the suite fails rather than skips), and a damaged database file.
 //
-// Focus:
+// Focus, full disk:
 //   - the files the server creates (database, -wal, -shm) have the default
 //     sqlite-file-mode, 0600;
 //   - once the disk is full a write is answered 507 with "database or disk
@@ -17,11 +17,18 @@
 //   - once space is freed, writes succeed again without a restart (a
 //     kv.set() the Deno CLI kept retrying meanwhile commits by itself), and
 //     the file passes integrity_check with everything acknowledged in it.
+// Damaged file (the kv table's root page overwritten while the server was
+// stopped):
+//   - a read or a write of it is answered 500 with a text saying the file
+//     is damaged (not a 503 that says "try again" for ever), logged at
+//     error level and shown in STATUS=; the service stays up.
 import {
   assert,
   encAtomicWrite,
   encodeKey,
+  encSnapshotRead,
   H2C_URL,
+  metadataExchange,
   MutationType,
   plainTest,
   RawClient,
@@ -68,30 +75,60 @@ function mode(path: string): string {
   return ((Deno.statSync(path).mode ?? 0) & 0o7777).toString(8).padStart(4, "0");
 }
 
+// A datagram socket standing in for systemd's NOTIFY_SOCKET.
+function notifyListener(name: string) {
+  const path = `${RUN_DIR}/${name}-notify.sock`;
+  const out = `${RUN_DIR}/${name}-notify.out`;
+  const child = new Deno.Command("socat", {
+    args: ["-u", `UNIX-RECV:${path}`, `CREATE:${out}`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  return {
+    path,
+    async ready() {
+      for (let i = 0; i < 100; i++) {
+        try {
+          Deno.statSync(path);
+          return;
+        } catch { await sleep(50); }
+      }
+      throw new Error(`socat did not create ${path}`);
+    },
+    // The last STATUS=serving... message that matches re, within 15 s
+    // (the master refreshes it every 5 s); "" if none did.
+    async status(re: RegExp): Promise<string> {
+      let last = "";
+      for (let n = 0; n < 150; n++) {
+        // Datagrams, one after another without separators.
+        const all = (await Deno.readTextFile(out).catch(() => "")).split(/(?=READY=|STATUS=|STOPPING=|RELOADING=)/)
+          .filter((l) => l.startsWith("STATUS=serving"));
+        last = all.pop() ?? "";
+        if (re.test(last)) return last;
+        await sleep(100);
+      }
+      return last;
+    },
+    async close() {
+      try { child.kill("SIGTERM"); } catch { /* gone */ }
+      await child.status;
+    },
+  };
+}
+
 plainTest("a full disk: 507 with a reason, acknowledged writes intact, no crash, writes resume once space is freed", async () => {
   assert.equal(Deno.uid(), 0, "this suite mounts a tmpfs and must run as root (CI does)");
   await Deno.mkdir(MNT, { recursive: true });
   await sh(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", MNT]);
-  const notifyPath = `${RUN_DIR}/full-notify.sock`;
-  const notifyOut = `${RUN_DIR}/full-notify.out`;
-  const socat = new Deno.Command("socat", {
-    args: ["-u", `UNIX-RECV:${notifyPath}`, `CREATE:${notifyOut}`],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const notify = notifyListener("full");
   let started = false;
   let kv: Deno.Kv | null = null;
   try {
-    for (let i = 0; i < 50; i++) {
-      try {
-        Deno.statSync(notifyPath);
-        break;
-      } catch { await sleep(50); }
-    }
+    await notify.ready();
     const env = await startServer("full", {
       DB: `${MNT}/kv.sqlite`,
       SERVER_ARGS: "--workers 2",
-      NOTIFY_SOCKET: notifyPath,
+      NOTIFY_SOCKET: notify.path,
     });
     started = true;
     const c = await RawClient.open(env.H1_URL);
@@ -156,13 +193,7 @@ plainTest("a full disk: 507 with a reason, acknowledged writes intact, no crash,
     assert.ok(faultLines.length * 3 <= more.length + 1, `once per interval per process, not per request (${faultLines.length} lines for ${more.length + 1} refusals)`);
     assert.doesNotMatch(log, /request failed: KV_ERR_DISK_FULL/, "and not again per request");
     assert.doesNotMatch(log, /killed by signal|exited with status/, "the master saw no child fail");
-    let status = "";
-    for (let n = 0; n < 140 && !/disk full/.test(status); n++) {
-      await sleep(100);
-      // Datagrams, one after another without separators.
-      status = (await Deno.readTextFile(notifyOut)).split(/(?=READY=|STATUS=|STOPPING=|RELOADING=)/)
-        .filter((l) => l.startsWith("STATUS=serving")).pop() ?? "";
-    }
+    const status = await notify.status(/disk full/);
     assert.match(status, /database errors \(\d+ disk full\)/, `STATUS= reports it: "${status}"`);
     assert.match(status, /database or disk is full/, "with the last error's reason");
 
@@ -203,8 +234,57 @@ plainTest("a full disk: 507 with a reason, acknowledged writes intact, no crash,
   } finally {
     kv?.close();
     if (started) await stopServer("full").catch(() => {});
-    try { socat.kill("SIGTERM"); } catch { /* gone */ }
-    await socat.status;
+    await notify.close();
     await run(["umount", "-l", MNT]);
   }
 }, 120_000);
+
+plainTest("a damaged database file: 500 with a reason, logged and in STATUS=, the service stays up", async () => {
+  const db = `${RUN_DIR}/damaged.sqlite`;
+  const notify = notifyListener("damaged");
+  let started = false;
+  try {
+    await notify.ready();
+    let env = await startServer("damaged", { DB: db, SERVER_ARGS: "--workers 2" });
+    started = true;
+    let c = await RawClient.open(env.H1_URL);
+    const p = uniquePrefix("damaged");
+    const key = (i: number) => encodeKey([...p, i]);
+    // Enough rows that the kv table's root is a page of pointers.
+    for (let i = 0; i < 40; i++) {
+      await c.write({ mutations: [{ key: key(i), type: MutationType.SET, value: { data: valueFor(i), encoding: ValueEncoding.BYTES } }] });
+    }
+    await stopServer("damaged");
+    started = false;
+    const root = Number(await sh(["sqlite3", db, "select rootpage from sqlite_schema where name = 'kv'"]));
+    const pageSize = Number(await sh(["sqlite3", db, "pragma page_size"]));
+    assert.ok(root > 1 && pageSize >= 512, `the kv table's root page (${root}, ${pageSize} bytes)`);
+    const f = await Deno.open(db, { write: true });
+    await f.seek((root - 1) * pageSize, Deno.SeekMode.Start);
+    await f.write(new Uint8Array(pageSize).fill(0xa5));
+    f.close();
+
+    env = await startServer("damaged", { DB: db, SERVER_ARGS: "--workers 2", NOTIFY_SOCKET: notify.path });
+    started = true;
+    const procs = await children(env.PID);
+    c = await RawClient.open(env.H1_URL);
+    const read = await c.post("snapshot_read", encSnapshotRead([{ start: key(0), end: key(99), limit: 10 }]));
+    assert.equal(read.status, 500, `a read of the damaged table is answered 500 (got ${read.status}: ${read.text})`);
+    assert.match(read.contentType, /^text\/plain/, "in text/plain");
+    assert.match(read.text, /damaged/, `saying the file is damaged: "${read.text}"`);
+    const write = await c.post("atomic_write", encAtomicWrite({
+      mutations: [{ key: key(100), type: MutationType.SET, value: { data: valueFor(100), encoding: ValueEncoding.BYTES } }],
+    }));
+    assert.equal(write.status, 500, `so is a write into it (${write.status}: ${write.text})`);
+    assert.match(write.text, /damaged/, "with the same reason");
+    const log = await Deno.readTextFile(env.LOG);
+    assert.match(log, /^<3>worker\[\d+\]: database .*damaged\.sqlite: .*malformed/m, "logged at error level with SQLite's words");
+    const status = await notify.status(/damaged/);
+    assert.match(status, /database errors .*The database file is damaged/, `STATUS= says so: "${status}"`);
+    assert.equal(await children(env.PID), procs, "no process died");
+    assert.equal((await metadataExchange(env.H1_URL)).status, 200, "the metadata exchange still answers");
+  } finally {
+    if (started) await stopServer("damaged").catch(() => {});
+    await notify.close();
+  }
+}, 60_000);
