@@ -36,6 +36,8 @@ struct conf {
 	int		 watch_output_mib;	/* per worker, all watch streams */
 	int		 read_only;
 	enum kv_sync	 sync;
+	int		 busy_timeout_ms;	/* a write's wait for its turn */
+	mode_t		 sqlite_file_mode;	/* of a database file we create */
 	enum log_level	 log_level;
 	int		 check_only;	/* --check-config */
 };

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "arena.h"
 #include "err.h"
@@ -44,27 +45,40 @@ struct kv_bytes;
 /*
  * Optional callbacks around writes, so the storage engine needs to know
  * nothing of how processes coordinate: write_begin/write_end bracket every
- * write transaction (fair admission). After a transaction committed, and
- * before write_end, changed is called for each key it wrote and then
- * committed once with its data version (also when it wrote no key); after
- * write_end, published once (watchers). A watcher that finds a data
- * version without its committed call treats it as a commit by someone
- * else, so committed comes last.
+ * write transaction (fair admission; write_begin returns non-zero if no
+ * turn came within timeout_ms, and then write_end is not called). After a
+ * transaction committed, and before write_end, changed is called for each
+ * key it wrote and then committed once with its data version (also when it
+ * wrote no key); after write_end, published once (watchers). A watcher that
+ * finds a data version without its committed call treats it as a commit by
+ * someone else, so committed comes last. fault is called for each storage
+ * fault (a full disk, a damaged file, an I/O error), for the service's
+ * status.
  */
 struct kv_hooks {
 	void	*ctx;
-	void	(*write_begin)(void *ctx);
+	int	(*write_begin)(void *ctx, int timeout_ms);
 	void	(*write_end)(void *ctx);
 	void	(*changed)(void *ctx, const uint8_t *key, size_t len,
 		    int64_t version);
 	void	(*committed)(void *ctx, int64_t version);
 	void	(*published)(void *ctx);
+	void	(*fault)(void *ctx, enum kv_err code);
 };
 
 struct kv_options {
 	int			 read_only;
 	enum kv_sync		 sync;
+	/*
+	 * The longest a write waits for its turn (write_begin, then SQLite's
+	 * lock, which another process may hold), and a read for a locked
+	 * database, in milliseconds; then KV_ERR_WRITE_TIMEOUT or
+	 * KV_ERR_BUSY. 0: KV_BUSY_TIMEOUT_MS.
+	 */
 	int			 busy_timeout_ms;
+	/* Mode of a database file kv_open creates (exactly, not by umask);
+	 * SQLite gives its -wal and -shm files the same. 0: SQLite's 0644. */
+	mode_t			 file_mode;
 	const struct kv_hooks	*hooks;		/* NULL: none */
 };
 
@@ -192,6 +206,14 @@ enum kv_err	 kv_checkpoint(struct kv_db *, int truncate, int *wal_frames,
 
 /* The current data version (the first 8 bytes of the latest versionstamp). */
 enum kv_err	 kv_current_version(struct kv_db *, int64_t *version);
+
+/*
+ * How an SQLite result code (extended codes too) and the errno behind it
+ * (sqlite3_system_errno) map to ours: the one place that decides which
+ * failures are transient (503), a full disk (507) or need the operator
+ * (500). Exposed for the unit tests.
+ */
+enum kv_err	 kv_err_for_sqlite(int rc, int sys_errno);
 
 /* Milliseconds since the Unix epoch, from the real-time clock. */
 int64_t		 kv_now_ms(void);
