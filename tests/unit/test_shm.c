@@ -120,7 +120,7 @@ writer_child(struct shm_segment *seg, struct board *b, int id)
 
 	if (slot < 0)
 		_exit(3);
-	shm_write_begin(seg, slot);
+	shm_write_begin(seg, slot, -1);
 	b->order[atomic_fetch_add(&b->n, 1)] = id;
 	atomic_fetch_add(&b->done, 1);
 	shm_write_end(seg, slot);
@@ -139,7 +139,7 @@ test_ticket_order(void)
 	if (seg == NULL || b == NULL)
 		return;
 	me = shm_proc_claim(seg, getpid());
-	shm_write_begin(seg, me);	/* hold the turn while the line forms */
+	shm_write_begin(seg, me, -1);	/* hold the turn while the line forms */
 	for (int i = 0; i < N_WRITERS; i++) {
 		if ((pids[i] = fork()) == 0)
 			writer_child(seg, b, i);
@@ -180,7 +180,7 @@ test_dead_holder_and_waiter(void)
 	if ((holder = fork()) == 0) {
 		int	 slot = shm_proc_claim(seg, getpid());
 
-		shm_write_begin(seg, slot);
+		shm_write_begin(seg, slot, -1);
 		atomic_store(&b->holding, 1);
 		for (;;)
 			pause();
@@ -211,7 +211,7 @@ test_dead_holder_and_waiter(void)
 	T_EQ(atomic_load(&b->done), 1, "only the survivor wrote");
 	me = shm_proc_claim(seg, getpid());
 	t0 = mono_ms();
-	shm_write_begin(seg, me);
+	shm_write_begin(seg, me, -1);
 	shm_write_end(seg, me);
 	T_OK(mono_ms() - t0 < 5000, "and the line is free for the next writer");
 	shm_proc_reaped(seg, getpid());
