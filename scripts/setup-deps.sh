@@ -11,7 +11,8 @@ PACKAGES=(
 	libfcgi-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libsystemd-dev libinih-dev
 	nginx caddy systemd sqlite3 curl ca-certificates procps iproute2
-	socat man-db groff-base wrk
+	socat man-db groff-base wrk strace
+	clang libclang-rt-dev
 )
 # Node.js and npm: Debian's packages unless the machine already has both
 # (some images ship a nodejs that bundles npm and conflicts with Debian's).
