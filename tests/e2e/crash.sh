@@ -29,7 +29,7 @@ E2E_DIR=$(cd "$(dirname "$0")" && pwd)
 DENOKV_SRCDIR=${DENOKV_SRCDIR:-$(cd "$E2E_DIR/../.." && pwd)}
 BIN=${DENOKV_FCGI_BIN:-$DENOKV_SRCDIR/src/denokv-fcgi}
 DENO=${DENO:-$DENOKV_SRCDIR/node_modules/.bin/deno}
-# shellcheck source=proclib.sh
+# shellcheck source=tests/e2e/proclib.sh
 . "$E2E_DIR/proclib.sh"
 N=0
 FAILED=0
