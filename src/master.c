@@ -35,8 +35,12 @@
 #include "worker.h"
 
 #define MAX_WORKERS		256
-/* The most retiring processes tracked at once; past it they are killed. */
-#define MAX_RETIRING		(4 * (MAX_WORKERS + 1))
+/*
+ * The most retiring processes kept at once; past it they are killed. Each
+ * child holds a process slot of the signal segment until it is reaped, so
+ * a full generation must always find free slots beside the retirees.
+ */
+#define MAX_RETIRING		(SHM_MAX_PROCS - (MAX_WORKERS + 1))
 /* How long SIGKILLed processes get to be reaped before the master leaves. */
 #define KILL_GRACE_MS		1000
 /* A child that dies sooner than this after starting counts as a crash loop. */

@@ -136,7 +136,7 @@ mkdir -p "$S"
 	--workers 1 --log-level debug) >"$P/owned.log" 2>&1 </dev/null &
 SRV=$!
 BG_PIDS+=("$SRV")
-wait_until 10 started 1 "$P/owned.log"
+wait_until 20 started 1 "$P/owned.log"
 st=$(mode_owner "$S/owned.sock")
 code=$(fcgi "$S/owned.sock" "$TOKEN")
 check "socket: --socket-mode 0640 --socket-user nobody --socket-group $SOCK_GROUP under umask 077 gives 640 nobody:$SOCK_GROUP ($st), and it serves" \
@@ -148,7 +148,7 @@ check "socket: the server removes its socket file when it stops" "$([ ! -e "$S/o
 	--listen "unix:$S/default.sock" --workers 1 --log-level debug) >"$P/default.log" 2>&1 </dev/null &
 SRV=$!
 BG_PIDS+=("$SRV")
-wait_until 10 started 1 "$P/default.log"
+wait_until 20 started 1 "$P/default.log"
 st=$(mode_owner "$S/default.sock")
 check "socket: the default mode is 0660 whatever the umask (077 here): $st" \
 	"$([ "$st" = "660 root:root" ]; echo $?)" "$(tail -n 3 "$P/default.log")"
@@ -163,7 +163,7 @@ wait "$sp" 2>/dev/null
 stale=$(socat -u OPEN:/dev/null "UNIX-CONNECT:$S/stale.sock" 2>&1 && echo connected)
 srv stale --sqlite-path "$S/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
 	--listen "unix:$S/stale.sock" --workers 1 --log-level debug
-wait_until 10 started 1 "$P/stale.log"
+wait_until 20 started 1 "$P/stale.log"
 code=$(fcgi "$S/stale.sock" "$TOKEN")
 check "socket: a stale socket file (connecting to it: refused) is replaced and the server serves on that path (HTTP $code)" \
 	"$([ -S "$S/stale.sock" ] && [ "$stale" != connected ] && [ "$code" = 200 ]; echo $?)" \
@@ -248,7 +248,7 @@ prec() {
 	bg "$P/$name.log" env "${envs[@]}" "$BIN" --config "$C/file.conf" serve --allow-root \
 		--listen "unix:$C/$name.sock" "$@"
 	SRV=$LAST_BG
-	wait_until 10 started "$n" "$P/$name.log"
+	wait_until 20 started "$n" "$P/$name.log"
 }
 # tokens SOCK: which of the three tokens are accepted, e.g. "file:200 env:401 cli:401"
 tokens() {
@@ -280,7 +280,7 @@ Y=$P/sync
 mkdir -p "$Y"
 srv sync-cli --sqlite-path "$Y/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
 	--listen "unix:$Y/cli.sock" --workers 2 --sqlite-synchronous off --log-level debug
-wait_until 10 started 2 "$P/sync-cli.log"
+wait_until 20 started 2 "$P/sync-cli.log"
 levels=$(sed -n 's/^<7>worker\[[0-9]*\]: database open, synchronous=//p' "$P/sync-cli.log" | sort | uniq -c | tr -s ' ')
 stop_pid "$SRV"
 check "sqlite-synchronous off on the command line: PRAGMA synchronous reads off in both workers ($levels)" \
@@ -301,7 +301,7 @@ rconf 3 full
 RLOG=$P/reload.log
 srv reload --config "$R/denokv.conf" serve
 M=$SRV
-wait_until 10 started 3 "$RLOG"
+wait_until 20 started 3 "$RLOG"
 gen1=$(pgrep -P "$M" | sort | tr '\n' ' ')
 check "reload: the instance starts with 3 workers at synchronous=full" \
 	"$([ "$(workers "$M" "$RLOG" | wc -l)" = 3 ] && [ "$(grep -c 'synchronous=full' "$RLOG")" = 3 ]; echo $?)" \
@@ -360,7 +360,7 @@ mkdir -p "$T"
 srv timeout --sqlite-path "$T/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
 	--listen "unix:$T/t.sock" --workers 1 --shutdown-timeout 1 --log-level debug
 M=$SRV
-wait_until 10 started 1 "$P/timeout.log"
+wait_until 20 started 1 "$P/timeout.log"
 W=$(workers "$M" "$P/timeout.log")
 bg "$P/hold.out" timeout 60 "$DENO" run -A --no-check --no-lock --quiet "$E2E_DIR/fcgi_client.ts" \
 	"$T/t.sock" / "$TOKEN" hold
@@ -386,7 +386,7 @@ mkdir -p "$L"
 srv loop --sqlite-path "$L/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
 	--listen "unix:$L/l.sock" --workers 1 --log-level debug
 M=$SRV
-wait_until 10 started 1 "$P/loop.log"
+wait_until 20 started 1 "$P/loop.log"
 # Kill each new worker as soon as it appears, six times: every death but
 # perhaps the first (the first worker may have been up for a second
 # already) is a quick one, well under the 1 s that counts as a crash loop.
@@ -418,7 +418,7 @@ mkdir -p "$G"
 srv giveup --sqlite-path "$G/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
 	--listen "unix:$G/g.sock" --workers 2 --log-level debug
 M=$SRV
-wait_until 10 started 2 "$P/giveup.log"
+wait_until 20 started 2 "$P/giveup.log"
 # The running workers keep the old file open; a new one finds this.
 mv "$G/kv.sqlite" "$G/kv.sqlite.real"
 echo "this is not a database, and long enough to have a header to read....." >"$G/kv.sqlite"
