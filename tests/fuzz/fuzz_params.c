@@ -77,8 +77,11 @@ check_path(const char *uri)
 	enum route	 r;
 
 	arena_init(&a, 4096);
-	if ((path = http_path_of(uri, &a)) == NULL)
-		abort();
+	if ((path = http_path_of(uri, &a)) == NULL) {
+		/* Refused (or out of memory): nothing to route. */
+		arena_fini(&a);
+		return;
+	}
 	if (strpbrk(path, "?#") != NULL ||
 	    (uri != NULL && strlen(path) > strlen(uri)))
 		__builtin_trap();
