@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # setup-deps.sh: installs what denokv-fcgi needs on a Debian 12 machine:
-# the build tools and libraries, nginx and caddy, and (with npm) the Deno
-# CLI and the @deno/kv Node client that the tests drive the server with.
+# the build tools and libraries, nginx and caddy, clang with libFuzzer's
+# runtime (libclang-rt-dev: the fuzz targets), strace (a start-up race in
+# tests/e2e/lifecycle.sh), and (with npm) the Deno CLI and the @deno/kv Node
+# client that the tests drive the server with.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +13,8 @@ PACKAGES=(
 	libfcgi-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libsystemd-dev libinih-dev
 	nginx caddy systemd sqlite3 curl ca-certificates procps iproute2
-	socat man-db groff-base wrk
+	socat man-db groff-base wrk strace
+	clang libclang-rt-dev
 )
 # Node.js and npm: Debian's packages unless the machine already has both
 # (some images ship a nodejs that bundles npm and conflicts with Debian's).

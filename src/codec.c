@@ -1,10 +1,12 @@
 /*
- * codec.c: KV Connect protobuf <-> kv structs, validating every limit
- * (see codec.h). The checks follow the reference server's order, so the
+ * codec.c: KV Connect protobuf <-> kv structs, validating every limit,
+ * and the metadata exchange's JSON (see codec.h). The checks follow the reference server's order, so the
  * same bad request gets the same message, except that up to
  * KV_MAX_CHECKS (100) checks are accepted, as the Deno client sends them.
  */
 #include <string.h>
+
+#include <jansson.h>
 
 #include "codec.h"
 #include "datapath.pb-c.h"
@@ -394,4 +396,41 @@ codec_encode_watch_frame(const struct kv_entry *const *entries, size_t n,
 		out->p[i] = (uint8_t)(len >> (8 * i));
 	out->len = 4 + protobuf_c_message_pack(&msg.base, out->p + 4);
 	return out->len == len + 4 ? KV_OK : KV_ERR_INTERNAL;
+}
+
+enum kv_err
+codec_decode_metadata_request(const uint8_t *body, size_t len, int *version)
+{
+	json_t		*doc, *versions, *v;
+	json_error_t	 jerr;
+	size_t		 i;
+	int		 has2 = 0, has3 = 0, ok = 1;
+
+	if (len == 0)
+		return KV_ERR_MIN_PROTOCOL_VERSION;
+	doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+	    &jerr);
+	if (doc == NULL)
+		return KV_ERR_METADATA_BODY;
+	versions = json_is_object(doc) ?
+	    json_object_get(doc, "supportedVersions") : NULL;
+	if (!json_is_array(versions)) {
+		json_decref(doc);
+		return KV_ERR_METADATA_BODY;
+	}
+	json_array_foreach(versions, i, v) {
+		if (!json_is_integer(v)) {
+			ok = 0;
+			break;
+		}
+		has2 |= json_integer_value(v) == 2;
+		has3 |= json_integer_value(v) == 3;
+	}
+	json_decref(doc);
+	if (!ok)
+		return KV_ERR_METADATA_BODY;
+	if (!has2 && !has3)
+		return KV_ERR_NO_PROTOCOL_VERSION;
+	*version = has3 ? 3 : 2;
+	return KV_OK;
 }

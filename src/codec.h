@@ -1,6 +1,7 @@
 /*
  * codec: KV Connect protobuf bodies to and from the storage structs of
- * kv.h, with every protocol limit of limits.h checked on the way in.
+ * kv.h, with every protocol limit of limits.h checked on the way in, and
+ * the JSON body of the metadata exchange.
  *
  * Decoding unpacks into the caller's arena (protobuf-c is given an arena
  * allocator), and the kv structs point into that unpacked message, so a
@@ -43,5 +44,16 @@ enum kv_err	codec_decode_watch(const uint8_t *body, size_t len,
  */
 enum kv_err	codec_encode_watch_frame(const struct kv_entry *const *entries,
 		    size_t n, struct arena *, struct codec_out *);
+
+/*
+ * The metadata exchange's request body, {"supportedVersions": [...]}:
+ * the highest protocol version offered that this server speaks (3, else
+ * 2) in *version, or why not: KV_ERR_MIN_PROTOCOL_VERSION for no body (a
+ * client from before version 2), KV_ERR_METADATA_BODY for anything but an
+ * object with an array of integers there, KV_ERR_NO_PROTOCOL_VERSION if
+ * neither 2 nor 3 is offered.
+ */
+enum kv_err	codec_decode_metadata_request(const uint8_t *body, size_t len,
+		    int *version);
 
 #endif

@@ -14,48 +14,10 @@
 
 #include <jansson.h>
 
+#include "codec.h"
 #include "handlers.h"
 #include "http.h"
 #include "kv_limits.h"
-
-/* The highest version offered that this server speaks, or an error. */
-static enum kv_err
-negotiate(const uint8_t *body, size_t len, int *version)
-{
-	json_t		*doc, *versions, *v;
-	json_error_t	 jerr;
-	size_t		 i;
-	int		 has2 = 0, has3 = 0, ok = 1;
-
-	/* No body means a client from before version 2. */
-	if (len == 0)
-		return KV_ERR_MIN_PROTOCOL_VERSION;
-	doc = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
-	    &jerr);
-	if (doc == NULL)
-		return KV_ERR_METADATA_BODY;
-	versions = json_is_object(doc) ?
-	    json_object_get(doc, "supportedVersions") : NULL;
-	if (!json_is_array(versions)) {
-		json_decref(doc);
-		return KV_ERR_METADATA_BODY;
-	}
-	json_array_foreach(versions, i, v) {
-		if (!json_is_integer(v)) {
-			ok = 0;
-			break;
-		}
-		has2 |= json_integer_value(v) == 2;
-		has3 |= json_integer_value(v) == 3;
-	}
-	json_decref(doc);
-	if (!ok)
-		return KV_ERR_METADATA_BODY;
-	if (!has2 && !has3)
-		return KV_ERR_NO_PROTOCOL_VERSION;
-	*version = has3 ? 3 : 2;
-	return KV_OK;
-}
 
 static void
 iso8601_utc(time_t t, char *buf, size_t len)
@@ -78,7 +40,8 @@ h_metadata(struct request *rq)
 	if ((err = http_check_bearer(rq->fcgi, rq->srv->conf->access_token))
 	    != KV_OK)
 		return err;
-	if ((err = negotiate(rq->body, rq->bodylen, &version)) != KV_OK)
+	if ((err = codec_decode_metadata_request(rq->body, rq->bodylen,
+	    &version)) != KV_OK)
 		return err;
 	if (rq->baselen + sizeof("/v2") > sizeof(url))
 		return KV_ERR_NOT_FOUND;

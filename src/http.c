@@ -1,5 +1,8 @@
 /*
- * http.c: FastCGI request plumbing (see http.h).
+ * http.c: FastCGI request plumbing (see http.h). What parses a parameter's
+ * text is a pure function of that text (http_parse_content_length,
+ * http_bearer_matches, http_path_of), so the fuzz target can reach it
+ * without a FastCGI connection.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,19 +34,20 @@ drain(FCGX_Request *r)
 		total += (size_t)n;
 }
 
-/* Parses CONTENT_LENGTH: 1 if present and valid, 0 if absent, -1 if bad. */
-static int
-content_length(FCGX_Request *r, size_t *out)
+int
+http_parse_content_length(const char *s, size_t *out)
 {
-	const char		*s = http_param(r, "CONTENT_LENGTH");
 	char			*end;
 	unsigned long long	 v;
 
 	if (s == NULL || *s == '\0')
 		return 0;
+	/* 1*DIGIT: strtoull alone would take spaces, a sign or "-0". */
+	if (s[strspn(s, "0123456789")] != '\0')
+		return -1;
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0' || *s == '-' || *s == '+')
+	if (errno != 0 || *end != '\0')
 		return -1;
 	*out = (size_t)v;
 	return (unsigned long long)*out == v ? 1 : -1;
@@ -58,7 +62,8 @@ http_read_body(FCGX_Request *r, size_t cap, struct arena *a, uint8_t **body,
 
 	*body = NULL;
 	*len = 0;
-	if ((has = content_length(r, &declared)) < 0)
+	if ((has = http_parse_content_length(http_param(r, "CONTENT_LENGTH"),
+	    &declared)) < 0)
 		return KV_ERR_BAD_CONTENT_LENGTH;
 	if (has && declared > cap) {
 		drain(r);
@@ -183,7 +188,12 @@ ct_equal(const char *a, size_t alen, const char *b, size_t blen)
 enum kv_err
 http_check_bearer(FCGX_Request *r, const char *token)
 {
-	const char	*h = http_param(r, "HTTP_AUTHORIZATION");
+	return http_bearer_matches(http_param(r, "HTTP_AUTHORIZATION"), token);
+}
+
+enum kv_err
+http_bearer_matches(const char *h, const char *token)
+{
 	const char	*sp;
 
 	if (h == NULL || (sp = strchr(h, ' ')) == NULL)
@@ -200,11 +210,20 @@ char *
 http_path(FCGX_Request *r, struct arena *a)
 {
 	const char	*uri = http_param(r, "REQUEST_URI");
+
+	/* caddy and nginx both pass REQUEST_URI; DOCUMENT_URI is a fallback. */
+	if (uri == NULL)
+		uri = http_param(r, "DOCUMENT_URI");
+	return http_path_of(uri, a);
+}
+
+char *
+http_path_of(const char *uri, struct arena *a)
+{
 	size_t		 n;
 	char		*p;
 
-	/* caddy and nginx both pass REQUEST_URI; DOCUMENT_URI is a fallback. */
-	if (uri == NULL && (uri = http_param(r, "DOCUMENT_URI")) == NULL)
+	if (uri == NULL)
 		uri = "/";
 	n = strcspn(uri, "?#");
 	if ((p = arena_alloc(a, n + 1)) == NULL)

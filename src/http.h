@@ -51,4 +51,15 @@ enum kv_err	 http_check_bearer(FCGX_Request *, const char *token);
 /* The request path without its query string, in the arena. */
 char		*http_path(FCGX_Request *, struct arena *);
 
+/*
+ * The parsers behind the calls above, on a parameter's text (NULL: the
+ * parameter is absent), free of libfcgi.
+ */
+/* CONTENT_LENGTH: 1 and *out if present and valid, 0 if absent, -1 if bad. */
+int		 http_parse_content_length(const char *, size_t *out);
+/* An Authorization header against the token, as http_check_bearer. */
+enum kv_err	 http_bearer_matches(const char *header, const char *token);
+/* REQUEST_URI to its path, as http_path. */
+char		*http_path_of(const char *uri, struct arena *);
+
 #endif

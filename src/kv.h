@@ -170,6 +170,13 @@ void		 kv_close(struct kv_db *);
 int		 kv_is_read_only(const struct kv_db *);
 
 /*
+ * The synchronous level in force on this connection, read back from
+ * SQLite ("off", "normal", "full", "extra"), or "unknown" if it cannot be
+ * read. Static storage.
+ */
+const char	*kv_synchronous(struct kv_db *);
+
+/*
  * Reads all ranges in one read transaction (one consistent snapshot).
  * Entries whose expire time is at or before now_ms are not returned.
  * results must have room for n elements.

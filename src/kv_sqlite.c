@@ -636,6 +636,19 @@ kv_is_read_only(const struct kv_db *k)
 	return k->read_only;
 }
 
+const char *
+kv_synchronous(struct kv_db *k)
+{
+	static const char *const names[] = { "off", "normal", "full", "extra" };
+	int64_t		 level;
+	int		 found;
+
+	if (query_int(k->db, "pragma synchronous", &level, &found) != 0 ||
+	    !found || level < 0 || level > 3)
+		return "unknown";
+	return names[level];
+}
+
 /* --- reads -------------------------------------------------------------- */
 
 static enum kv_err

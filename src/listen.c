@@ -26,30 +26,126 @@
 static char	listen_desc[512];
 static char	listen_path[PATH_MAX];
 
-/* Applies --socket-user and --socket-group to a socket file we made. */
+/* Resolves --socket-user and --socket-group; -1 means "leave as is". */
 static int
-chown_socket(const char *path, const struct conf *c, char *errbuf,
+socket_owner(const struct conf *c, uid_t *uid, gid_t *gid, char *errbuf,
     size_t errlen)
 {
-	uid_t	 uid = (uid_t)-1;
-	gid_t	 gid = (gid_t)-1, ugid;
+	gid_t	 ugid;
 
-	if (c->socket_user == NULL && c->socket_group == NULL)
-		return 0;
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
 	if (c->socket_user != NULL &&
-	    privdrop_lookup_user(c->socket_user, &uid, &ugid) != 0) {
+	    privdrop_lookup_user(c->socket_user, uid, &ugid) != 0) {
 		snprintf(errbuf, errlen, "socket-user: unknown user \"%s\"",
 		    c->socket_user);
 		return -1;
 	}
 	if (c->socket_group != NULL &&
-	    privdrop_lookup_group(c->socket_group, &gid) != 0) {
+	    privdrop_lookup_group(c->socket_group, gid) != 0) {
 		snprintf(errbuf, errlen, "socket-group: unknown group \"%s\"",
 		    c->socket_group);
 		return -1;
 	}
-	if (chown(path, uid, gid) != 0) {
+	return 0;
+}
+
+/*
+ * Gives the socket file we just bound its owner. Started as root, in a
+ * directory the service user may be able to write, the name could be
+ * swapped for a symlink or another file between bind() and here: so the
+ * file is opened without following a symlink (O_PATH | O_NOFOLLOW),
+ * checked to be a socket of ours with one link, and changed through that
+ * descriptor, never through the path again.
+ */
+static int
+chown_socket(const char *path, uid_t uid, gid_t gid, char *errbuf,
+    size_t errlen)
+{
+	struct stat	 sb;
+	int		 fd, rc = -1;
+
+	if (uid == (uid_t)-1 && gid == (gid_t)-1)
+		return 0;
+	if ((fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		snprintf(errbuf, errlen, "open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0) {
+		snprintf(errbuf, errlen, "stat %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISSOCK(sb.st_mode) || sb.st_uid != geteuid() ||
+	    sb.st_nlink != 1) {
+		snprintf(errbuf, errlen, "%s was replaced by another file"
+		    " while the server was starting; refusing to change its"
+		    " owner", path);
+		goto out;
+	}
+	if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) != 0) {
 		snprintf(errbuf, errlen, "chown %s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}
+
+/*
+ * A socket file left at path: 1 if a server still accepts on it, 0 if it
+ * is stale (nobody listening), -1 on another error (errno set).
+ */
+static int
+socket_in_use(const struct sockaddr_un *sun)
+{
+	int	 fd, rc, saved;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	saved = errno;
+	close(fd);
+	if (rc == 0)
+		return 1;
+	errno = saved;
+	return saved == ECONNREFUSED || saved == ENOENT ? 0 : -1;
+}
+
+/*
+ * Replaces a stale socket left by an earlier run, but never another kind
+ * of file (lstat and unlink act on the name itself, never on what a
+ * symlink points to) and never a socket a running server accepts on.
+ */
+static int
+remove_stale_socket(const struct sockaddr_un *sun, char *errbuf,
+    size_t errlen)
+{
+	const char	*path = sun->sun_path;
+	struct stat	 sb;
+
+	if (lstat(path, &sb) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(sb.st_mode)) {
+		snprintf(errbuf, errlen, "%s exists and is not a socket", path);
+		return -1;
+	}
+	switch (socket_in_use(sun)) {
+	case 1:
+		snprintf(errbuf, errlen, "%s is in use: another server is"
+		    " accepting connections on it", path);
+		return -1;
+	case -1:
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (unlink(path) != 0 && errno != ENOENT) {
+		snprintf(errbuf, errlen, "unlink %s: %s", path,
+		    strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -60,8 +156,10 @@ listen_unix(const char *path, const struct conf *c, char *errbuf,
     size_t errlen)
 {
 	struct sockaddr_un	 sun;
-	struct stat		 sb;
-	int			 fd;
+	mode_t			 old_umask;
+	uid_t			 uid;
+	gid_t			 gid;
+	int			 fd, rc;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -70,32 +168,28 @@ listen_unix(const char *path, const struct conf *c, char *errbuf,
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
-	/* Replace a stale socket, but never another kind of file. */
-	if (lstat(path, &sb) == 0) {
-		if (!S_ISSOCK(sb.st_mode)) {
-			snprintf(errbuf, errlen, "%s exists and is not a"
-			    " socket", path);
-			return -1;
-		}
-		if (unlink(path) != 0) {
-			snprintf(errbuf, errlen, "unlink %s: %s", path,
-			    strerror(errno));
-			return -1;
-		}
-	}
+	if (socket_owner(c, &uid, &gid, errbuf, errlen) != 0 ||
+	    remove_stale_socket(&sun, errbuf, errlen) != 0)
+		return -1;
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
 		snprintf(errbuf, errlen, "socket: %s", strerror(errno));
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 ||
-	    chmod(path, c->socket_mode) != 0 ||
-	    listen(fd, LISTEN_BACKLOG) != 0) {
+	/*
+	 * The file is born with its final mode: a chmod by name afterwards
+	 * could be redirected (symlink swap) or leave a moment in which the
+	 * socket is open to more users than asked for.
+	 */
+	old_umask = umask(~c->socket_mode & 0777);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old_umask);
+	if (rc != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
 		snprintf(errbuf, errlen, "listen on %s: %s", path,
 		    strerror(errno));
 		close(fd);
 		return -1;
 	}
-	if (chown_socket(path, c, errbuf, errlen) != 0) {
+	if (chown_socket(path, uid, gid, errbuf, errlen) != 0) {
 		close(fd);
 		return -1;
 	}

@@ -35,6 +35,14 @@
 #include "worker.h"
 
 #define MAX_WORKERS		256
+/*
+ * The most retiring processes kept at once; past it they are killed. Each
+ * child holds a process slot of the signal segment until it is reaped, so
+ * a full generation must always find free slots beside the retirees.
+ */
+#define MAX_RETIRING		(SHM_MAX_PROCS - (MAX_WORKERS + 1))
+/* How long SIGKILLed processes get to be reaped before the master leaves. */
+#define KILL_GRACE_MS		1000
 /* A child that dies sooner than this after starting counts as a crash loop. */
 #define FAST_FAIL_MS		1000
 #define BACKOFF_FIRST_MS	100
@@ -57,6 +65,12 @@ struct child {
 	int		 gave_up;	/* exited with EXIT_NO_RESTART */
 };
 
+/* A process of an earlier generation, told to finish its requests. */
+struct retiree {
+	pid_t		 pid;
+	int64_t		 deadline_ms;	/* killed if still running then */
+};
+
 struct master {
 	int		 argc;
 	char		**argv;
@@ -69,8 +83,13 @@ struct master {
 	int		 generation;
 	/* current generation: slots 0..conf.workers-1, then the housekeeper */
 	struct child	 slots[MAX_WORKERS + 1];
-	/* previous generations still finishing their requests */
-	pid_t		 retiring[2 * MAX_WORKERS + 2];
+	/*
+	 * Previous generations still finishing their requests. Every pid in
+	 * slots[] and retiring[] is a child not yet reaped, so it cannot
+	 * have been reused: reap() removes an entry the moment waitpid()
+	 * returns it, and nothing else adds or keeps one.
+	 */
+	struct retiree	 retiring[MAX_RETIRING];
 	int		 n_retiring;
 	unsigned long	 restarts;
 	uint64_t	 watchdog_usec;
@@ -162,6 +181,8 @@ child_main(struct master *m, enum child_kind kind, pid_t master_pid)
 		    err);
 		_exit(EXIT_NO_RESTART);
 	}
+	/* Read back from SQLite, so the log shows what is really in force. */
+	log_debug("database open, synchronous=%s", kv_synchronous(srv.db));
 	rc = worker_run(&srv);
 	server_fini(&srv);
 	_exit(rc);
@@ -191,14 +212,18 @@ spawn(struct master *m, struct child *c, enum child_kind kind)
 	return 0;
 }
 
+/*
+ * Starts a whole generation into emptied slots. Every slot is cleared, not
+ * only the new count's: after a reload to fewer workers, a slot past the
+ * new count must not keep an old pid (stop would wait for it for ever) or
+ * a pending respawn.
+ */
 static void
 spawn_generation(struct master *m)
 {
-	for (int i = 0; i < m->conf.workers; i++) {
-		memset(&m->slots[i], 0, sizeof(m->slots[i]));
+	memset(m->slots, 0, sizeof(m->slots));
+	for (int i = 0; i < m->conf.workers; i++)
 		spawn(m, &m->slots[i], CHILD_WORKER);
-	}
-	memset(housekeeper_slot(m), 0, sizeof(struct child));
 	spawn(m, housekeeper_slot(m), CHILD_HOUSEKEEPER);
 }
 
@@ -256,7 +281,7 @@ static int
 remove_retiring(struct master *m, pid_t pid)
 {
 	for (int i = 0; i < m->n_retiring; i++) {
-		if (m->retiring[i] == pid) {
+		if (m->retiring[i].pid == pid) {
 			m->retiring[i] = m->retiring[--m->n_retiring];
 			return 1;
 		}
@@ -305,12 +330,53 @@ respawn_due(struct master *m)
 	for (int i = 0; i <= MAX_WORKERS; i++) {
 		struct child	*c = &m->slots[i];
 
+		/* Only the current generation's slots are ever refilled. */
+		if (i >= m->conf.workers && i != MAX_WORKERS)
+			continue;
 		if (c->pid == 0 && c->respawn_at_ms != 0 &&
 		    c->respawn_at_ms <= now) {
 			spawn(m, c, i == MAX_WORKERS ? CHILD_HOUSEKEEPER :
 			    CHILD_WORKER);
 			notify_status(m);
 		}
+	}
+}
+
+/*
+ * 1 if pid is a child of ours that has not been reaped (running or a
+ * zombie): the only pids the master may signal. WNOWAIT leaves it to reap().
+ */
+static int
+is_unreaped_child(pid_t pid)
+{
+	siginfo_t	 si;
+
+	memset(&si, 0, sizeof(si));
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) ==
+	    0;
+}
+
+/*
+ * Kills the retiring processes that outlived shutdown-timeout: a request
+ * that long is stuck, and a reload must not leave old processes behind.
+ */
+static void
+kill_overdue_retirees(struct master *m)
+{
+	int64_t	 now = now_ms();
+
+	for (int i = 0; i < m->n_retiring; i++) {
+		struct retiree	*r = &m->retiring[i];
+
+		if (r->deadline_ms == 0 || r->deadline_ms > now)
+			continue;
+		if (is_unreaped_child(r->pid)) {
+			log_warnx("retired process %ld still running %d s"
+			    " after the reload (shutdown-timeout): killing it",
+			    (long)r->pid, m->conf.shutdown_timeout);
+			kill(r->pid, SIGKILL);
+		}
+		r->deadline_ms = 0;	/* killed once; reap() removes it */
 	}
 }
 
@@ -353,15 +419,37 @@ keep_fixed_settings(const struct conf *old, struct conf *new)
 			*n = *o != NULL ? strdup(*o) : NULL;
 		}
 	}
+	/*
+	 * sqlite-synchronous is not among them: it is a setting of each
+	 * SQLite connection, and every worker and the housekeeper of the new
+	 * generation opens its own.
+	 */
 	if (new->socket_mode != old->socket_mode ||
 	    new->read_only != old->read_only ||
-	    new->allow_root != old->allow_root || new->sync != old->sync)
-		log_warnx("reload: socket-mode, read-only, allow-root and"
-		    " sqlite-synchronous take effect only after a restart");
+	    new->allow_root != old->allow_root)
+		log_warnx("reload: socket-mode, read-only and allow-root take"
+		    " effect only after a restart");
 	new->socket_mode = old->socket_mode;
 	new->read_only = old->read_only;
 	new->allow_root = old->allow_root;
-	new->sync = old->sync;
+}
+
+/* Tells a process of an earlier generation to finish and tracks it. */
+static void
+retire(struct master *m, pid_t pid)
+{
+	if (m->n_retiring == MAX_RETIRING) {
+		/* Reloads faster than requests finish: no room to wait. */
+		log_warnx("too many retiring processes: killing %ld",
+		    (long)pid);
+		kill(pid, SIGKILL);
+		return;
+	}
+	m->retiring[m->n_retiring].pid = pid;
+	m->retiring[m->n_retiring].deadline_ms = now_ms() +
+	    (int64_t)m->conf.shutdown_timeout * 1000;
+	m->n_retiring++;
+	kill(pid, SIGTERM);
 }
 
 static void
@@ -392,15 +480,10 @@ reload(struct master *m)
 	m->conf = fresh;
 	log_init("master", m->conf.log_level);
 	m->generation++;
-	for (int i = 0; i <= MAX_WORKERS; i++) {
-		if (old[i].pid > 0 && m->n_retiring <
-		    (int)(sizeof(m->retiring) / sizeof(m->retiring[0])))
-			m->retiring[m->n_retiring++] = old[i].pid;
-	}
 	spawn_generation(m);
 	for (int i = 0; i <= MAX_WORKERS; i++)
 		if (old[i].pid > 0)
-			kill(old[i].pid, SIGTERM);
+			retire(m, old[i].pid);
 	log_info("reloaded: %d workers, generation %d", m->conf.workers,
 	    m->generation);
 	sd_notify(0, "READY=1");
@@ -419,42 +502,58 @@ n_children(const struct master *m)
 	return n;
 }
 
+/* Signals every tracked child; only pids not yet reaped are tracked. */
 static void
 signal_all(struct master *m, int sig)
 {
 	for (int i = 0; i <= MAX_WORKERS; i++)
-		if (m->slots[i].pid > 0)
+		if (m->slots[i].pid > 0 && is_unreaped_child(m->slots[i].pid))
 			kill(m->slots[i].pid, sig);
 	for (int i = 0; i < m->n_retiring; i++)
-		kill(m->retiring[i], sig);
+		if (is_unreaped_child(m->retiring[i].pid))
+			kill(m->retiring[i].pid, sig);
 }
 
-/* Lets in-flight requests finish, within shutdown-timeout. */
+/* Reaps until no child is left or the deadline passes. */
+static void
+reap_until(struct master *m, const sigset_t *set, int64_t deadline)
+{
+	struct timespec	 tick;
+	int64_t		 left;
+
+	reap(m);
+	while (n_children(m) > 0 && (left = deadline - now_ms()) > 0) {
+		if (left > TICK_MS)
+			left = TICK_MS;
+		tick.tv_sec = 0;
+		tick.tv_nsec = (long)left * 1000000L;
+		(void)sigtimedwait(set, NULL, &tick);
+		reap(m);
+	}
+}
+
+/*
+ * Lets in-flight requests finish within shutdown-timeout, then kills what
+ * is left. Returns within shutdown-timeout plus KILL_GRACE_MS whatever the
+ * children do: a child that even SIGKILL does not end in time (stuck in
+ * the kernel) is left to exit on its own.
+ */
 static void
 stop_children(struct master *m, const sigset_t *set)
 {
-	struct timespec	 tick = { 0, TICK_MS * 1000000L };
-	int64_t		 deadline;
-
 	m->stopping = 1;
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	signal_all(m, SIGTERM);
-	deadline = now_ms() + (int64_t)m->conf.shutdown_timeout * 1000;
-	while (n_children(m) > 0 && now_ms() < deadline) {
-		if (sigtimedwait(set, NULL, &tick) == SIGCHLD)
-			reap(m);
-		reap(m);
-	}
-	if (n_children(m) > 0) {
-		log_warnx("shutdown timeout: killing %d remaining processes",
-		    n_children(m));
-		signal_all(m, SIGKILL);
-		while (n_children(m) > 0) {
-			reap(m);
-			if (n_children(m) > 0)
-				usleep(10000);
-		}
-	}
+	reap_until(m, set, now_ms() + (int64_t)m->conf.shutdown_timeout * 1000);
+	if (n_children(m) == 0)
+		return;
+	log_warnx("shutdown timeout: killing %d remaining processes",
+	    n_children(m));
+	signal_all(m, SIGKILL);
+	reap_until(m, set, now_ms() + KILL_GRACE_MS);
+	if (n_children(m) > 0)
+		log_warnx("%d processes did not exit after SIGKILL; leaving"
+		    " them", n_children(m));
 }
 
 /* --- start-up -------------------------------------------------------------- */
@@ -537,7 +636,7 @@ setup(struct master *m, char *err, size_t errlen)
 
 		snprintf(m->socket_path, sizeof(m->socket_path), "%s",
 		    listen_created_path());
-		if (stat(m->socket_path, &sb) == 0) {
+		if (lstat(m->socket_path, &sb) == 0) {
 			m->socket_dev = sb.st_dev;
 			m->socket_ino = sb.st_ino;
 		}
@@ -610,6 +709,7 @@ supervise(struct master *m)
 			return 1;
 		}
 		respawn_due(m);
+		kill_overdue_retirees(m);
 		watchdog_tick(m);
 		if (now_ms() >= m->next_status_ms) {
 			notify_status(m);

@@ -87,87 +87,17 @@ P=$RUN_DIR/process
 TOKEN1=process-token-one-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 TOKEN2=process-token-two-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 
+# tap, check, diag, ms_now, alive, wait_until, free_port, bg, stop_pid, finish
+# shellcheck source=tests/e2e/proclib.sh
+. "$SCRIPT_DIR/proclib.sh"
 N=0
 FAILED=0
 
-# tap ok|not_ok DESCRIPTION [DIAGNOSTIC...]
-tap() {
-	local status=$1 desc=$2 d
-	shift 2
-	N=$((N + 1))
-	if [ "$status" = ok ]; then
-		printf 'ok %d - %s\n' "$N" "$desc"
-	else
-		FAILED=$((FAILED + 1))
-		printf 'not ok %d - %s\n' "$N" "$desc"
-	fi
-	for d in "$@"; do
-		[ -n "$d" ] && printf '%s\n' "$d" | sed 's/^/# /'
-	done
-	return 0
-}
-
-# check DESCRIPTION STATUS [DIAGNOSTIC...]: ok if STATUS is 0.
-check() {
-	local desc=$1 rc=$2
-	shift 2
-	if [ "$rc" -eq 0 ]; then tap ok "$desc"; else tap not_ok "$desc" "$@"; fi
-}
-
-diag() { printf '%s\n' "$*" | sed 's/^/# /'; }
-
-ms_now() { echo $(($(date +%s%N) / 1000000)); }
-
-# alive PID: exists and is not a zombie.
-alive() {
-	local state
-	[ -n "${1:-}" ] || return 1
-	kill -0 "$1" 2>/dev/null || return 1
-	state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
-	[ -n "$state" ] && [ "$state" != Z ]
-}
-
-# wait_until SECONDS COMMAND...: poll every 50 ms until COMMAND succeeds.
-wait_until() {
-	local deadline=$(($(ms_now) + $1 * 1000))
-	shift
-	while :; do
-		"$@" && return 0
-		[ "$(ms_now)" -ge "$deadline" ] && return 1
-		sleep 0.05
-	done
-}
-
-free_port() {
-	local p q taken
-	for _ in $(seq 1 200); do
-		p=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))  # below the ephemeral range (32768-60999)
-		taken=0
-		for q in "$@"; do [ "$q" = "$p" ] && taken=1; done
-		[ $taken = 1 ] && continue
-		[ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
-		echo "$p"
-		return 0
-	done
-	return 1
-}
-
 # --- bookkeeping and cleanup ---------------------------------------------------
 
-BG_PIDS=()      # everything started in the background, in order
 MASTER=         # systemd-socket-activate, later the denokv-fcgi master
 NGINX_PID=
 RUN_DIR_MODE=
-
-# stop_pid PID: SIGTERM, up to 5 s, then SIGKILL (with its process group).
-stop_pid() {
-	local pid=$1
-	alive "$pid" || return 0
-	kill -TERM "$pid" 2>/dev/null
-	wait_until 5 eval "! alive $pid" && return 0
-	kill -KILL "$pid" 2>/dev/null
-	wait_until 2 eval "! alive $pid"
-}
 
 cleanup() {
 	local p c kids=()
@@ -193,21 +123,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# bg LOGFILE CMD...: start CMD in the background, remembered for cleanup.
-bg() {
-	local logf=$1
-	shift
-	"$@" >"$logf" 2>&1 </dev/null &
-	BG_PIDS+=("$!")
-	LAST_BG=$!
-}
-
-finish() {
-	echo "1..$N"
-	[ "$FAILED" = 0 ]
-	exit $?
-}
 
 # --- prerequisites -------------------------------------------------------------
 
