@@ -72,6 +72,12 @@ static const struct conf_option conf_options[] = {
 	{ "shutdown-timeout", "SECONDS", CT_INT, OFF(shutdown_timeout), 0,
 	  3600, 0, "on SIGTERM, how long in-flight requests may take"
 	  " (default 10)" },
+	{ "body-timeout", "SECONDS", CT_INT, OFF(body_timeout), 1, 3600, 0,
+	  "a request's parameters and body must arrive within this, else"
+	  " 408 (default 5)" },
+	{ "send-timeout", "SECONDS", CT_INT, OFF(send_timeout), 1, 3600, 0,
+	  "writing one response may take this long, else the connection is"
+	  " closed (default 30)" },
 	{ "read-only", NULL, CT_FLAG, OFF(read_only), 0, 0, 0,
 	  "serve reads only; writes are refused" },
 	{ "sqlite-synchronous", "MODE", CT_SYNC, OFF(sync), 0, 0, 0,
@@ -244,6 +250,8 @@ conf_defaults(struct conf *c)
 	c->socket_mode = 0660;
 	c->workers = conf_default_workers();
 	c->shutdown_timeout = 10;
+	c->body_timeout = 5;
+	c->send_timeout = 30;
 	c->sync = KV_SYNC_FULL;
 	c->log_level = LOG_LVL_INFO;
 }

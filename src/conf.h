@@ -33,6 +33,8 @@ struct conf {
 	int		 allow_root;
 	int		 workers;
 	int		 shutdown_timeout;	/* seconds */
+	int		 body_timeout;	/* seconds for a request to arrive */
+	int		 send_timeout;	/* seconds to write one response */
 	int		 read_only;
 	enum kv_sync	 sync;
 	enum log_level	 log_level;

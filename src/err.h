@@ -64,7 +64,10 @@
 	X(KV_ERR_NOMEM, 503, "The server is out of memory, try again later.") \
 	X(KV_ERR_TOO_MANY_WATCHES, 503, "This server holds as many watch streams as it can, try again later.") \
 	X(KV_ERR_STORAGE, 503, "The database reported an error, try again later.") \
-	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.")
+	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.") \
+	/* transport, continued */ \
+	X(KV_ERR_BODY_TIMEOUT, 408, "The request body did not arrive in time.") \
+	X(KV_ERR_BAD_PATH, 400, "Invalid request path: it must start with / and contain no backslash, dot segment or encoded slash.")
 
 enum kv_err {
 #define KV_ERR_ENUM(code, status, msg) code,
