@@ -73,7 +73,8 @@ has_suffix(const char *s, size_t len, const char *suffix)
 /*
  * Only the endpoint suffixes decide: a mount may have any name, "/v2/"
  * inside it included ("/app/v2/kv/"). A data-path call to an endpoint
- * that does not exist is told apart by its headers (is_data_path_call).
+ * that does not exist is told apart by its protobuf body
+ * (is_misrouted_protobuf).
  */
 enum route
 route_path(const char *path, size_t *baselen, const char **name)
@@ -183,20 +184,18 @@ reply_protobuf(struct request *rq, const uint8_t *body, size_t len)
 
 /*
  * Any path that is not a data-path endpoint may be a mount point, so it is
- * taken as a metadata exchange. But a metadata exchange carries neither a
- * protobuf body nor x-denokv-version: such a request is a data-path call
- * to an endpoint that does not exist (a typo, another protocol version),
- * and gets 404 like any unknown path would.
+ * taken as a metadata exchange. But a metadata exchange is never protobuf:
+ * a protobuf body there is a data-path call to an endpoint that does not
+ * exist (a typo, another protocol version), and gets 404 like any unknown
+ * path would.
  */
 static int
-is_misrouted_data_call(struct request *rq, enum route route)
+is_misrouted_protobuf(struct request *rq, enum route route)
 {
 	const char	*ctype = http_param(rq->conn, "CONTENT_TYPE");
 
-	return route == ROUTE_METADATA &&
-	    (http_param(rq->conn, "HTTP_X_DENOKV_VERSION") != NULL ||
-	    (ctype != NULL &&
-	    strncasecmp(ctype, "application/x-protobuf", 22) == 0));
+	return route == ROUTE_METADATA && ctype != NULL &&
+	    strncasecmp(ctype, "application/x-protobuf", 22) == 0;
 }
 
 /* Everything up to the handler: route, method, credentials, body. */
@@ -213,7 +212,7 @@ admit(struct request *rq, enum route *route)
 		return err;
 	*route = route_path(path, &rq->baselen, &rq->endpoint);
 	rq->base = path;
-	if (is_misrouted_data_call(rq, *route))
+	if (is_misrouted_protobuf(rq, *route))
 		return KV_ERR_NOT_FOUND;
 	if (method == NULL || strcmp(method, "POST") != 0)
 		return KV_ERR_METHOD;
