@@ -29,9 +29,12 @@ content_length(struct fcgi_conn *c, size_t *out)
 
 	if (s == NULL || *s == '\0')
 		return 0;
+	/* Digits only: strtoull would also take blanks and a sign first. */
+	if (*s < '0' || *s > '9')
+		return -1;
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0' || *s == '-' || *s == '+')
+	if (errno != 0 || *end != '\0')
 		return -1;
 	*out = (size_t)v;
 	return (unsigned long long)*out == v ? 1 : -1;
