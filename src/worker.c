@@ -362,9 +362,13 @@ note_accept_failure(struct accept_log *l, int err, int paused)
 		l->unlogged++;
 		return;
 	}
-	log_warnx("accept failed: %s%s (%lu more in the last %d s)",
-	    strerror(err), paused ? "; pausing accepts" : "", l->unlogged,
-	    ACCEPT_LOG_INTERVAL_MS / 1000);
+	if (l->unlogged > 0)
+		log_warnx("accept failed: %s%s (and %lu more times since the"
+		    " last message)", strerror(err),
+		    paused ? "; pausing accepts" : "", l->unlogged);
+	else
+		log_warnx("accept failed: %s%s", strerror(err),
+		    paused ? "; pausing accepts" : "");
 	l->last_ms = now;
 	l->unlogged = 0;
 }
