@@ -201,9 +201,10 @@ fcgi_conn_discard(struct fcgi_conn *c, size_t max)
 }
 
 int64_t
-fcgi_conn_send_deadline(const struct fcgi_conn *c)
+fcgi_conn_send_deadline(struct fcgi_conn *c)
 {
-	return fcgi_conn_now_ms() + c->send_ms;
+	c->response_ms = fcgi_conn_now_ms();
+	return c->response_ms + c->send_ms;
 }
 
 /* Sets the send timeout to the time left; FCGI_IO_TIMEOUT if none is. */
@@ -265,6 +266,21 @@ fcgi_conn_flush(struct fcgi_conn *c, int64_t by)
 	return FCGI_IO_OK;
 }
 
+/*
+ * After a failed or timed-out write the connection is of no more use, and
+ * libfcgi would still try to write the rest of its buffer and the end
+ * records: shut the socket down so those fail at once instead of waiting
+ * out another send limit.
+ */
+static int
+abandon_if_broken(struct fcgi_conn *c)
+{
+	if (FCGX_GetError(c->req.out) == 0)
+		return 0;
+	(void)shutdown(c->req.ipcFd, SHUT_RDWR);
+	return 1;
+}
+
 void
 fcgi_conn_finish(struct fcgi_conn *c)
 {
@@ -273,12 +289,13 @@ fcgi_conn_finish(struct fcgi_conn *c)
 
 	if (r->ipcFd >= 0 && r->in != NULL) {
 		/* The end-of-request records, under the send limit. */
-		if (arm_send(c, fcgi_conn_send_deadline(c)) == FCGI_IO_OK) {
+		if (!abandon_if_broken(c) &&
+		    set_timeout(r->ipcFd, SO_SNDTIMEO, c->send_ms) == 0) {
 			FCGX_FClose(r->err);
 			FCGX_FClose(r->out);
 		}
 		/* A body left unread: drained briefly, never for long. */
-		if (FCGX_HasSeenEOF(r->in) == 0) {
+		if (!abandon_if_broken(c) && FCGX_HasSeenEOF(r->in) == 0) {
 			by = fcgi_conn_now_ms() + FCGI_LINGER_MS;
 			if (by > c->arrival_by)
 				by = c->arrival_by;

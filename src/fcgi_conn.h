@@ -49,6 +49,7 @@ struct fcgi_conn {
 	int		 send_ms;
 	int64_t		 accepted_ms;	/* monotonic clock at accept */
 	int64_t		 arrival_by;	/* parameters and body due by then */
+	int64_t		 response_ms;	/* monotonic clock at the last response's start */
 	enum fcgi_phase	 expired;	/* the first deadline that ran out */
 };
 
@@ -79,8 +80,8 @@ enum fcgi_io	fcgi_conn_read(struct fcgi_conn *, void *buf, size_t len,
 /* Reads and drops the rest of the body (at most max bytes). */
 enum fcgi_io	fcgi_conn_discard(struct fcgi_conn *, size_t max);
 
-/* The deadline for a response that starts now: send_ms from now. */
-int64_t		fcgi_conn_send_deadline(const struct fcgi_conn *);
+/* Starts a response: its deadline is send_ms from now. */
+int64_t		fcgi_conn_send_deadline(struct fcgi_conn *);
 
 /*
  * Writes len bytes of the response by the deadline `by` (buffered: the

@@ -290,11 +290,13 @@ serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 		/* Also after the body ran out of time: the 408 may still go out. */
 		http_reply_error(conn, err);
 	}
-	if (conn->expired != FCGI_PHASE_NONE)
+	/* Each phase's duration from its own start: the accept, the reply. */
+	if (conn->expired == FCGI_PHASE_ARRIVAL)
 		log_overrun(&rq, phase_name(conn->expired),
-		    fcgi_conn_now_ms() - conn->accepted_ms,
-		    conn->expired == FCGI_PHASE_ARRIVAL ? conn->body_ms :
-		    conn->send_ms);
+		    fcgi_conn_now_ms() - conn->accepted_ms, conn->body_ms);
+	else if (conn->expired == FCGI_PHASE_RESPONSE)
+		log_overrun(&rq, phase_name(conn->expired),
+		    fcgi_conn_now_ms() - conn->response_ms, conn->send_ms);
 }
 
 static void

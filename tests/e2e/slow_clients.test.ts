@@ -13,13 +13,31 @@
 //     fastcgi_request_buffering off: both pass bodies on as they arrive, so
 //     only the server's own deadline frees its workers.
 // Half of the slow clients present the token (their body is awaited, then
-// 408), half do not (refused with 401 before any body is read).
+// 408), half do not (refused with 401 before any body is read). Last, a
+// client that never reads its (large) response holds a worker no longer
+// than --send-timeout.
 
-import { assert, plainTest, RUN_DIR, SRCDIR, sleep, startServer, stopServer, TOKEN } from "./helpers.ts";
+import {
+  assert,
+  encodeKey,
+  encSnapshotRead,
+  MutationType,
+  plainTest,
+  RawClient,
+  RUN_DIR,
+  SRCDIR,
+  sleep,
+  startServer,
+  stopServer,
+  TOKEN,
+  ValueEncoding,
+} from "./helpers.ts";
+import { FcgiConn, fcgiRequest } from "./fcgi.ts";
 
 const NAME = "slow";
 const WORKERS = 2;
 const BODY_TIMEOUT_S = 2;
+const SEND_TIMEOUT_S = 2;
 const SLOW_CLIENTS = 2 * WORKERS + 2;
 // Generous bounds: the work takes milliseconds, the deadline 2 s.
 const ORDINARY_BOUND_MS = 5_000;
@@ -33,7 +51,7 @@ Deno.writeTextFileSync(
   snippet.replace(/^fastcgi_request_buffering on;$/m, "fastcgi_request_buffering off;"),
 );
 const inst = await startServer(NAME, {
-  SERVER_ARGS: `--workers ${WORKERS} --body-timeout ${BODY_TIMEOUT_S}`,
+  SERVER_ARGS: `--workers ${WORKERS} --body-timeout ${BODY_TIMEOUT_S} --send-timeout ${SEND_TIMEOUT_S}`,
   LOCATION_INCLUDE: "denokv-fcgi-streaming.conf",
 });
 
@@ -170,10 +188,12 @@ function closeAll(slow: Slow[]) {
   }
 }
 
-// How many requests the instance has logged as over their body deadline.
-async function overruns(): Promise<number> {
+// How many requests the instance has logged as over their deadline for
+// their parameters and body (or, with what = "its response", for writing
+// their response).
+async function overruns(what = "its parameters and body"): Promise<number> {
   const log = await Deno.readTextFile(`${RUN_DIR}/${NAME}.log`);
-  return log.split("\n").filter((l) => l.includes("request over its deadline")).length;
+  return log.split("\n").filter((l) => l.includes("request over its deadline") && l.includes(what)).length;
 }
 
 interface Proxy {
@@ -232,9 +252,57 @@ for (const p of proxies) {
   }, 60_000);
 }
 
+plainTest(`a client that does not read its response holds a worker for --send-timeout (${SEND_TIMEOUT_S} s) at most`, async () => {
+  // About 3 MiB of values: far more than the socket buffers hold.
+  const raw = await RawClient.open(inst.H1_URL);
+  const rid = crypto.randomUUID().slice(0, 8);
+  const value = new Uint8Array(60 * 1024).fill(0x61);
+  for (let w = 0; w < 4; w++) {
+    const mutations = [];
+    for (let i = 0; i < 12; i++) {
+      mutations.push({ key: encodeKey(["slowread", rid, w * 12 + i]), type: MutationType.SET, value: { data: value, encoding: ValueEncoding.BYTES } });
+    }
+    await raw.write({ mutations });
+  }
+  const before = await overruns("its response");
+  const read = encSnapshotRead([{ start: encodeKey(["slowread", rid]), end: encodeKey(["slowread", rid + "\xff"]), limit: 100 }]);
+  const c = await FcgiConn.open(inst.SOCKET);
+  try {
+    await c.begin({
+      REQUEST_METHOD: "POST",
+      REQUEST_URI: "/v2/snapshot_read",
+      CONTENT_TYPE: "application/x-protobuf",
+      CONTENT_LENGTH: String(read.length),
+      HTTP_AUTHORIZATION: `Bearer ${raw.meta.token}`,
+      HTTP_X_DENOKV_VERSION: "3",
+      HTTP_X_DENOKV_DATABASE_ID: raw.meta.databaseId,
+    });
+    await c.stdin(read, true);
+    // ... and never read: the server's writes block once the buffers fill.
+    const until = Date.now() + (SEND_TIMEOUT_S + 10) * 1000;
+    let n = 0;
+    while ((n = (await overruns("its response")) - before) < 1 && Date.now() < until) await sleep(100);
+    assert.equal(n, 1, "the server gave up writing the response and logged it");
+    const log = await Deno.readTextFile(`${RUN_DIR}/${NAME}.log`);
+    assert.match(log, /request over its deadline: snapshot_read at "\/": its response took \d+ ms \(limit 2000 ms\)/);
+  } finally {
+    c.close();
+  }
+  // Both workers serve again.
+  for (let i = 0; i < 2 * WORKERS; i++) {
+    const o = await fcgiRequest(inst.SOCKET, {
+      REQUEST_METHOD: "POST",
+      REQUEST_URI: "/",
+      CONTENT_TYPE: "application/json",
+      HTTP_AUTHORIZATION: `Bearer ${TOKEN}`,
+    }, new TextEncoder().encode(JSON.stringify({ supportedVersions: [3] })), { ms: 5_000 });
+    assert.ok(o.kind === "response" && o.response.status === 200, `ordinary request ${i}: ${o.kind}`);
+  }
+}, 60_000);
+
 plainTest("the server logged the bodies that ran out of time, with endpoint and duration", async () => {
   const log = await Deno.readTextFile(`${RUN_DIR}/${NAME}.log`);
-  const lines = log.split("\n").filter((l) => l.includes("request over its deadline"));
+  const lines = log.split("\n").filter((l) => l.includes("request over its deadline") && l.includes("its parameters and body"));
   assert.ok(lines.length >= 1, "at least one 'request over its deadline' line");
   for (const l of lines) {
     assert.match(l, /request over its deadline: metadata at "\/(slow)?\/?": its parameters and body took \d+ ms \(limit 2000 ms\)/, l);
