@@ -188,6 +188,43 @@ plainTest(`a body that stops arriving -> 408 after --body-timeout (${BODY_TIMEOU
     "the overrun is logged with its endpoint and duration");
 });
 
+plainTest("refused requests whose bodies keep trickling in do not hold the workers", async () => {
+  // More clients than workers, without the right token: each is refused
+  // with 401 before its body is read, and its body then goes on arriving a
+  // byte every 200 ms for 10 s. The server drains an unread body only
+  // briefly before closing (a drain that lasted as long as bytes kept
+  // coming would hold every worker), so an ordinary request gets through.
+  const conns: FcgiConn[] = [];
+  let dripping = true;
+  const drips: Promise<void>[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const c = await FcgiConn.open(SOCKET);
+      await c.begin({ ...dataParams("5000"), HTTP_AUTHORIZATION: "Bearer wrong-token-0123456789" });
+      await c.stdin(new Uint8Array(10));
+      conns.push(c);
+      drips.push((async () => {
+        for (let j = 0; j < 50 && dripping; j++) {
+          await sleep(200);
+          try {
+            await c.stdin(new Uint8Array([0x7b]));
+          } catch {
+            return; // closed by the server
+          }
+        }
+      })());
+    }
+    await sleep(1_000);
+    await nextRequestServed("three trickling bodies on two workers");
+    const outs = await Promise.all(conns.map((c) => c.outcome(10_000)));
+    for (const [i, o] of outs.entries()) assertResponse(o, 401, "Invalid access token.", `trickling body ${i}`);
+  } finally {
+    dripping = false;
+    for (const c of conns) c.close();
+    await Promise.all(drips);
+  }
+});
+
 plainTest("more stalled bodies than workers: each gets its 408 and ordinary requests still get through", async () => {
   const conns: FcgiConn[] = [];
   try {
