@@ -116,9 +116,18 @@ fcgi_conn_accept(struct fcgi_conn *c, int listen_fd)
 	c->req.ipcFd = fd;
 	c->req.keepConnection = 1;
 	(void)FCGX_Detach(&c->req);
-	if (FCGX_Accept_r(&c->req) == 0)
-		return 0;
-	/* libfcgi closed it, then found no listener (-1) to accept from. */
+	if (FCGX_Accept_r(&c->req) == 0) {
+		if (FCGX_GetError(c->req.in) == 0)
+			return 0;
+		/*
+		 * The parameters broke off or ran out of time, which libfcgi
+		 * takes for their end: drop the connection (shut down first,
+		 * so that libfcgi's end records fail at once).
+		 */
+		(void)shutdown(c->req.ipcFd, SHUT_RDWR);
+		FCGX_Finish_r(&c->req);
+	}
+	/* Closed by libfcgi, unless the proxy had asked to keep it. */
 	if (c->req.ipcFd >= 0) {
 		close(c->req.ipcFd);
 		c->req.ipcFd = -1;

@@ -32,7 +32,7 @@
 #include "worker.h"
 
 #define ARENA_CHUNK			(64 * 1024)
-/* How long accepting pauses when the process is out of descriptors. */
+/* How long accepting pauses after it failed (out of descriptors). */
 #define ACCEPT_PAUSE_MS			500
 /* At most one log line per this interval about failing accepts. */
 #define ACCEPT_LOG_INTERVAL_MS		10000
@@ -356,7 +356,7 @@ struct accept_log {
 };
 
 static void
-note_accept_failure(struct accept_log *l, int err, int paused)
+note_accept_failure(struct accept_log *l, int err)
 {
 	int64_t	 now = fcgi_conn_now_ms();
 
@@ -365,22 +365,13 @@ note_accept_failure(struct accept_log *l, int err, int paused)
 		return;
 	}
 	if (l->unlogged > 0)
-		log_warnx("accept failed: %s%s (and %lu more times since the"
-		    " last message)", strerror(err),
-		    paused ? "; pausing accepts" : "", l->unlogged);
+		log_warnx("accept failed: %s; pausing accepts (and %lu more"
+		    " times since the last message)", strerror(err),
+		    l->unlogged);
 	else
-		log_warnx("accept failed: %s%s", strerror(err),
-		    paused ? "; pausing accepts" : "");
+		log_warnx("accept failed: %s; pausing accepts", strerror(err));
 	l->last_ms = now;
 	l->unlogged = 0;
-}
-
-/* Out of a resource that another moment (or worker) may have. */
-static int
-is_resource_shortage(int err)
-{
-	return err == EMFILE || err == ENFILE || err == ENOBUFS ||
-	    err == ENOMEM;
 }
 
 int
@@ -430,9 +421,12 @@ worker_run(struct server *s)
 			continue;
 		}
 		if (rc < 0) {
-			note_accept_failure(&alog, -rc,
-			    is_resource_shortage(-rc));
-			/* Left queued, the connection goes to whoever can take it. */
+			/*
+			 * Out of descriptors (EMFILE, ENFILE) or memory, most
+			 * likely: retrying at once would spin. Left queued,
+			 * the connection goes to whoever can take it.
+			 */
+			note_accept_failure(&alog, -rc);
 			pause_accepting(ACCEPT_PAUSE_MS, &during);
 			continue;
 		}
