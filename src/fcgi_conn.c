@@ -2,10 +2,15 @@
  * fcgi_conn.c: FastCGI connections with deadlines (see fcgi_conn.h).
  *
  * A deadline is applied by setting SO_RCVTIMEO or SO_SNDTIMEO to the time
- * left just before a libfcgi call that may block, and by asking libfcgi
- * for no more than one buffer refill or flush per call: every blocking
- * read or write then ends by the deadline. A read or write that times out
- * fails with EAGAIN, which libfcgi records as the stream's error.
+ * left just before each libfcgi call that may block, and by asking libfcgi
+ * for no more than one buffer refill or flush per call. The read or write
+ * that call makes then ends by the deadline. (One refill may take more
+ * than one read when a record header arrives in pieces, and one flush
+ * more than one write when the peer takes the buffer in pieces; each of
+ * those is bounded by the time left when the call began. Proxies write
+ * each record whole, so in practice the bound is the deadline.) A read or
+ * write that times out fails with EAGAIN, which libfcgi records as the
+ * stream's error.
  */
 #include <sys/socket.h>
 #include <sys/time.h>
