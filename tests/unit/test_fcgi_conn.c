@@ -4,7 +4,7 @@
  * times out by the arrival deadline (not before, not long after); a
  * response nobody reads times out by the send limit; a connection that
  * sends its parameters too slowly is dropped; and finishing a request
- * whose body keeps trickling in takes about a second, not as long as the
+ * whose body keeps trickling in takes half a second, not as long as the
  * bytes keep coming. Bounds are generous: only the order of magnitude is
  * asserted.
  */
@@ -237,8 +237,8 @@ test_trickling_body_linger(int lfd)
 	t0 = fcgi_conn_now_ms();
 	fcgi_conn_finish(&c);
 	t0 = fcgi_conn_now_ms() - t0;
-	T_OK(t0 >= 800 && t0 < 3000, "a body that keeps trickling in is"
-	    " drained for about a second, then the connection closed"
+	T_OK(t0 >= 400 && t0 < 3000, "a body that keeps trickling in is"
+	    " drained for half a second, then the connection closed"
 	    " (%lld ms)", (long long)t0);
 	t.stop = 1;
 	pthread_join(th, NULL);
