@@ -17,9 +17,11 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,6 +85,9 @@ fcgi_conn_init(struct fcgi_conn *c, int body_ms, int send_ms)
 	memset(c, 0, sizeof(*c));
 	c->body_ms = body_ms;
 	c->send_ms = send_ms;
+	c->allowed = getenv("FCGI_WEB_SERVER_ADDRS");
+	if (c->allowed != NULL && *c->allowed == '\0')
+		c->allowed = NULL;
 	/* No listener: fcgi_conn_accept accepts and hands over the socket. */
 	return FCGX_InitRequest(&c->req, -1, 0) == 0 ? 0 : -1;
 }
@@ -93,13 +98,49 @@ fcgi_conn_fini(struct fcgi_conn *c)
 	FCGX_Free(&c->req, 1);
 }
 
+/*
+ * 1 if a peer may connect: always over a unix socket or IPv6, and over
+ * IPv4 when no list is set or its address is on it (as libfcgi decides).
+ */
+static int
+peer_allowed(const char *list, const struct sockaddr_storage *ss)
+{
+	const struct sockaddr_in	*sin = (const struct sockaddr_in *)ss;
+	struct in_addr			 a;
+	char				 one[INET_ADDRSTRLEN];
+	const char			*p, *comma;
+	size_t				 n;
+
+	if (list == NULL || ss->ss_family != AF_INET)
+		return 1;
+	for (p = list; *p != '\0'; p = comma != NULL ? comma + 1 : p + n) {
+		comma = strchr(p, ',');
+		n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (n >= sizeof(one))
+			continue;
+		memcpy(one, p, n);
+		one[n] = '\0';
+		if (inet_pton(AF_INET, one, &a) == 1 &&
+		    a.s_addr == sin->sin_addr.s_addr)
+			return 1;
+	}
+	return 0;
+}
+
 int
 fcgi_conn_accept(struct fcgi_conn *c, int listen_fd)
 {
-	int	 fd, one = 1;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen = sizeof(ss);
+	int			 fd, one = 1;
 
-	if ((fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+	if ((fd = accept4(listen_fd, (struct sockaddr *)&ss, &sslen,
+	    SOCK_CLOEXEC)) < 0)
 		return -errno;
+	if (!peer_allowed(c->allowed, &ss)) {
+		close(fd);
+		return -EPERM;
+	}
 	c->accepted_ms = fcgi_conn_now_ms();
 	c->arrival_by = c->accepted_ms + c->body_ms;
 	c->expired = FCGI_PHASE_NONE;

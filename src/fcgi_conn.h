@@ -18,7 +18,9 @@
  *
  * The worker accepts connections itself and hands libfcgi an open socket,
  * so the parameters are read under the deadline too and an accept error
- * (EMFILE) reaches the worker as it is.
+ * (EMFILE) reaches the worker as it is. libfcgi's one accept-time rule is
+ * kept: with FCGI_WEB_SERVER_ADDRS set (comma-separated IPv4 addresses),
+ * a TCP connection from any other address is closed unread.
  */
 #ifndef DENOKV_FCGI_CONN_H
 #define DENOKV_FCGI_CONN_H
@@ -50,22 +52,27 @@ struct fcgi_conn {
 	int64_t		 accepted_ms;	/* monotonic clock at accept */
 	int64_t		 arrival_by;	/* parameters and body due by then */
 	int64_t		 response_ms;	/* monotonic clock at the last response's start */
+	const char	*allowed;	/* FCGI_WEB_SERVER_ADDRS, or NULL */
 	enum fcgi_phase	 expired;	/* the first deadline that ran out */
 };
 
 /* Monotonic milliseconds, for deadlines and durations. */
 int64_t		fcgi_conn_now_ms(void);
 
-/* Prepares c for connections (FCGX_Init must have been called): 0 or -1. */
+/*
+ * Prepares c for connections (FCGX_Init must have been called) and reads
+ * FCGI_WEB_SERVER_ADDRS: 0 or -1.
+ */
 int		fcgi_conn_init(struct fcgi_conn *, int body_ms, int send_ms);
 void		fcgi_conn_fini(struct fcgi_conn *);
 
 /*
  * Accepts one connection from the non-blocking listener and reads its
  * FastCGI parameters. 0 on success; otherwise -errno of accept(2) (EAGAIN
- * when another worker took the connection, EMFILE when out of descriptors)
- * or -EPROTO when the connection failed or timed out before its
- * parameters arrived (it is then closed).
+ * when another worker took the connection, EMFILE when out of descriptors),
+ * -EPERM when FCGI_WEB_SERVER_ADDRS does not list the peer, or -EPROTO
+ * when the connection failed or timed out before its parameters arrived
+ * (in both cases it is closed).
  */
 int		fcgi_conn_accept(struct fcgi_conn *, int listen_fd);
 

@@ -420,6 +420,11 @@ worker_run(struct server *s)
 			    " arrived");
 			continue;
 		}
+		if (rc == -EPERM) {
+			log_debug("a connection from an address not in"
+			    " FCGI_WEB_SERVER_ADDRS was closed");
+			continue;
+		}
 		if (rc < 0) {
 			/*
 			 * Out of descriptors (EMFILE, ENFILE) or memory, most

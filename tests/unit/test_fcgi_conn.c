@@ -5,11 +5,15 @@
  * response nobody reads times out by the send limit; a connection that
  * sends its parameters too slowly is dropped; and finishing a request
  * whose body keeps trickling in takes half a second, not as long as the
- * bytes keep coming. Bounds are generous: only the order of magnitude is
- * asserted.
+ * bytes keep coming. Also: FCGI_WEB_SERVER_ADDRS still limits who may
+ * connect over TCP, as it did when libfcgi accepted. Bounds are generous:
+ * only the order of magnitude is asserted.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -246,6 +250,58 @@ test_trickling_body_linger(int lfd)
 	close(cfd);
 }
 
+/* A TCP listener on 127.0.0.1 and a connected client. */
+static void
+tcp_pair(int *lfd, int *cfd)
+{
+	struct sockaddr_in	 sa = { .sin_family = AF_INET };
+	socklen_t		 len = sizeof(sa);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((*lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0)) < 0 ||
+	    bind(*lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(*lfd, 8) != 0 ||
+	    getsockname(*lfd, (struct sockaddr *)&sa, &len) != 0 ||
+	    (*cfd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+	    connect(*cfd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		perror("tcp_pair");
+		exit(1);
+	}
+}
+
+static void
+test_web_server_addrs(void)
+{
+	struct fcgi_conn	 c;
+	char			 b;
+	int			 lfd, cfd;
+
+	setenv("FCGI_WEB_SERVER_ADDRS", "10.1.2.3", 1);
+	T_EQ(fcgi_conn_init(&c, BODY_MS, SEND_MS), 0, "fcgi_conn_init");
+	tcp_pair(&lfd, &cfd);
+	begin(cfd, params);
+	T_EQ(fcgi_conn_accept(&c, lfd), -EPERM, "FCGI_WEB_SERVER_ADDRS="
+	    "10.1.2.3: a connection from 127.0.0.1 is refused");
+	/* Closed with the parameters unread: a reset, or an end of file. */
+	T_OK(read(cfd, &b, 1) <= 0, "and closed unread");
+	close(cfd);
+	close(lfd);
+	fcgi_conn_fini(&c);
+
+	setenv("FCGI_WEB_SERVER_ADDRS", "10.1.2.3,127.0.0.1", 1);
+	T_EQ(fcgi_conn_init(&c, BODY_MS, SEND_MS), 0, "fcgi_conn_init");
+	tcp_pair(&lfd, &cfd);
+	begin(cfd, params);
+	put_record(cfd, 5, NULL, 0);
+	T_EQ(fcgi_conn_accept(&c, lfd), 0, "FCGI_WEB_SERVER_ADDRS="
+	    "10.1.2.3,127.0.0.1: the connection is served");
+	fcgi_conn_finish(&c);
+	fcgi_conn_fini(&c);
+	close(cfd);
+	close(lfd);
+	unsetenv("FCGI_WEB_SERVER_ADDRS");
+}
+
 int
 main(void)
 {
@@ -261,6 +317,7 @@ main(void)
 	test_send_deadline(lfd);
 	test_slow_parameters(lfd);
 	test_trickling_body_linger(lfd);
+	test_web_server_addrs();
 	close(lfd);
 	unlink(sock_path);
 	return t_done();
