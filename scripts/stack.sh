@@ -32,6 +32,9 @@
 #                    by start; start-server reuses the main one)
 #   READ_ONLY=1      start the instance with --read-only
 #   SERVER_ARGS      more denokv-fcgi options (e.g. "--workers 4")
+#   LOCATION_INCLUDE start-server: the FastCGI snippet the instance's
+#                    location includes, relative to RUN_DIR (default
+#                    denokv-fcgi.conf, the copy of nginx/denokv-fcgi.conf)
 #   WAIT_SECS        how long to wait for readiness (default 20)
 #
 # Exit status: 0 on success; non-zero with a message on stderr otherwise.
@@ -331,7 +334,7 @@ cmd_start_server() {
 	cat >"$RUN_DIR/locations/$name.conf" <<EOF
 # instance $name (scripts/stack.sh start-server)
 location /$name/ {
-    include denokv-fcgi.conf;
+    include ${LOCATION_INCLUDE:-denokv-fcgi.conf};
     fastcgi_pass unix:$RUN_DIR/$name.sock;
     add_header X-Denokv-Instance $name always;
 }

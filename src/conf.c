@@ -75,6 +75,12 @@ static const struct conf_option conf_options[] = {
 	{ "watch-output-budget", "MIB", CT_INT, OFF(watch_output_mib), 1,
 	  65536, 0, "unsent watch output one worker holds for slow clients,"
 	  " in MiB; past it the slowest streams are dropped (default 256)" },
+	{ "body-timeout", "SECONDS", CT_INT, OFF(body_timeout), 1, 3600, 0,
+	  "a request's parameters and body must arrive within this, else"
+	  " 408 (default 5)" },
+	{ "send-timeout", "SECONDS", CT_INT, OFF(send_timeout), 1, 3600, 0,
+	  "writing one response may take this long, else the connection is"
+	  " closed (default 30)" },
 	{ "read-only", NULL, CT_FLAG, OFF(read_only), 0, 0, 0,
 	  "serve reads only; writes are refused" },
 	{ "sqlite-synchronous", "MODE", CT_SYNC, OFF(sync), 0, 0, 0,
@@ -254,6 +260,8 @@ conf_defaults(struct conf *c)
 	c->workers = conf_default_workers();
 	c->shutdown_timeout = 10;
 	c->watch_output_mib = KV_WATCH_OUTPUT_BUDGET_MIB;
+	c->body_timeout = 5;
+	c->send_timeout = 30;
 	c->sync = KV_SYNC_FULL;
 	c->busy_timeout_ms = KV_BUSY_TIMEOUT_MS;
 	c->sqlite_file_mode = 0600;

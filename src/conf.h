@@ -34,6 +34,8 @@ struct conf {
 	int		 workers;
 	int		 shutdown_timeout;	/* seconds */
 	int		 watch_output_mib;	/* per worker, all watch streams */
+	int		 body_timeout;	/* seconds for a request to arrive */
+	int		 send_timeout;	/* seconds to write one response */
 	int		 read_only;
 	enum kv_sync	 sync;
 	int		 busy_timeout_ms;	/* a write's wait for its turn */

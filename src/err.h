@@ -77,7 +77,10 @@
 	X(KV_ERR_DISK_FULL, 507, "The database or disk is full: the write was not applied (reads still work).") \
 	X(KV_ERR_CORRUPT, 500, "The database file is damaged (SQLite reports it corrupt or not a database).") \
 	X(KV_ERR_IO, 500, "The database file could not be read or written (an I/O error).") \
-	X(KV_ERR_NOT_WRITABLE, 500, "The server cannot write its database file (permissions or a read-only file system): the write was not applied.")
+	X(KV_ERR_NOT_WRITABLE, 500, "The server cannot write its database file (permissions or a read-only file system): the write was not applied.") \
+	/* transport, continued */ \
+	X(KV_ERR_BODY_TIMEOUT, 408, "The request body did not arrive in time.") \
+	X(KV_ERR_BAD_PATH, 400, "Invalid request path: it must start with / and contain no backslash, dot segment or encoded slash.")
 
 enum kv_err {
 #define KV_ERR_ENUM(code, status, msg) code,

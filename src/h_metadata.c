@@ -5,7 +5,11 @@
  * speak (3, else 2) and answers with the database id, the data-path
  * endpoint, the token to use there and when this answer expires. The
  * endpoint is <base>/v2, computed from the path the request arrived on, so
- * a mount under /kv/ advertises /kv/v2.
+ * a mount under /kv/ advertises /kv/v2. That path has been normalised
+ * (http_normalise_path): it starts with one slash and has no dot segment
+ * or backslash, so the URL is always a path on the origin the client
+ * used, never "//other.host/...", to which the client would send the
+ * token. The caller has checked the token before reading the body.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,15 +41,15 @@ h_metadata(struct request *rq)
 	enum kv_err	 err;
 	int		 version = 0, rc;
 
-	if ((err = http_check_bearer(rq->fcgi, rq->srv->conf->access_token))
-	    != KV_OK)
-		return err;
 	if ((err = codec_decode_metadata_request(rq->body, rq->bodylen,
 	    &version)) != KV_OK)
 		return err;
 	if (rq->baselen + sizeof("/v2") > sizeof(url))
 		return KV_ERR_NOT_FOUND;
 	snprintf(url, sizeof(url), "%.*s/v2", (int)rq->baselen, rq->base);
+	/* Same origin: a single leading slash (see above). */
+	if (url[0] != '/' || url[1] == '/' || strchr(url, '\\') != NULL)
+		return KV_ERR_BAD_PATH;
 	iso8601_utc(time(NULL) + KV_METADATA_TTL_SECONDS, expires,
 	    sizeof(expires));
 	doc = json_pack("{s:i, s:s, s:[{s:s, s:s}], s:s, s:s}",
@@ -60,7 +64,7 @@ h_metadata(struct request *rq)
 	json_decref(doc);
 	if (text == NULL)
 		return KV_ERR_NOMEM;
-	rc = http_reply(rq->fcgi, 200, "application/json", "", text,
+	rc = http_reply(rq->conn, 200, "application/json", "", text,
 	    strlen(text));
 	free(text);
 	(void)rc;	/* a client that went away is not an error here */

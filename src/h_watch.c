@@ -26,7 +26,7 @@ h_watch(struct request *rq)
 		return KV_ERR_INTERNAL;
 	if (watch_hub_full(rq->srv->hub))
 		return KV_ERR_TOO_MANY_WATCHES;
-	if (http_detach_stream(rq->fcgi, "application/octet-stream", &fd,
+	if (http_detach_stream(rq->conn, "application/octet-stream", &fd,
 	    &request_id) != 0)
 		return KV_OK;	/* the client is gone; nothing to answer */
 	if (watch_hub_adopt(rq->srv->hub, fd, request_id, keys, n) != KV_OK)

@@ -10,12 +10,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <fcgiapp.h>
-
 #include "arena.h"
 #include "conf.h"
 #include "err.h"
+#include "fcgi_conn.h"
 #include "kv.h"
+#include "sha256.h"
 #include "shm.h"
 #include "watch.h"
 
@@ -26,6 +26,7 @@ struct server {
 	const struct conf	*conf;
 	struct kv_db		*db;
 	char			 database_id[DATABASE_ID_LEN + 1];
+	uint8_t			 token_digest[SHA256_DIGEST_LEN];
 	int			 listen_fd;
 	struct shm_client	 shm;		/* shm.seg NULL: standalone */
 	struct kv_hooks		 hooks;
@@ -33,9 +34,10 @@ struct server {
 };
 
 struct request {
-	FCGX_Request		*fcgi;
+	struct fcgi_conn	*conn;
 	struct server		*srv;
 	struct arena		*arena;
+	const char		*endpoint;	/* for logs: "metadata", ... */
 	const char		*base;		/* mount path, no trailing '/' */
 	size_t			 baselen;
 	const uint8_t		*body;

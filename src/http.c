@@ -1,8 +1,8 @@
 /*
- * http.c: FastCGI request plumbing (see http.h). What parses a parameter's
- * text is a pure function of that text (http_parse_content_length,
- * http_bearer_matches, http_path_of), so the fuzz target can reach it
- * without a FastCGI connection.
+ * http.c: the HTTP side of a FastCGI request (see http.h). What parses a
+ * parameter's text is a pure function of that text
+ * (http_parse_content_length, http_bearer_matches, http_path_of), so the
+ * fuzz target reaches it without a FastCGI connection.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,21 +17,9 @@
 #define HTTP_MAX_DRAIN_BYTES	(64 * 1024 * 1024)
 
 const char *
-http_param(FCGX_Request *r, const char *name)
+http_param(struct fcgi_conn *c, const char *name)
 {
-	return FCGX_GetParam(name, r->envp);
-}
-
-static void
-drain(FCGX_Request *r)
-{
-	char	 buf[16384];
-	size_t	 total = 0;
-	int	 n;
-
-	while (total < HTTP_MAX_DRAIN_BYTES &&
-	    (n = FCGX_GetStr(buf, sizeof(buf), r->in)) > 0)
-		total += (size_t)n;
+	return FCGX_GetParam(name, c->req.envp);
 }
 
 int
@@ -42,8 +30,8 @@ http_parse_content_length(const char *s, size_t *out)
 
 	if (s == NULL || *s == '\0')
 		return 0;
-	/* 1*DIGIT: strtoull alone would take spaces, a sign or "-0". */
-	if (s[strspn(s, "0123456789")] != '\0')
+	/* Digits only: strtoull would also take blanks and a sign first. */
+	if (*s < '0' || *s > '9')
 		return -1;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -53,22 +41,29 @@ http_parse_content_length(const char *s, size_t *out)
 	return (unsigned long long)*out == v ? 1 : -1;
 }
 
-enum kv_err
-http_read_body(FCGX_Request *r, size_t cap, struct arena *a, uint8_t **body,
-    size_t *len)
+/* A body over the cap: drained (by the deadline) so the 413 reaches the client. */
+static enum kv_err
+too_large(struct fcgi_conn *c)
 {
-	size_t	 declared = 0, want, got = 0;
-	int	 has, n;
+	(void)fcgi_conn_discard(c, HTTP_MAX_DRAIN_BYTES);
+	return KV_ERR_BODY_TOO_LARGE;
+}
+
+enum kv_err
+http_read_body(struct fcgi_conn *c, size_t cap, struct arena *a,
+    uint8_t **body, size_t *len)
+{
+	size_t		 declared = 0, want, got = 0;
+	enum fcgi_io	 io;
+	int		 has;
 
 	*body = NULL;
 	*len = 0;
-	if ((has = http_parse_content_length(http_param(r, "CONTENT_LENGTH"),
+	if ((has = http_parse_content_length(http_param(c, "CONTENT_LENGTH"),
 	    &declared)) < 0)
 		return KV_ERR_BAD_CONTENT_LENGTH;
-	if (has && declared > cap) {
-		drain(r);
-		return KV_ERR_BODY_TOO_LARGE;
-	}
+	if (has && declared > cap)
+		return too_large(c);
 	/*
 	 * Without a Content-Length (a streamed HTTP/2 upload) read up to one
 	 * byte past the cap to tell "exactly cap" from "too large".
@@ -76,20 +71,13 @@ http_read_body(FCGX_Request *r, size_t cap, struct arena *a, uint8_t **body,
 	want = has ? declared : cap + 1;
 	if ((*body = arena_alloc(a, want + 1)) == NULL)
 		return KV_ERR_NOMEM;
-	while (got < want) {
-		size_t chunk = want - got > (1 << 30) ? (1 << 30) : want - got;
-
-		n = FCGX_GetStr((char *)*body + got, (int)chunk, r->in);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	if (has && got != declared)
+	io = fcgi_conn_read(c, *body, want, &got);
+	if (io == FCGI_IO_TIMEOUT)
+		return KV_ERR_BODY_TIMEOUT;
+	if (io == FCGI_IO_ERROR || (has && got != declared))
 		return KV_ERR_BODY_READ;
-	if (!has && got > cap) {
-		drain(r);
-		return KV_ERR_BODY_TOO_LARGE;
-	}
+	if (!has && got > cap)
+		return too_large(c);
 	(*body)[got] = '\0';
 	*len = got;
 	return KV_OK;
@@ -104,20 +92,21 @@ status_text(int status)
 	case 401: return "Unauthorized";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
 	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
 	case 503: return "Service Unavailable";
-	case 507: return "Insufficient Storage";
 	default: return "Unknown";
 	}
 }
 
 int
-http_reply(FCGX_Request *r, int status, const char *ctype,
+http_reply(struct fcgi_conn *c, int status, const char *ctype,
     const char *extra_headers, const void *body, size_t len)
 {
+	int64_t	 by = fcgi_conn_send_deadline(c);
 	char	 head[512];
 	int	 n;
 
@@ -129,17 +118,18 @@ http_reply(FCGX_Request *r, int status, const char *ctype,
 	    extra_headers);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return -1;
-	if (FCGX_PutStr(head, n, r->out) != n)
-		return -1;
-	if (len > 0 && FCGX_PutStr(body, (int)len, r->out) != (int)len)
+	if (fcgi_conn_write(c, head, (size_t)n, by) != FCGI_IO_OK ||
+	    fcgi_conn_write(c, body, len, by) != FCGI_IO_OK ||
+	    fcgi_conn_flush(c, by) != FCGI_IO_OK)
 		return -1;
 	return 0;
 }
 
 int
-http_detach_stream(FCGX_Request *r, const char *ctype, int *fd,
+http_detach_stream(struct fcgi_conn *c, const char *ctype, int *fd,
     int *request_id)
 {
+	int64_t	 by = fcgi_conn_send_deadline(c);
 	char	 head[256];
 	int	 n;
 
@@ -149,18 +139,19 @@ http_detach_stream(FCGX_Request *r, const char *ctype, int *fd,
 	    "Cache-Control: no-cache\r\n"
 	    "X-Accel-Buffering: no\r\n\r\n", ctype);
 	if (n < 0 || (size_t)n >= sizeof(head) ||
-	    FCGX_PutStr(head, n, r->out) != n || FCGX_FFlush(r->out) != 0)
+	    fcgi_conn_write(c, head, (size_t)n, by) != FCGI_IO_OK ||
+	    fcgi_conn_flush(c, by) != FCGI_IO_OK)
 		return -1;
-	*fd = r->ipcFd;
-	*request_id = r->requestId;
+	*fd = c->req.ipcFd;
+	*request_id = c->req.requestId;
 	/* Free libfcgi's streams and params but keep the socket open. */
-	FCGX_Free(r, 0);
-	r->ipcFd = -1;
+	FCGX_Free(&c->req, 0);
+	c->req.ipcFd = -1;
 	return 0;
 }
 
 int
-http_reply_error(FCGX_Request *r, enum kv_err e)
+http_reply_error(struct fcgi_conn *c, enum kv_err e)
 {
 	const char	*msg = kv_err_message(e);
 	char		 line[512];
@@ -169,66 +160,122 @@ http_reply_error(FCGX_Request *r, enum kv_err e)
 	n = snprintf(line, sizeof(line), "%s\n", msg);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = (int)sizeof(line) - 1;
-	return http_reply(r, kv_err_status(e), "text/plain; charset=utf-8",
+	return http_reply(c, kv_err_status(e), "text/plain; charset=utf-8",
 	    e == KV_ERR_METHOD ? "Allow: POST\r\n" : "", line, (size_t)n);
 }
 
-/* Compares without an early exit, so timing does not reveal a prefix. */
-static int
-ct_equal(const char *a, size_t alen, const char *b, size_t blen)
+enum kv_err
+http_check_bearer(struct fcgi_conn *c,
+    const uint8_t token_digest[SHA256_DIGEST_LEN])
 {
-	unsigned char	 diff = alen != blen;
-	size_t		 n = alen < blen ? alen : blen;
-
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)a[i] ^ (unsigned char)b[i];
-	return diff == 0;
+	return http_bearer_matches(http_param(c, "HTTP_AUTHORIZATION"),
+	    token_digest);
 }
 
 enum kv_err
-http_check_bearer(FCGX_Request *r, const char *token)
-{
-	return http_bearer_matches(http_param(r, "HTTP_AUTHORIZATION"), token);
-}
-
-enum kv_err
-http_bearer_matches(const char *h, const char *token)
+http_bearer_matches(const char *h,
+    const uint8_t token_digest[SHA256_DIGEST_LEN])
 {
 	const char	*sp;
+	uint8_t		 got[SHA256_DIGEST_LEN];
 
 	if (h == NULL || (sp = strchr(h, ' ')) == NULL)
 		return KV_ERR_AUTH_MALFORMED;
 	if ((size_t)(sp - h) != 6 || strncasecmp(h, "bearer", 6) != 0)
 		return KV_ERR_AUTH_INVALID;
 	sp++;
-	if (!ct_equal(sp, strlen(sp), token, strlen(token)))
+	sha256(sp, strlen(sp), got);
+	if (!sha256_digest_equal(got, token_digest))
 		return KV_ERR_AUTH_INVALID;
 	return KV_OK;
 }
 
-char *
-http_path(FCGX_Request *r, struct arena *a)
+/* 1 if s (n bytes) starts with %XX for the byte ch, in either case. */
+static int
+is_escape_of(const char *s, size_t n, char ch)
 {
-	const char	*uri = http_param(r, "REQUEST_URI");
+	static const char	 hex[] = "0123456789abcdef";
+
+	return n >= 3 && s[0] == '%' &&
+	    (s[1] | 0x20) == hex[(unsigned char)ch >> 4] &&
+	    (s[2] | 0x20) == hex[(unsigned char)ch & 0xf];
+}
+
+/* 1 if the segment (n bytes, no slash) is "." or "..", also as %2e. */
+static int
+is_dot_segment(const char *s, size_t n)
+{
+	int	 dots = 0;
+
+	while (n > 0) {
+		if (*s == '.') {
+			s++;
+			n--;
+		} else if (is_escape_of(s, n, '.')) {
+			s += 3;
+			n -= 3;
+		} else
+			return 0;
+		dots++;
+	}
+	return dots == 1 || dots == 2;
+}
+
+enum kv_err
+http_normalise_path(const char *raw, size_t len, char *out)
+{
+	size_t	 i, o = 0, seg;
+
+	if (len == 0 || raw[0] != '/')
+		return KV_ERR_BAD_PATH;
+	for (i = 0; i < len; i++) {
+		unsigned char	 ch = (unsigned char)raw[i];
+
+		if (ch == '\\' || ch < 0x20 || ch == 0x7f ||
+		    is_escape_of(raw + i, len - i, '/') ||
+		    is_escape_of(raw + i, len - i, '\\'))
+			return KV_ERR_BAD_PATH;
+		if (ch == '/') {
+			/* One slash for a run of them; check the segment ended. */
+			seg = o;
+			while (seg > 0 && out[seg - 1] != '/')
+				seg--;
+			if (o > 0 && is_dot_segment(out + seg, o - seg))
+				return KV_ERR_BAD_PATH;
+			if (o > 0 && out[o - 1] == '/')
+				continue;
+		}
+		out[o++] = (char)ch;
+	}
+	seg = o;
+	while (seg > 0 && out[seg - 1] != '/')
+		seg--;
+	if (is_dot_segment(out + seg, o - seg))
+		return KV_ERR_BAD_PATH;
+	out[o] = '\0';
+	return KV_OK;
+}
+
+enum kv_err
+http_path(struct fcgi_conn *c, struct arena *a, char **path)
+{
+	const char	*uri = http_param(c, "REQUEST_URI");
 
 	/* caddy and nginx both pass REQUEST_URI; DOCUMENT_URI is a fallback. */
 	if (uri == NULL)
-		uri = http_param(r, "DOCUMENT_URI");
-	return http_path_of(uri, a);
+		uri = http_param(c, "DOCUMENT_URI");
+	return http_path_of(uri, a, path);
 }
 
-char *
-http_path_of(const char *uri, struct arena *a)
+enum kv_err
+http_path_of(const char *uri, struct arena *a, char **path)
 {
-	size_t		 n;
-	char		*p;
+	size_t	 n;
 
 	if (uri == NULL)
 		uri = "/";
 	n = strcspn(uri, "?#");
-	if ((p = arena_alloc(a, n + 1)) == NULL)
-		return NULL;
-	memcpy(p, uri, n);
-	p[n] = '\0';
-	return p;
+	if ((*path = arena_alloc(a, n + 1)) == NULL)
+		return KV_ERR_NOMEM;
+	return http_normalise_path(uri, n, *path);
 }

@@ -1,11 +1,19 @@
 /*
  * worker.c: accept FastCGI requests, route them, reply (see worker.h).
  *
- * Per request: method and route are checked first; data-path requests are
- * authenticated (version header, bearer token, database id) before their
- * body is read, so unauthenticated clients cannot make the server buffer a
- * megabyte. Every error is answered with its status and one-line message,
- * and the per-request arena is reset afterwards.
+ * Per request: path, route and method are checked first; every request
+ * is authenticated (the bearer token; for the data path also the version
+ * header and database id) before its body is read, so unauthenticated
+ * clients can neither make the server buffer a megabyte nor hold a worker
+ * while they send it slowly. Every read and write on the connection has a
+ * deadline (fcgi_conn.h); a request that runs past one is answered where
+ * that is still possible and logged with its endpoint and duration. Every
+ * error is answered with its status and one-line message, and the
+ * per-request arena is reset afterwards.
+ *
+ * Accepting: a worker out of descriptors (EMFILE, ENFILE) pauses accepting
+ * for a moment, as nginx does, instead of retrying at once: the pending
+ * connection stays queued for a worker that can take it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,12 +25,23 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fcgi_conn.h"
 #include "http.h"
 #include "kv_limits.h"
 #include "log.h"
 #include "worker.h"
 
 #define ARENA_CHUNK			(64 * 1024)
+/* How long accepting pauses after it failed (out of descriptors). */
+#define ACCEPT_PAUSE_MS			500
+/* At most one log line per this interval about failing accepts. */
+#define ACCEPT_LOG_INTERVAL_MS		10000
+/*
+ * A handler (storage work, no network I/O) taking longer than this is
+ * logged as over its deadline: storage waits are bounded by the busy
+ * timeout, so past twice that something is wrong.
+ */
+#define HANDLER_DEADLINE_MS		(2 * KV_BUSY_TIMEOUT_MS)
 
 static volatile sig_atomic_t	 worker_stop;
 
@@ -36,10 +55,11 @@ on_stop_signal(int sig)
 static const struct {
 	const char	*suffix;
 	enum route	 route;
+	const char	*name;
 } endpoints[] = {
-	{ "/v2/snapshot_read", ROUTE_SNAPSHOT_READ },
-	{ "/v2/atomic_write", ROUTE_ATOMIC_WRITE },
-	{ "/v2/watch", ROUTE_WATCH },
+	{ "/v2/snapshot_read", ROUTE_SNAPSHOT_READ, "snapshot_read" },
+	{ "/v2/atomic_write", ROUTE_ATOMIC_WRITE, "atomic_write" },
+	{ "/v2/watch", ROUTE_WATCH, "watch" },
 };
 
 static int
@@ -50,23 +70,28 @@ has_suffix(const char *s, size_t len, const char *suffix)
 	return len >= n && memcmp(s + len - n, suffix, n) == 0;
 }
 
+/*
+ * Only the endpoint suffixes decide: a mount may have any name, "/v2/"
+ * inside it included ("/app/v2/kv/"). A data-path call to an endpoint
+ * that does not exist is told apart by its protobuf body
+ * (is_misrouted_protobuf).
+ */
 enum route
-route_path(const char *path, size_t *baselen)
+route_path(const char *path, size_t *baselen, const char **name)
 {
 	size_t	 len = strlen(path);
 
 	for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
 		if (has_suffix(path, len, endpoints[i].suffix)) {
 			*baselen = len - strlen(endpoints[i].suffix);
+			*name = endpoints[i].name;
 			return endpoints[i].route;
 		}
 	}
 	while (len > 0 && path[len - 1] == '/')
 		len--;
-	/* Anything else under a /v2/ data-path prefix is unknown. */
-	if (has_suffix(path, len, "/v2") || strstr(path, "/v2/") != NULL)
-		return ROUTE_NOT_FOUND;
 	*baselen = len;
+	*name = "metadata";
 	return ROUTE_METADATA;
 }
 
@@ -106,6 +131,7 @@ server_init(struct server *s, const struct conf *c, int listen_fd,
 
 	memset(s, 0, sizeof(*s));
 	s->conf = c;
+	sha256(c->access_token, strlen(c->access_token), s->token_digest);
 	s->listen_fd = listen_fd;
 	if (seg != NULL) {
 		if (shm_client_init(&s->shm, seg, &s->hooks) != 0) {
@@ -134,16 +160,16 @@ server_fini(struct server *s)
 static enum kv_err
 check_data_path_headers(struct request *rq)
 {
-	const char	*v = http_param(rq->fcgi, "HTTP_X_DENOKV_VERSION");
+	const char	*v = http_param(rq->conn, "HTTP_X_DENOKV_VERSION");
 	const char	*id;
 	enum kv_err	 err;
 
 	if (v == NULL || (strcmp(v, "2") != 0 && strcmp(v, "3") != 0))
 		return KV_ERR_PROTOCOL_VERSION;
-	if ((err = http_check_bearer(rq->fcgi, rq->srv->conf->access_token))
-	    != KV_OK)
+	if ((err = http_check_bearer(rq->conn, rq->srv->token_digest)) !=
+	    KV_OK)
 		return err;
-	id = http_param(rq->fcgi, "HTTP_X_DENOKV_DATABASE_ID");
+	id = http_param(rq->conn, "HTTP_X_DENOKV_DATABASE_ID");
 	if (id == NULL || strcasecmp(id, rq->srv->database_id) != 0)
 		return KV_ERR_DATABASE_ID;
 	return KV_OK;
@@ -152,52 +178,61 @@ check_data_path_headers(struct request *rq)
 int
 reply_protobuf(struct request *rq, const uint8_t *body, size_t len)
 {
-	return http_reply(rq->fcgi, 200, "application/x-protobuf", "", body,
+	return http_reply(rq->conn, 200, "application/x-protobuf", "", body,
 	    len);
 }
 
 /*
- * Any path outside a /v2/ data path may be a mount point, so it is taken
- * as a metadata exchange. But a metadata exchange is never protobuf: a
- * protobuf body there is a data-path call to an endpoint that does not
+ * Any path that is not a data-path endpoint may be a mount point, so it is
+ * taken as a metadata exchange. But a metadata exchange is never protobuf:
+ * a protobuf body there is a data-path call to an endpoint that does not
  * exist (a typo, another protocol version), and gets 404 like any unknown
  * path would.
  */
 static int
 is_misrouted_protobuf(struct request *rq, enum route route)
 {
-	const char	*ctype = http_param(rq->fcgi, "CONTENT_TYPE");
+	const char	*ctype = http_param(rq->conn, "CONTENT_TYPE");
 
 	return route == ROUTE_METADATA && ctype != NULL &&
 	    strncasecmp(ctype, "application/x-protobuf", 22) == 0;
 }
 
+/* Everything up to the handler: route, method, credentials, body. */
 static enum kv_err
-dispatch(struct request *rq)
+admit(struct request *rq, enum route *route)
 {
-	const char	*method = http_param(rq->fcgi, "REQUEST_METHOD");
+	const char	*method = http_param(rq->conn, "REQUEST_METHOD");
 	char		*path;
 	uint8_t		*body;
 	size_t		 cap = KV_MAX_BODY_BYTES;
-	enum route	 route;
 	enum kv_err	 err;
 
-	if ((path = http_path(rq->fcgi, rq->arena)) == NULL)
-		return KV_ERR_NOMEM;
-	route = route_path(path, &rq->baselen);
+	if ((err = http_path(rq->conn, rq->arena, &path)) != KV_OK)
+		return err;
+	*route = route_path(path, &rq->baselen, &rq->endpoint);
 	rq->base = path;
-	if (route == ROUTE_NOT_FOUND || is_misrouted_protobuf(rq, route))
+	if (is_misrouted_protobuf(rq, *route))
 		return KV_ERR_NOT_FOUND;
 	if (method == NULL || strcmp(method, "POST") != 0)
 		return KV_ERR_METHOD;
-	if (route == ROUTE_METADATA)
+	if (*route == ROUTE_METADATA) {
 		cap = KV_MAX_METADATA_BODY_BYTES;
-	else if ((err = check_data_path_headers(rq)) != KV_OK)
+		err = http_check_bearer(rq->conn, rq->srv->token_digest);
+	} else
+		err = check_data_path_headers(rq);
+	if (err != KV_OK)
 		return err;
-	if ((err = http_read_body(rq->fcgi, cap, rq->arena, &body,
+	if ((err = http_read_body(rq->conn, cap, rq->arena, &body,
 	    &rq->bodylen)) != KV_OK)
 		return err;
 	rq->body = body;
+	return KV_OK;
+}
+
+static enum kv_err
+handle(struct request *rq, enum route route)
+{
 	switch (route) {
 	case ROUTE_METADATA:
 		return h_metadata(rq);
@@ -207,26 +242,62 @@ dispatch(struct request *rq)
 		return h_atomic_write(rq);
 	case ROUTE_WATCH:
 		return h_watch(rq);
-	default:
-		return KV_ERR_NOT_FOUND;
 	}
+	return KV_ERR_NOT_FOUND;
+}
+
+static const char *
+phase_name(enum fcgi_phase p)
+{
+	return p == FCGI_PHASE_ARRIVAL ? "its parameters and body" :
+	    "its response";
+}
+
+/* A request past a deadline: one line with its endpoint and duration. */
+static void
+log_overrun(struct request *rq, const char *what, int64_t ms, int limit_ms)
+{
+	int	 n = rq->baselen > 100 ? 100 : (int)rq->baselen;
+
+	/* The base is a normalised path: no control characters in it. */
+	log_warnx("request over its deadline: %s at \"%.*s/\": %s took %lld"
+	    " ms (limit %d ms)", rq->endpoint, rq->base != NULL ? n : 0,
+	    rq->base != NULL ? rq->base : "", what, (long long)ms, limit_ms);
 }
 
 static void
-serve_one(struct server *s, FCGX_Request *fr, struct arena *a)
+serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 {
-	struct request	 rq = { .fcgi = fr, .srv = s, .arena = a };
+	struct request	 rq = { .conn = conn, .srv = s, .arena = a,
+			    .endpoint = "unrouted" };
+	enum route	 route = ROUTE_METADATA;
 	enum kv_err	 err;
+	int64_t		 t0;
 
-	err = dispatch(&rq);
+	err = admit(&rq, &route);
+	if (err == KV_OK) {
+		t0 = fcgi_conn_now_ms();
+		err = handle(&rq, route);
+		if (fcgi_conn_now_ms() - t0 > HANDLER_DEADLINE_MS)
+			log_overrun(&rq, "its handler", fcgi_conn_now_ms() - t0,
+			    HANDLER_DEADLINE_MS);
+	}
 	if (err != KV_OK) {
 		/* Storage faults are logged where they happen, rate-limited. */
 		if (kv_err_status(err) >= 500 && !kv_err_is_fault(err))
 			log_warnx("request failed: %s", kv_err_name(err));
 		else
 			log_debug("request refused: %s", kv_err_name(err));
-		http_reply_error(fr, err);
+		/* Also after the body ran out of time: the 408 may still go out. */
+		http_reply_error(conn, err);
 	}
+	/* Each phase's duration from its own start: the accept, the reply. */
+	if (conn->expired == FCGI_PHASE_ARRIVAL)
+		log_overrun(&rq, phase_name(conn->expired),
+		    fcgi_conn_now_ms() - conn->accepted_ms, conn->body_ms);
+	else if (conn->expired == FCGI_PHASE_RESPONSE)
+		log_overrun(&rq, phase_name(conn->expired),
+		    fcgi_conn_now_ms() - conn->response_ms, conn->send_ms);
 }
 
 static void
@@ -270,14 +341,49 @@ wait_for_connection(int fd, const sigset_t *during, const sigset_t *stopset)
 		worker_stop = 1;
 }
 
+/* Sleeps ms with the stop signals deliverable. */
+static void
+pause_accepting(int ms, const sigset_t *during)
+{
+	struct timespec	 ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	(void)ppoll(NULL, 0, &ts, during);
+}
+
+/* Counts accept failures and logs them at most once per interval. */
+struct accept_log {
+	int64_t		 last_ms;	/* 0: never logged */
+	unsigned long	 unlogged;
+};
+
+static void
+note_accept_failure(struct accept_log *l, int err)
+{
+	int64_t	 now = fcgi_conn_now_ms();
+
+	if (l->last_ms != 0 && now - l->last_ms < ACCEPT_LOG_INTERVAL_MS) {
+		l->unlogged++;
+		return;
+	}
+	if (l->unlogged > 0)
+		log_warnx("accept failed: %s; pausing accepts (and %lu more"
+		    " times since the last message)", strerror(err),
+		    l->unlogged);
+	else
+		log_warnx("accept failed: %s; pausing accepts", strerror(err));
+	l->last_ms = now;
+	l->unlogged = 0;
+}
+
 int
 worker_run(struct server *s)
 {
-	FCGX_Request	 fr;
-	struct arena	 a;
-	sigset_t	 stopset, during;
-	char		 err[512];
-	int		 rc;
+	struct fcgi_conn	 conn;
+	struct accept_log	 alog = { 0, 0 };
+	struct arena		 a;
+	sigset_t		 stopset, during;
+	char			 err[512];
+	int			 rc;
 
 	/* Our handlers go in before FCGX_Init, which keeps existing ones. */
 	install_signals(&stopset);
@@ -288,7 +394,8 @@ worker_run(struct server *s)
 		log_warnx("FCGX_Init failed");
 		return 1;
 	}
-	if (FCGX_InitRequest(&fr, s->listen_fd, 0) != 0) {
+	if (fcgi_conn_init(&conn, s->conf->body_timeout * 1000,
+	    s->conf->send_timeout * 1000) != 0) {
 		log_warnx("FCGX_InitRequest failed");
 		return 1;
 	}
@@ -305,21 +412,38 @@ worker_run(struct server *s)
 		 * The listener is non-blocking: when another worker won the
 		 * connection, accept says EAGAIN and we go back to sleep.
 		 */
-		rc = FCGX_Accept_r(&fr);
-		if (rc < 0) {
-			if (rc != -EAGAIN && rc != -EWOULDBLOCK &&
-			    rc != -EINTR && rc != -ECONNABORTED)
-				log_warnx("accept failed: %s", strerror(-rc));
+		rc = fcgi_conn_accept(&conn, s->listen_fd);
+		if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR ||
+		    rc == -ECONNABORTED)
+			continue;
+		if (rc == -EPROTO) {
+			log_debug("a connection ended before its parameters"
+			    " arrived");
 			continue;
 		}
-		serve_one(s, &fr, &a);
-		FCGX_Finish_r(&fr);
+		if (rc == -EPERM) {
+			log_debug("a connection from an address not in"
+			    " FCGI_WEB_SERVER_ADDRS was closed");
+			continue;
+		}
+		if (rc < 0) {
+			/*
+			 * Out of descriptors (EMFILE, ENFILE) or memory, most
+			 * likely: retrying at once would spin. Left queued,
+			 * the connection goes to whoever can take it.
+			 */
+			note_accept_failure(&alog, -rc);
+			pause_accepting(ACCEPT_PAUSE_MS, &during);
+			continue;
+		}
+		serve_one(s, &conn, &a);
+		fcgi_conn_finish(&conn);
 		arena_reset(&a);
 	}
 	/* Open watches end; their clients reconnect to another worker. */
 	watch_hub_stop(s->hub);
 	s->hub = NULL;
-	FCGX_Free(&fr, 1);
+	fcgi_conn_fini(&conn);
 	arena_fini(&a);
 	log_debug("worker exiting");
 	return 0;

@@ -21,17 +21,19 @@ void	server_fini(struct server *);
 int	worker_run(struct server *);
 
 /*
- * Splits a request path into the mount base and the endpoint. Exposed for
- * the unit tests.
+ * Splits a normalised request path into the mount base and the endpoint;
+ * any path that is no endpoint is a mount (the metadata exchange).
+ * Exposed for the unit tests.
  */
 enum route {
 	ROUTE_METADATA,
 	ROUTE_SNAPSHOT_READ,
 	ROUTE_ATOMIC_WRITE,
 	ROUTE_WATCH,
-	ROUTE_NOT_FOUND,
 };
-enum route	route_path(const char *path, size_t *baselen);
+/* *name: the endpoint's name for logs ("snapshot_read", "metadata"). */
+enum route	route_path(const char *path, size_t *baselen,
+		    const char **name);
 
 /* The database id for a database file: stable for its absolute path. */
 void	database_id_for(const char *path, char out[DATABASE_ID_LEN + 1]);

@@ -61,7 +61,11 @@ check_content_length(const char *s)
 static void
 check_bearer(const char *h)
 {
-	enum kv_err	 e = http_bearer_matches(h, TOKEN);
+	uint8_t		 digest[SHA256_DIGEST_LEN];
+	enum kv_err	 e;
+
+	sha256(TOKEN, strlen(TOKEN), digest);
+	e = http_bearer_matches(h, digest);
 
 	if (e == KV_OK && (h == NULL || strlen(h) != 7 + strlen(TOKEN) ||
 	    strcmp(h + 7, TOKEN) != 0))
@@ -72,12 +76,12 @@ static void
 check_path(const char *uri)
 {
 	struct arena	 a;
-	const char	*path;
+	char		*path;
 	size_t		 baselen = 0;
 	enum route	 r;
 
 	arena_init(&a, 4096);
-	if ((path = http_path_of(uri, &a)) == NULL) {
+	if (http_path_of(uri, &a, &path) != KV_OK) {
 		/* Refused (or out of memory): nothing to route. */
 		arena_fini(&a);
 		return;

@@ -1015,9 +1015,10 @@ static int
 route_is(const char *path, enum route want, size_t want_base)
 {
 	size_t		 base = 999;
-	enum route	 got = route_path(path, &base);
+	const char	*name = NULL;
+	enum route	 got = route_path(path, &base, &name);
 
-	if (got != want || (want != ROUTE_NOT_FOUND && base != want_base)) {
+	if (got != want || base != want_base || name == NULL) {
 		printf("#   %s: route %d base %zu, want %d base %zu\n", path,
 		    (int)got, base, (int)want, want_base);
 		return 0;
@@ -1046,13 +1047,18 @@ test_route(void)
 	    "\"/v2/watch\" is watch, base \"\"");
 	T_OK(route_is("/a/b/v2/snapshot_read", ROUTE_SNAPSHOT_READ, 4),
 	    "\"/a/b/v2/snapshot_read\" has base \"/a/b\"");
-	T_OK(route_is("/v2/nope", ROUTE_NOT_FOUND, 0),
-	    "\"/v2/nope\" is not found");
-	T_OK(route_is("/v2", ROUTE_NOT_FOUND, 0), "\"/v2\" is not found");
-	T_OK(route_is("/kv/v2/", ROUTE_NOT_FOUND, 0),
-	    "\"/kv/v2/\" is not found");
-	T_OK(route_is("/kv/v2/snapshot_read/x", ROUTE_NOT_FOUND, 0),
-	    "\"/kv/v2/snapshot_read/x\" is not found");
+	/* A mount may contain /v2/ (issue 7, defect 10). */
+	T_OK(route_is("/app/v2/kv/", ROUTE_METADATA, 10),
+	    "\"/app/v2/kv/\" is a mount (metadata), base \"/app/v2/kv\"");
+	T_OK(route_is("/v2/kv", ROUTE_METADATA, 6),
+	    "\"/v2/kv\" is a mount (metadata), base \"/v2/kv\"");
+	T_OK(route_is("/app/v2/kv/v2/snapshot_read", ROUTE_SNAPSHOT_READ, 10),
+	    "\"/app/v2/kv/v2/snapshot_read\" is snapshot read, base"
+	    " \"/app/v2/kv\"");
+	T_OK(route_is("/v2/v2/watch", ROUTE_WATCH, 3),
+	    "\"/v2/v2/watch\" is watch under the mount \"/v2\"");
+	T_OK(route_is("/x/v2/atomic_write_x", ROUTE_METADATA, 20),
+	    "\"/x/v2/atomic_write_x\" is no endpoint: a mount");
 
 	memset(id1, 'x', sizeof(id1));
 	database_id_for("/var/lib/denokv/a.sqlite3", id1);
