@@ -64,7 +64,13 @@
 	X(KV_ERR_NOMEM, 503, "The server is out of memory, try again later.") \
 	X(KV_ERR_TOO_MANY_WATCHES, 503, "This server holds as many watch streams as it can, try again later.") \
 	X(KV_ERR_STORAGE, 503, "The database reported an error, try again later.") \
-	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.")
+	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.") \
+	/* queue delivery (docs/queues.md) */ \
+	X(KV_ERR_QUEUE_REQUEST, 400, "Invalid queue request: the body must be a JSON object with only the documented fields, each in its range.") \
+	X(KV_ERR_QUEUE_ID, 400, "Invalid queue lease id.") \
+	X(KV_ERR_QUEUE_LEASE_NOT_HELD, 409, "This queue lease is not held: the message was finished, or its lease expired and it was delivered again.") \
+	X(KV_ERR_QUEUE_LEASE_EXPIRED, 410, "This queue lease expired; the message will be delivered again.") \
+	X(KV_ERR_TOO_MANY_POLLS, 503, "This server holds as many queue long polls as it can, try again later.")
 
 enum kv_err {
 #define KV_ERR_ENUM(code, status, msg) code,
