@@ -72,6 +72,9 @@ static const struct conf_option conf_options[] = {
 	{ "shutdown-timeout", "SECONDS", CT_INT, OFF(shutdown_timeout), 0,
 	  3600, 0, "on SIGTERM, how long in-flight requests may take"
 	  " (default 10)" },
+	{ "watch-output-budget", "MIB", CT_INT, OFF(watch_output_mib), 1,
+	  65536, 0, "unsent watch output one worker holds for slow clients,"
+	  " in MiB; past it the slowest streams are dropped (default 256)" },
 	{ "read-only", NULL, CT_FLAG, OFF(read_only), 0, 0, 0,
 	  "serve reads only; writes are refused" },
 	{ "sqlite-synchronous", "MODE", CT_SYNC, OFF(sync), 0, 0, 0,
@@ -244,6 +247,7 @@ conf_defaults(struct conf *c)
 	c->socket_mode = 0660;
 	c->workers = conf_default_workers();
 	c->shutdown_timeout = 10;
+	c->watch_output_mib = KV_WATCH_OUTPUT_BUDGET_MIB;
 	c->sync = KV_SYNC_FULL;
 	c->log_level = LOG_LVL_INFO;
 }

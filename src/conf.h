@@ -33,6 +33,7 @@ struct conf {
 	int		 allow_root;
 	int		 workers;
 	int		 shutdown_timeout;	/* seconds */
+	int		 watch_output_mib;	/* per worker, all watch streams */
 	int		 read_only;
 	enum kv_sync	 sync;
 	enum log_level	 log_level;

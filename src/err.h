@@ -62,7 +62,7 @@
 	/* transient: clients retry these */ \
 	X(KV_ERR_BUSY, 503, "The database is busy, try again later.") \
 	X(KV_ERR_NOMEM, 503, "The server is out of memory, try again later.") \
-	X(KV_ERR_TOO_MANY_WATCHES, 503, "This server holds as many watch streams as it can, try again later.") \
+	X(KV_ERR_TOO_MANY_WATCHES, 503, "The server has too many open watches, try again later.") \
 	X(KV_ERR_STORAGE, 503, "The database reported an error, try again later.") \
 	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.") \
 	/* queue delivery (docs/queues.md) */ \

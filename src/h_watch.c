@@ -24,7 +24,7 @@ h_watch(struct request *rq)
 		return err;
 	if (rq->srv->hub == NULL)
 		return KV_ERR_INTERNAL;
-	if (watch_hub_count(rq->srv->hub) >= KV_MAX_WATCHES_PER_WORKER)
+	if (watch_hub_full(rq->srv->hub))
 		return KV_ERR_TOO_MANY_WATCHES;
 	if (http_detach_stream(rq->fcgi, "application/octet-stream", &fd,
 	    &request_id) != 0)

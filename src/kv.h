@@ -44,9 +44,12 @@ struct kv_bytes;
 /*
  * Optional callbacks around writes, so the storage engine needs to know
  * nothing of how processes coordinate: write_begin/write_end bracket every
- * write transaction (fair admission), changed is called for each key a
- * committed transaction wrote and published once after them (watchers),
- * queued after a commit that added queue messages (consumers).
+ * write transaction (fair admission). After a transaction committed, and
+ * before write_end, changed is called for each key it wrote and then
+ * committed once with its data version (also when it wrote no key); after
+ * write_end, published once (watchers). A watcher that finds a data
+ * version without its committed call treats it as a commit by someone
+ * else, so committed comes last.
  */
 struct kv_hooks {
 	void	*ctx;
@@ -54,6 +57,7 @@ struct kv_hooks {
 	void	(*write_end)(void *ctx);
 	void	(*changed)(void *ctx, const uint8_t *key, size_t len,
 		    int64_t version);
+	void	(*committed)(void *ctx, int64_t version);
 	void	(*published)(void *ctx);
 	/* A committed transaction put messages into the queue table. */
 	void	(*queued)(void *ctx);

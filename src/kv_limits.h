@@ -46,6 +46,12 @@
 #define KV_MAX_WATCHES_PER_WORKER	20000
 /* A watch stream's unsent output past this means the client is gone or stuck. */
 #define KV_MAX_WATCH_BACKLOG_BYTES	(4 * 1024 * 1024)
+/*
+ * All watch streams of one worker together hold at most this much unsent
+ * output by default (setting watch-output-budget); past it the streams
+ * furthest behind are dropped. 64 streams at their own limit fill it.
+ */
+#define KV_WATCH_OUTPUT_BUDGET_MIB	256
 /* Idle watch streams get an empty frame this often, so proxies and clients
  * keep them open and vanished clients are found. */
 #define KV_WATCH_KEEPALIVE_MS		5000

@@ -937,16 +937,19 @@ enqueue(struct kv_db *k, const struct kv_enqueue *q, struct arena *a)
 	return exec_stmt(k, ST_QUEUE_ADD);
 }
 
-/* Tells the hooks which keys a committed transaction wrote. */
+/*
+ * Tells the hooks which keys a committed transaction wrote, then its
+ * version. Called while the write turn is still held, so that the record
+ * of a version is complete before anyone can see a later one of ours.
+ */
 static void
 notify_changed(struct kv_db *k, const struct kv_write *w, int64_t version,
     const uint8_t *vs, struct arena *a)
 {
 	struct kv_bytes	 key;
 
-	if (k->hooks->changed == NULL)
-		return;
-	for (size_t i = 0; i < w->n_mutations; i++) {
+	for (size_t i = 0; k->hooks->changed != NULL && i < w->n_mutations;
+	    i++) {
 		const struct kv_mutation *m = &w->mutations[i];
 
 		key = m->key;
@@ -955,6 +958,14 @@ notify_changed(struct kv_db *k, const struct kv_write *w, int64_t version,
 			continue;
 		k->hooks->changed(k->hooks->ctx, key.p, key.len, version);
 	}
+	if (k->hooks->committed != NULL)
+		k->hooks->committed(k->hooks->ctx, version);
+}
+
+/* After the write turn: wake the watchers. */
+static void
+notify_published(struct kv_db *k)
+{
 	if (k->hooks->published != NULL)
 		k->hooks->published(k->hooks->ctx);
 }
@@ -1025,13 +1036,15 @@ kv_atomic_write(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
 	for (int attempt = 0;; attempt++) {
 		write_begin(k);
 		err = write_once(k, w, now_ms, a, res, &version);
+		if (err == KV_OK && res->committed)
+			notify_changed(k, w, version, res->versionstamp, a);
 		write_end(k);
 		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES)
 			break;
 		log_debug("database busy, retrying write");
 	}
 	if (err == KV_OK && res->committed) {
-		notify_changed(k, w, version, res->versionstamp, a);
+		notify_published(k);
 		if (w->n_enqueues > 0)
 			kv_notify_queued(k);
 	}
@@ -1111,15 +1124,18 @@ kv_delete_expired(struct kv_db *k, int64_t now_ms, int batch, int *deleted)
 	write_begin(k);
 	err = delete_expired_once(k, now_ms, batch, &a, &list, &version,
 	    deleted);
-	write_end(k);
 	/* Watchers are told only once the deletion is durable. */
-	if (err == KV_OK && *deleted > 0 && k->hooks->changed != NULL) {
-		for (struct expired_key *e = list; e != NULL; e = e->next)
+	if (err == KV_OK && *deleted > 0) {
+		for (struct expired_key *e = list; k->hooks->changed != NULL &&
+		    e != NULL; e = e->next)
 			k->hooks->changed(k->hooks->ctx, e->key, e->len,
 			    version);
-		if (k->hooks->published != NULL)
-			k->hooks->published(k->hooks->ctx);
+		if (k->hooks->committed != NULL)
+			k->hooks->committed(k->hooks->ctx, version);
 	}
+	write_end(k);
+	if (err == KV_OK && *deleted > 0)
+		notify_published(k);
 	arena_fini(&a);
 	return err;
 }

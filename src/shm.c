@@ -64,8 +64,8 @@ struct shm_segment {
 		_Atomic uint32_t slot;
 	}			 ring[SHM_CHANGE_RING];
 	_Atomic uint32_t	 commit_futex;
-	_Atomic uint64_t	 published_version;
 	_Atomic uint64_t	 change[SHM_CHANGE_SLOTS];
+	_Atomic uint64_t	 local[SHM_LOCAL_VERSIONS];	/* v at v % size */
 };
 
 static long
@@ -302,34 +302,59 @@ shm_key_slot(const uint8_t *key, size_t len)
 	return (uint32_t)(h % SHM_CHANGE_SLOTS);
 }
 
-void
-shm_mark_changed(struct shm_segment *s, uint32_t slot, uint64_t version)
+/* Raises *word to v unless it is already there or beyond. */
+static void
+atomic_raise(_Atomic uint64_t *word, uint64_t v)
 {
-	uint64_t	 prev = atomic_load(&s->published_version);
-	uint64_t	 pos;
+	uint64_t	 prev = atomic_load(word);
 
-	slot %= SHM_CHANGE_SLOTS;
-	atomic_store(&s->change[slot], version);
-	/* Slot first, then its ring entry, both before the futex wake. */
-	pos = atomic_fetch_add(&s->ring_head, 1);
-	atomic_store(&s->ring[pos % SHM_CHANGE_RING].slot, slot);
-	atomic_store(&s->ring[pos % SHM_CHANGE_RING].seq, pos + 1);
-	while (version > prev && !atomic_compare_exchange_weak(
-	    &s->published_version, &prev, version))
+	while (v > prev && !atomic_compare_exchange_weak(word, &prev, v))
 		;
 }
 
-uint64_t
-shm_ring_head(const struct shm_segment *s)
+void
+shm_mark_changed(struct shm_segment *s, uint32_t slot, uint64_t version)
 {
-	return atomic_load(&((struct shm_segment *)s)->ring_head);
+	uint64_t	 pos;
+
+	slot %= SHM_CHANGE_SLOTS;
+	/*
+	 * Never lower a slot: a reader that saw version w and then read the
+	 * database has every commit up to w, so only a higher value may
+	 * signal something it has not read. Slot first, then its ring entry.
+	 */
+	atomic_raise(&s->change[slot], version);
+	pos = atomic_fetch_add(&s->ring_head, 1);
+	atomic_store(&s->ring[pos % SHM_CHANGE_RING].slot, slot);
+	atomic_store(&s->ring[pos % SHM_CHANGE_RING].seq, pos + 1);
 }
 
-int
-shm_ring_read(const struct shm_segment *cs, uint64_t pos, uint32_t *slot)
+void
+shm_record_local(struct shm_segment *s, uint64_t version)
+{
+	atomic_store(&s->local[version % SHM_LOCAL_VERSIONS], version);
+}
+
+uint64_t
+shm_first_unrecorded(const struct shm_segment *cs, uint64_t from, uint64_t to)
 {
 	struct shm_segment	*s = (struct shm_segment *)cs;
-	uint64_t		 seq = atomic_load(&s->ring[pos % SHM_CHANGE_RING].seq);
+
+	if (to <= from)
+		return 0;
+	if (to - from > SHM_LOCAL_VERSIONS)
+		return from + 1;
+	for (uint64_t v = from + 1; v <= to; v++)
+		if (atomic_load(&s->local[v % SHM_LOCAL_VERSIONS]) != v)
+			return v;
+	return 0;
+}
+
+/* The entry at pos: 1 with its slot, 0 not written yet, -1 overwritten. */
+static int
+ring_read(struct shm_segment *s, uint64_t pos, uint32_t *slot)
+{
+	uint64_t	 seq = atomic_load(&s->ring[pos % SHM_CHANGE_RING].seq);
 
 	if (seq < pos + 1)
 		return 0;
@@ -341,10 +366,42 @@ shm_ring_read(const struct shm_segment *cs, uint64_t pos, uint32_t *slot)
 	return 1;
 }
 
-uint64_t
-shm_published_version(const struct shm_segment *s)
+void
+shm_cursor_init(const struct shm_segment *s, struct shm_cursor *c)
 {
-	return atomic_load(&((struct shm_segment *)s)->published_version);
+	c->next = atomic_load(&((struct shm_segment *)s)->ring_head);
+	c->pending = 0;
+}
+
+int
+shm_changes_next(const struct shm_segment *cs, struct shm_cursor *c,
+    int periodic, uint32_t *slot)
+{
+	struct shm_segment	*s = (struct shm_segment *)cs;
+	uint64_t		 head = atomic_load(&s->ring_head);
+	int			 r;
+
+	if (c->next >= head)
+		return 0;
+	if (head - c->next > SHM_CHANGE_RING ||
+	    (r = ring_read(s, c->next, slot)) < 0) {
+		c->next = head;
+		return -1;
+	}
+	if (r == 0) {
+		if (!periodic)
+			return 0;
+		if (c->pending != c->next + 1) {
+			c->pending = c->next + 1;
+			return 0;
+		}
+		/* Unwritten since the last periodic look: skip it. */
+		c->pending = 0;
+		c->next++;
+		return -1;
+	}
+	c->next++;
+	return 1;
 }
 
 void
@@ -366,10 +423,18 @@ shm_commit_word(const struct shm_segment *s)
 	return atomic_load(&((struct shm_segment *)s)->commit_futex);
 }
 
-const uint32_t *
-shm_commit_futex(const struct shm_segment *s)
+uint32_t
+shm_commit_wait(const struct shm_segment *cs, uint32_t seen, int timeout_ms)
 {
-	return (const uint32_t *)&s->commit_futex;
+	struct shm_segment	*s = (struct shm_segment *)cs;
+	struct timespec		 ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long)(timeout_ms % 1000) * 1000000L,
+	};
+
+	/* Returns at once (EAGAIN) if the word already moved past seen. */
+	(void)futex(&s->commit_futex, FUTEX_WAIT, seen, &ts);
+	return atomic_load(&s->commit_futex);
 }
 
 /* --- storage hooks -------------------------------------------------------- */
@@ -399,6 +464,14 @@ hook_changed(void *ctx, const uint8_t *key, size_t len, int64_t version)
 }
 
 static void
+hook_committed(void *ctx, int64_t version)
+{
+	struct shm_client	*c = ctx;
+
+	shm_record_local(c->seg, (uint64_t)version);
+}
+
+static void
 hook_published(void *ctx)
 {
 	struct shm_client	*c = ctx;
@@ -418,6 +491,7 @@ shm_client_init(struct shm_client *c, struct shm_segment *seg,
 	h->write_begin = hook_write_begin;
 	h->write_end = hook_write_end;
 	h->changed = hook_changed;
+	h->committed = hook_committed;
 	h->published = hook_published;
 	return 0;
 }

@@ -17,15 +17,19 @@
  *    ticket when it reaps it, and a waiter that sees the line stalled for
  *    a second skips a ticket that no live process owns.
  *
- * 2. Change notification for watchers: after a commit, for each key
- *    written, change slot hash(key) % SHM_CHANGE_SLOTS is set to the new
- *    data version; then the commit sequence is bumped and sleepers on its
- *    futex are woken. A watcher compares the slots of its keys with what
- *    it last saw and only then reads the database. Colliding slots cost a
- *    needless read, never a missed change. The changed slot numbers also
- *    go into a ring, so that a watcher holding thousands of streams looks
- *    only at the slots that changed; one that fell a whole ring behind
- *    compares all its slots instead.
+ * 2. Change notification for watchers (docs/signal-segment.md): after a
+ *    commit, still holding its turn, a writer raises change slot
+ *    hash(key) % SHM_CHANGE_SLOTS of each key written to the new data
+ *    version, puts the slot number into the change ring, and records the
+ *    version as one of this server's; then, after its turn, it bumps the
+ *    commit futex word and wakes the sleepers. A watcher compares the
+ *    slots of its keys with what it last saw and only then reads the
+ *    database. Colliding slots cost a needless read, never a missed change.
+ *    The ring lets a watcher holding thousands of streams look only at the
+ *    slots that changed; one that fell a whole ring behind compares all
+ *    its slots instead. The record of local versions lets a watcher tell
+ *    commits of writers outside this server (which never signal here)
+ *    exactly, however many local commits follow them.
  */
 #ifndef DENOKV_SHM_H
 #define DENOKV_SHM_H
@@ -35,11 +39,12 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		0x444b5653u	/* "DKVS" */
-#define SHM_VERSION		1
+#define SHM_VERSION		2
 #define SHM_MAX_PROCS		1024	/* processes that may write at once */
 #define SHM_ABANDONED		64	/* tickets of dead processes pending skip */
 #define SHM_CHANGE_SLOTS	65536
 #define SHM_CHANGE_RING		16384	/* recent changed slots, newest last */
+#define SHM_LOCAL_VERSIONS	65536	/* recent data versions committed here */
 
 struct shm_segment;
 
@@ -65,26 +70,52 @@ uint64_t shm_max_wait_us(const struct shm_segment *);
 /* --- change notification ---------------------------------------------- */
 
 uint32_t shm_key_slot(const uint8_t *key, size_t len);
-/* After a commit: mark each key's slot with version, then wake watchers. */
+/*
+ * After a commit, still holding the write turn: mark each key's slot with
+ * version (slots only ever grow), then record the version as this
+ * server's; after the turn, shm_publish wakes the watchers.
+ */
 void	 shm_mark_changed(struct shm_segment *, uint32_t slot, uint64_t version);
+void	 shm_record_local(struct shm_segment *, uint64_t version);
 void	 shm_publish(struct shm_segment *);
 uint64_t shm_slot_version(const struct shm_segment *, uint32_t slot);
 /*
- * The change ring. shm_ring_head() is the position after the newest entry.
- * shm_ring_read() gives the slot at pos: 1, or 0 if that entry is not
- * written yet (read it again after the next wake-up), or -1 if it has been
- * overwritten (the reader fell behind and must compare all its slots).
+ * A reader's position in the change ring, which lists the slots marked
+ * since the reader last looked. shm_changes_next() returns 1 with the next
+ * changed slot, 0 when the reader is up to date (an entry being written
+ * comes with its own wake-up), or -1 when entries were skipped: the ring
+ * lapped the reader, or (periodic set, as once a second) an entry stayed
+ * reserved but unwritten since the previous periodic call, so its writer
+ * died. After -1 the reader must compare all its slots (a slot is raised
+ * before its ring entry is reserved, so that loses nothing) and call again
+ * for the entries after the skip.
  */
-uint64_t shm_ring_head(const struct shm_segment *);
-int	 shm_ring_read(const struct shm_segment *, uint64_t pos, uint32_t *slot);
+struct shm_cursor {
+	uint64_t	 next;		/* next ring position to read */
+	uint64_t	 pending;	/* unwritten position + 1, or 0 */
+};
 
-/* The highest data version any process of this segment has published. */
-uint64_t shm_published_version(const struct shm_segment *);
+void	 shm_cursor_init(const struct shm_segment *, struct shm_cursor *);
+int	 shm_changes_next(const struct shm_segment *, struct shm_cursor *,
+	    int periodic, uint32_t *slot);
+
+/*
+ * The first data version in (from, to] that no process of this segment
+ * recorded with shm_record_local, or 0 if every one was. A range too long
+ * to tell (more than SHM_LOCAL_VERSIONS) answers from + 1.
+ */
+uint64_t shm_first_unrecorded(const struct shm_segment *, uint64_t from,
+	    uint64_t to);
 
 /* The commit futex word: read it, check slots, then wait on that value. */
 uint32_t shm_commit_word(const struct shm_segment *);
-/* The address to wait on (for a hub's own futex/timeout loop). */
-const uint32_t *shm_commit_futex(const struct shm_segment *);
+/*
+ * Sleeps while the commit word still equals seen, at most timeout_ms, and
+ * returns the word as it is then. Pass the returned value to the next
+ * call, so a commit between two calls is not slept through.
+ */
+uint32_t shm_commit_wait(const struct shm_segment *, uint32_t seen,
+	    int timeout_ms);
 
 /* --- glue for the storage engine's hooks (kv.h) --------------------------- */
 

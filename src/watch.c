@@ -9,13 +9,19 @@
  *
  * Output: frames are wrapped in FastCGI STDOUT records and written with
  * non-blocking write(2); what does not fit waits in the stream's buffer
- * for EPOLLOUT. A backlog past KV_MAX_WATCH_BACKLOG_BYTES drops the stream.
+ * for EPOLLOUT. A backlog past KV_MAX_WATCH_BACKLOG_BYTES drops the stream,
+ * and the buffers of all streams together stay within the worker's
+ * budget: past it the streams furthest behind are dropped (their clients
+ * reconnect and read again).
+ *
+ * Delivery (docs/signal-segment.md): commit wake-ups walk the change ring;
+ * a periodic check accounts for every data version, so commits that never
+ * signalled here (other writers on the file, a writer that died before
+ * signalling) are found and every stream is read again.
  */
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
-
-#include <linux/futex.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +47,16 @@
 #define HUB_ARENA_CHUNK		(64 * 1024)
 /* How often the hub looks for commits by writers outside this server. */
 #define HUB_FOREIGN_CHECK_MS	1000
+/*
+ * A data version not recorded as ours is looked at again after this long
+ * before every stream is re-read: one of our writers may be between its
+ * COMMIT and recording the version (microseconds).
+ */
+#define HUB_GAP_GRACE_MS	20
+/* An output buffer emptied above this size is given back. */
+#define HUB_OUT_KEEP_BYTES	4096
+/* Descriptors a worker keeps for itself besides its watch streams. */
+#define HUB_RESERVED_FDS	64
 
 struct watch_stream;
 
@@ -100,11 +116,16 @@ struct watch_hub {
 	struct watch_stream	*graveyard;
 	/* Keys by change slot, so a commit touches only its watchers. */
 	struct watch_key	**by_slot;
-	uint64_t		 ring_next;	/* next change-ring entry to read */
+	struct shm_cursor	 changes;	/* where we are in the change ring */
 	struct watch_stream	*dirty;
 	int64_t			 next_keepalive_ms;
 	int64_t			 next_foreign_ms;
-	uint64_t		 foreign_seen;	/* data version handled */
+	/* Every data version up to this one has been accounted for. */
+	uint64_t		 accounted;
+	uint64_t		 gap;		/* unrecorded version, looked at once */
+	size_t			 max_streams;	/* below the descriptor limit */
+	size_t			 out_bytes;	/* all streams' output buffers */
+	size_t			 out_budget;
 	struct arena		 arena;
 };
 
@@ -123,7 +144,7 @@ mono_ms(void)
 /* --- output --------------------------------------------------------------- */
 
 static int
-out_reserve(struct watch_stream *s, size_t more)
+out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 {
 	size_t	 cap;
 	uint8_t	*p;
@@ -137,9 +158,20 @@ out_reserve(struct watch_stream *s, size_t more)
 		cap *= 2;
 	if ((p = realloc(s->out, cap)) == NULL)
 		return -1;
+	h->out_bytes += cap - s->out_cap;
 	s->out = p;
 	s->out_cap = cap;
 	return 0;
+}
+
+/* Gives back an output buffer that has been sent. */
+static void
+out_release(struct watch_hub *h, struct watch_stream *s)
+{
+	h->out_bytes -= s->out_cap;
+	free(s->out);
+	s->out = NULL;
+	s->out_cap = 0;
 }
 
 static void
@@ -157,12 +189,13 @@ put_header(uint8_t *h, int type, uint16_t id, size_t len)
 
 /* Queues bytes as STDOUT records (len 0: the end-of-stream record). */
 static int
-queue_stdout(struct watch_stream *s, const uint8_t *p, size_t len)
+queue_stdout(struct watch_hub *h, struct watch_stream *s, const uint8_t *p,
+    size_t len)
 {
 	do {
 		size_t	 chunk = len > FCGI_MAX_CONTENT ? FCGI_MAX_CONTENT : len;
 
-		if (out_reserve(s, 8 + chunk) != 0)
+		if (out_reserve(h, s, 8 + chunk) != 0)
 			return -1;
 		put_header(s->out + s->out_len, FCGI_STDOUT, s->request_id,
 		    chunk);
@@ -176,15 +209,15 @@ queue_stdout(struct watch_stream *s, const uint8_t *p, size_t len)
 }
 
 static int
-queue_end_request(struct watch_stream *s)
+queue_end_request(struct watch_hub *h, struct watch_stream *s)
 {
-	uint8_t	*h;
+	uint8_t	*rec;
 
-	if (queue_stdout(s, NULL, 0) != 0 || out_reserve(s, 16) != 0)
+	if (queue_stdout(h, s, NULL, 0) != 0 || out_reserve(h, s, 16) != 0)
 		return -1;
-	h = s->out + s->out_len;
-	put_header(h, FCGI_END_REQUEST, s->request_id, 8);
-	memset(h + 8, 0, 8);	/* app status 0, FCGI_REQUEST_COMPLETE */
+	rec = s->out + s->out_len;
+	put_header(rec, FCGI_END_REQUEST, s->request_id, 8);
+	memset(rec + 8, 0, 8);	/* app status 0, FCGI_REQUEST_COMPLETE */
 	s->out_len += 16;
 	return 0;
 }
@@ -222,12 +255,15 @@ flush_out(struct watch_hub *h, struct watch_stream *s)
 	}
 	memmove(s->out, s->out + done, s->out_len - done);
 	s->out_len -= done;
+	if (s->out_len == 0 && s->out_cap > HUB_OUT_KEEP_BYTES)
+		out_release(h, s);
 	arm_output(h, s, s->out_len > 0);
 	return 0;
 }
 
 /* --- stream life ------------------------------------------------------------ */
 
+/* Frees a stream that holds no output buffer (see out_release). */
 static void
 stream_free(struct watch_stream *s)
 {
@@ -244,6 +280,7 @@ drop(struct watch_hub *h, struct watch_stream *s)
 
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
+	out_release(h, s);
 	for (size_t i = 0; i < s->n; i++) {
 		struct watch_key	*k = &s->keys[i];
 
@@ -275,7 +312,7 @@ bury(struct watch_hub *h)
 static void
 finish(struct watch_hub *h, struct watch_stream *s)
 {
-	if (queue_end_request(s) == 0)
+	if (queue_end_request(h, s) == 0)
 		(void)flush_out(h, s);
 	drop(h, s);
 }
@@ -351,7 +388,7 @@ refresh(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
 	if (!changed)
 		return 0;
 	if (codec_encode_watch_frame(entries, s->n, &h->arena, &frame) !=
-	    KV_OK || queue_stdout(s, frame.p, frame.len) != 0)
+	    KV_OK || queue_stdout(h, s, frame.p, frame.len) != 0)
 		rc = -1;
 	else
 		rc = flush_out(h, s);
@@ -412,7 +449,7 @@ send_keepalive(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
 	static const uint8_t	 empty_frame[4];
 
 	(void)now_wall;
-	if (queue_stdout(s, empty_frame, sizeof(empty_frame)) != 0)
+	if (queue_stdout(h, s, empty_frame, sizeof(empty_frame)) != 0)
 		return -1;
 	return flush_out(h, s);
 }
@@ -429,29 +466,26 @@ mark_dirty(struct watch_hub *h, struct watch_stream *s)
 
 /*
  * After a commit: the change ring names the slots written since we last
- * looked; re-read only the streams watching those slots. A hub that fell a
- * whole ring behind compares every stream's slots instead.
+ * looked; re-read only the streams watching those slots. When entries had
+ * to be skipped (shm_changes_next), compare every stream's slots instead.
+ * periodic: also skip an entry whose writer died before writing it.
  */
 static void
-process_changes(struct watch_hub *h)
+process_changes(struct watch_hub *h, int periodic)
 {
-	uint64_t		 head = shm_ring_head(h->seg);
 	struct watch_stream	*s;
 	uint32_t		 slot;
-	int			 r = 1;
+	int			 r, compare_all = 0;
 
-	while (h->ring_next < head) {
-		if (head - h->ring_next > SHM_CHANGE_RING ||
-		    (r = shm_ring_read(h->seg, h->ring_next, &slot)) < 0) {
-			h->ring_next = head;
-			break;
+	while ((r = shm_changes_next(h->seg, &h->changes, periodic, &slot)) !=
+	    0) {
+		if (r < 0) {
+			compare_all = 1;
+			continue;
 		}
-		if (r == 0)
-			break;	/* being written: its wake-up follows */
 		for (struct watch_key *k = h->by_slot[slot]; k != NULL;
 		    k = k->slot_next)
 			mark_dirty(h, k->owner);
-		h->ring_next++;
 	}
 	while ((s = h->dirty) != NULL) {
 		h->dirty = s->next_dirty;
@@ -459,31 +493,83 @@ process_changes(struct watch_hub *h)
 		if (!s->dead && refresh(h, s, kv_now_ms()) != 0)
 			drop(h, s);
 	}
-	if (r < 0)
+	if (compare_all)
 		for_each_stream(h, refresh_if_slots_moved, kv_now_ms());
 }
 
 /*
- * Writers outside this server (another instance, denokv, the Deno CLI's
- * local KV) do not signal our segment, but they bump the same data
- * version. When the database is ahead of everything our processes have
- * published, re-read every stream; only real changes are sent.
+ * Commits that never signalled here: by writers outside this server
+ * (another instance, denokv, the Deno CLI's local KV), or by one of ours
+ * that died between its COMMIT and recording its version. Every commit of
+ * ours adds exactly 1 to the data version and records it after its change
+ * marks, so any version up to the database's that is not recorded is such
+ * a commit (docs/signal-segment.md), however many of ours follow it. Then
+ * every stream is read again; only real changes are sent.
+ * Returns how many milliseconds until the next look.
  */
-static void
+static int64_t
 check_foreign(struct watch_hub *h)
 {
 	int64_t		 v;
-	uint64_t	 known;
+	uint64_t	 gap;
 
+	process_changes(h, 1);	/* marks whose wake-up was lost */
 	if (kv_current_version(h->db, &v) != KV_OK)
-		return;
-	known = shm_published_version(h->seg);
-	if (h->foreign_seen > known)
-		known = h->foreign_seen;
-	if ((uint64_t)v <= known)
-		return;
-	h->foreign_seen = (uint64_t)v;
+		return HUB_FOREIGN_CHECK_MS;
+	if (h->n_streams == 0) {
+		/* Nothing to re-read: streams adopted later read afresh. */
+		h->accounted = (uint64_t)v;
+		h->gap = 0;
+		return HUB_FOREIGN_CHECK_MS;
+	}
+	gap = shm_first_unrecorded(h->seg, h->accounted, (uint64_t)v);
+	if (gap == 0) {
+		h->accounted = (uint64_t)v;
+		h->gap = 0;
+		return HUB_FOREIGN_CHECK_MS;
+	}
+	if (gap != h->gap) {
+		/* Perhaps one of ours about to record it: look again soon. */
+		h->accounted = gap - 1;
+		h->gap = gap;
+		return HUB_GAP_GRACE_MS;
+	}
+	log_debug("watch hub: data version %llu was not committed through"
+	    " this server; reading %zu streams again",
+	    (unsigned long long)gap, h->n_streams);
+	h->accounted = (uint64_t)v;
+	h->gap = 0;
 	for_each_stream(h, refresh, kv_now_ms());
+	return HUB_FOREIGN_CHECK_MS;
+}
+
+/*
+ * Keeps the output buffers of all streams within the worker's budget: the
+ * streams furthest behind go first (their clients reconnect and read
+ * again), until a quarter of the budget is free.
+ */
+static void
+enforce_out_budget(struct watch_hub *h)
+{
+	size_t	 dropped = 0, freed = 0, goal = h->out_budget / 4 * 3;
+
+	if (h->out_bytes <= h->out_budget)
+		return;
+	while (h->out_bytes > goal && h->n_streams > 0) {
+		struct watch_stream	*worst = h->streams[0];
+
+		for (size_t i = 1; i < h->n_streams; i++)
+			if (h->streams[i]->out_len > worst->out_len)
+				worst = h->streams[i];
+		if (worst->out_len == 0)
+			break;	/* only buffers being reused are left */
+		freed += worst->out_cap;
+		dropped++;
+		drop(h, worst);
+	}
+	log_warnx("watch output over its budget of %zu bytes: dropped the %zu"
+	    " slowest streams (%zu bytes); their clients will reconnect",
+	    h->out_budget, dropped, freed);
 }
 
 static int
@@ -593,9 +679,12 @@ hub_main(void *arg)
 	struct watch_hub	*h = arg;
 	struct epoll_event	 ev[HUB_EVENTS];
 	uint64_t		 v;
+	int64_t			 start_version;
 	int			 n;
 
-	h->ring_next = shm_ring_head(h->seg);
+	shm_cursor_init(h->seg, &h->changes);
+	if (kv_current_version(h->db, &start_version) == KV_OK)
+		h->accounted = (uint64_t)start_version;
 	h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
 	h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
 	while (!atomic_load(&h->stop)) {
@@ -611,7 +700,7 @@ hub_main(void *arg)
 				if (read(h->commit_fd, &v, sizeof(v)) < 0 &&
 				    errno != EAGAIN)
 					log_warn("watch hub: eventfd read");
-				process_changes(h);
+				process_changes(h, 0);
 			} else if ((ev[i].events & (EPOLLIN | EPOLLRDHUP |
 			    EPOLLHUP | EPOLLERR)) && stream_readable(s) != 0)
 				drop(h, s);
@@ -620,15 +709,13 @@ hub_main(void *arg)
 				drop(h, s);
 		}
 		for_each_stream(h, refresh_if_expired, kv_now_ms());
-		if (mono_ms() >= h->next_foreign_ms) {
-			if (h->n_streams > 0)
-				check_foreign(h);
-			h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
-		}
+		if (mono_ms() >= h->next_foreign_ms)
+			h->next_foreign_ms = mono_ms() + check_foreign(h);
 		if (mono_ms() >= h->next_keepalive_ms) {
 			for_each_stream(h, send_keepalive, 0);
 			h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
 		}
+		enforce_out_budget(h);
 		bury(h);
 	}
 	while (h->n_streams > 0)
@@ -637,21 +724,24 @@ hub_main(void *arg)
 	return NULL;
 }
 
-/* Turns commit-futex wake-ups into epoll events for the hub. */
+/*
+ * Turns commit-futex wake-ups into epoll events for the hub. It sleeps on
+ * the value it last compared, never on a fresh read of the word: a commit
+ * landing between two waits must wake it, not be slept through.
+ */
 static void *
 waiter_main(void *arg)
 {
 	struct watch_hub	*h = arg;
-	struct timespec		 ts = { 1, 0 };
 	uint64_t		 one = 1;
-	uint32_t		 word;
+	uint32_t		 word = shm_commit_word(h->seg), now;
 
 	while (!atomic_load(&h->stop)) {
-		word = shm_commit_word(h->seg);
-		syscall(SYS_futex, shm_commit_futex(h->seg), FUTEX_WAIT, word,
-		    &ts, NULL, 0);
-		if (shm_commit_word(h->seg) != word &&
-		    write(h->commit_fd, &one, sizeof(one)) < 0 &&
+		now = shm_commit_wait(h->seg, word, 1000);
+		if (now == word)
+			continue;
+		word = now;
+		if (write(h->commit_fd, &one, sizeof(one)) < 0 &&
 		    errno != EAGAIN)
 			log_warn("watch waiter: eventfd write");
 	}
@@ -685,6 +775,25 @@ hub_free(struct watch_hub *h)
 	free(h);
 }
 
+/*
+ * The most streams a hub takes: each holds a descriptor, so stay below the
+ * descriptor limit (with room for the database, the listener and requests
+ * in flight) and answer 503 rather than failing accept with EMFILE.
+ */
+static size_t
+stream_cap(void)
+{
+	struct rlimit	 rl;
+	size_t		 cap = KV_MAX_WATCHES_PER_WORKER, nofile;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return cap;
+	nofile = (size_t)rl.rlim_cur;
+	nofile = nofile > 2 * HUB_RESERVED_FDS ? nofile - HUB_RESERVED_FDS :
+	    nofile / 2;
+	return nofile < cap ? nofile : cap;
+}
+
 struct watch_hub *
 watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
     size_t errlen)
@@ -698,6 +807,8 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 	}
 	h->conf = c;
 	h->seg = seg;
+	h->max_streams = stream_cap();
+	h->out_budget = (size_t)c->watch_output_mib * 1024 * 1024;
 	h->epfd = h->handoff_fd = h->commit_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	arena_init(&h->arena, HUB_ARENA_CHUNK);
@@ -769,7 +880,7 @@ watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
 	uint64_t		 one = 1;
 	int			 flags;
 
-	if (atomic_fetch_add(&h->count, 1) >= KV_MAX_WATCHES_PER_WORKER) {
+	if (atomic_fetch_add(&h->count, 1) >= h->max_streams) {
 		atomic_fetch_sub(&h->count, 1);
 		return KV_ERR_TOO_MANY_WATCHES;
 	}
@@ -812,4 +923,10 @@ size_t
 watch_hub_count(struct watch_hub *h)
 {
 	return atomic_load(&h->count);
+}
+
+int
+watch_hub_full(struct watch_hub *h)
+{
+	return atomic_load(&h->count) >= h->max_streams;
 }

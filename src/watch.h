@@ -46,5 +46,10 @@ enum kv_err		 watch_hub_adopt(struct watch_hub *, int fd,
 
 /* Streams currently open (for status and tests). */
 size_t			 watch_hub_count(struct watch_hub *);
+/*
+ * Whether the hub holds as many streams as it takes: KV_MAX_WATCHES_PER_WORKER,
+ * or fewer so that the worker's descriptors never run out first.
+ */
+int			 watch_hub_full(struct watch_hub *);
 
 #endif
