@@ -85,12 +85,15 @@ h_metadata(struct request *rq)
 	snprintf(url, sizeof(url), "%.*s/v2", (int)rq->baselen, rq->base);
 	iso8601_utc(time(NULL) + KV_METADATA_TTL_SECONDS, expires,
 	    sizeof(expires));
-	doc = json_pack("{s:i, s:s, s:[{s:s, s:s}], s:s, s:s}",
+	doc = json_pack("{s:i, s:s, s:[{s:s, s:s}], s:s, s:s,"
+	    " s:{s:i, s:s+}}",
 	    "version", version,
 	    "databaseId", rq->srv->database_id,
 	    "endpoints", "url", url, "consistency", "strong",
 	    "token", rq->srv->conf->access_token,
-	    "expiresAt", expires);
+	    "expiresAt", expires,
+	    /* queue delivery, this server's extension (docs/queues.md) */
+	    "denokvFcgiQueues", "version", 1, "url", url, "/queue");
 	if (doc == NULL)
 		return KV_ERR_NOMEM;
 	text = json_dumps(doc, JSON_COMPACT);

@@ -24,19 +24,28 @@ enum kv_err	 kv_sqlite_error(struct kv_db *, int rc, const char *what);
 /*
  * Runs body inside BEGIN IMMEDIATE ... COMMIT, admitted fairly with every
  * other writer, retried a few times when SQLite says busy, rolled back on
- * any error. Refused on a read-only database.
+ * any error. after_commit (may be NULL) runs once the commit is durable,
+ * while the turn is still held: where a transaction that took a new data
+ * version reports it (kv_notify_committed). Refused on a read-only
+ * database.
  */
 enum kv_err	 kv_write_tx(struct kv_db *,
-		    enum kv_err (*body)(struct kv_db *, void *), void *ctx);
+		    enum kv_err (*body)(struct kv_db *, void *),
+		    void (*after_commit)(struct kv_db *, void *), void *ctx);
 
 /* Inside a write transaction: the next data version, and a plain put. */
 enum kv_err	 kv_bump_version(struct kv_db *, int64_t *version);
 enum kv_err	 kv_put_raw(struct kv_db *, struct kv_bytes key,
 		    struct kv_bytes value, int encoding, int64_t version);
 
-/* After a commit: tell watchers these keys changed, and consumers. */
-void		 kv_notify_keys(struct kv_db *, const struct kv_bytes *keys,
-		    size_t n, int64_t version);
+/*
+ * The hooks' order (kv.h): inside the turn after a commit that took a new
+ * version, kv_notify_committed with the keys it wrote; after the turn,
+ * kv_notify_published, and kv_notify_queued when it added to the queue.
+ */
+void		 kv_notify_committed(struct kv_db *,
+		    const struct kv_bytes *keys, size_t n, int64_t version);
+void		 kv_notify_published(struct kv_db *);
 void		 kv_notify_queued(struct kv_db *);
 
 #endif

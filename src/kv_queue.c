@@ -463,26 +463,42 @@ return_expired(struct kv_db *k, int64_t now_ms, int batch,
 	return err;
 }
 
-/* After a commit: consumers and watchers hear what it did. */
+/*
+ * Inside the turn, once committed: a dead letter took a new version; its
+ * keys and version are reported before the turn passes (kv.h).
+ */
 static void
-announce(struct kv_db *k, const struct queue_effects *fx)
+report_commit(struct kv_db *k, struct queue_effects *fx)
 {
 	struct kv_bytes	*keys;
 	size_t		 i = 0;
 
+	if (fx->version == 0)
+		return;
+	keys = arena_alloc(fx->arena, fx->n_dead * sizeof(*keys) + 1);
+	for (struct dead_key *d = fx->dead; keys != NULL && d != NULL;
+	    d = d->next)
+		keys[i++] = d->key;
+	/* Without the keys, the version alone makes watchers re-read. */
+	kv_notify_committed(k, keys, keys != NULL ? fx->n_dead : 0,
+	    fx->version);
+}
+
+/* after_commit for kv_write_tx: every transaction context starts with fx. */
+static void
+after_commit(struct kv_db *k, void *ctx)
+{
+	report_commit(k, (struct queue_effects *)ctx);
+}
+
+/* After the turn: watchers and consumers are woken. */
+static void
+announce(struct kv_db *k, const struct queue_effects *fx)
+{
+	if (fx->version != 0)
+		kv_notify_published(k);
 	if (fx->requeued)
 		kv_notify_queued(k);
-	if (fx->n_dead == 0)
-		return;
-	if ((keys = arena_alloc(fx->arena, fx->n_dead * sizeof(*keys))) ==
-	    NULL) {
-		/* Watchers of the keys still see it at their next read. */
-		kv_notify_keys(k, NULL, 0, fx->version);
-		return;
-	}
-	for (struct dead_key *d = fx->dead; d != NULL; d = d->next)
-		keys[i++] = d->key;
-	kv_notify_keys(k, keys, fx->n_dead, fx->version);
 }
 
 static void
@@ -590,7 +606,7 @@ kv_queue_lease(struct kv_db *k, int64_t now_ms, size_t max, int64_t lease_ms,
 	enum kv_err	 err;
 
 	*n = 0;
-	if ((err = kv_write_tx(k, lease_body, &t)) != KV_OK)
+	if ((err = kv_write_tx(k, lease_body, after_commit, &t)) != KV_OK)
 		return err;
 	announce(k, &t.fx);
 	*n = t.n;
@@ -674,7 +690,7 @@ lease_op(struct kv_db *k, struct lease_op *op)
 
 	arena_init(&a, 16 * 1024);
 	op->fx.arena = &a;
-	if ((err = kv_write_tx(k, lease_op_body, op)) == KV_OK)
+	if ((err = kv_write_tx(k, lease_op_body, after_commit, op)) == KV_OK)
 		announce(k, &op->fx);
 	arena_fini(&a);
 	return err;
@@ -739,7 +755,7 @@ kv_queue_return_expired(struct kv_db *k, int64_t now_ms, int batch, int *n)
 		return KV_OK;
 	arena_init(&a, 16 * 1024);
 	t.fx.arena = &a;
-	if ((err = kv_write_tx(k, expired_body, &t)) == KV_OK) {
+	if ((err = kv_write_tx(k, expired_body, after_commit, &t)) == KV_OK) {
 		announce(k, &t.fx);
 		*n = t.n;
 	}

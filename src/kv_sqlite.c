@@ -1184,7 +1184,7 @@ kv_sqlite_error(struct kv_db *k, int rc, const char *what)
 
 enum kv_err
 kv_write_tx(struct kv_db *k, enum kv_err (*body)(struct kv_db *, void *),
-    void *ctx)
+    void (*after_commit)(struct kv_db *, void *), void *ctx)
 {
 	enum kv_err	 err;
 
@@ -1197,6 +1197,8 @@ kv_write_tx(struct kv_db *k, enum kv_err (*body)(struct kv_db *, void *),
 			err = exec_stmt(k, ST_COMMIT);
 		if (err != KV_OK)
 			rollback(k);
+		else if (after_commit != NULL)
+			after_commit(k, ctx);
 		write_end(k);
 		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES)
 			return err;
@@ -1218,16 +1220,20 @@ kv_put_raw(struct kv_db *k, struct kv_bytes key, struct kv_bytes value,
 }
 
 void
-kv_notify_keys(struct kv_db *k, const struct kv_bytes *keys, size_t n,
+kv_notify_committed(struct kv_db *k, const struct kv_bytes *keys, size_t n,
     int64_t version)
 {
-	if (k->hooks->changed == NULL)
-		return;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; k->hooks->changed != NULL && i < n; i++)
 		k->hooks->changed(k->hooks->ctx, keys[i].p, keys[i].len,
 		    version);
-	if (k->hooks->published != NULL)
-		k->hooks->published(k->hooks->ctx);
+	if (k->hooks->committed != NULL)
+		k->hooks->committed(k->hooks->ctx, version);
+}
+
+void
+kv_notify_published(struct kv_db *k)
+{
+	notify_published(k);
 }
 
 void

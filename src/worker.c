@@ -40,6 +40,10 @@ static const struct {
 	{ "/v2/snapshot_read", ROUTE_SNAPSHOT_READ },
 	{ "/v2/atomic_write", ROUTE_ATOMIC_WRITE },
 	{ "/v2/watch", ROUTE_WATCH },
+	/* queue delivery, this server's extension (docs/queues.md) */
+	{ "/v2/queue/lease", ROUTE_QUEUE_LEASE },
+	{ "/v2/queue/finish", ROUTE_QUEUE_FINISH },
+	{ "/v2/queue/renew", ROUTE_QUEUE_RENEW },
 };
 
 static int
@@ -207,6 +211,12 @@ dispatch(struct request *rq)
 		return h_atomic_write(rq);
 	case ROUTE_WATCH:
 		return h_watch(rq);
+	case ROUTE_QUEUE_LEASE:
+		return h_queue_lease(rq);
+	case ROUTE_QUEUE_FINISH:
+		return h_queue_finish(rq);
+	case ROUTE_QUEUE_RENEW:
+		return h_queue_renew(rq);
 	default:
 		return KV_ERR_NOT_FOUND;
 	}
