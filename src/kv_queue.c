@@ -748,11 +748,16 @@ kv_queue_return_expired(struct kv_db *k, int64_t now_ms, int batch, int *n)
 {
 	struct arena		 a;
 	struct expired_tx	 t = { .now_ms = now_ms, .batch = batch };
+	struct kv_queue_events	 ev;
 	enum kv_err		 err;
 
 	*n = 0;
 	if (kv_is_read_only(k))
 		return KV_OK;
+	/* A read first: no write lock taken when no lease has run out. */
+	if ((err = kv_queue_next_events(k, &ev)) != KV_OK ||
+	    ev.next_lease_end_ms == 0 || ev.next_lease_end_ms > now_ms)
+		return err;
 	arena_init(&a, 16 * 1024);
 	t.fx.arena = &a;
 	if ((err = kv_write_tx(k, expired_body, after_commit, &t)) == KV_OK) {

@@ -29,8 +29,8 @@ static char		 tmpdir[] = "/tmp/test_queue.XXXXXX";
 static struct arena	 A;
 
 /* What the hooks saw. */
-static int		 n_queued, n_published, n_changed;
-static int64_t		 last_changed_version;
+static int		 n_queued, n_published, n_changed, n_committed;
+static int64_t		 last_changed_version, last_committed_version;
 
 static void
 on_queued(void *ctx)
@@ -50,6 +50,14 @@ on_changed(void *ctx, const uint8_t *key, size_t len, int64_t version)
 }
 
 static void
+on_committed(void *ctx, int64_t version)
+{
+	(void)ctx;
+	n_committed++;
+	last_committed_version = version;
+}
+
+static void
 on_published(void *ctx)
 {
 	(void)ctx;
@@ -58,6 +66,7 @@ on_published(void *ctx)
 
 static const struct kv_hooks hooks = {
 	.changed = on_changed,
+	.committed = on_committed,
 	.published = on_published,
 	.queued = on_queued,
 };
@@ -65,8 +74,8 @@ static const struct kv_hooks hooks = {
 static void
 reset_hooks(void)
 {
-	n_queued = n_published = n_changed = 0;
-	last_changed_version = 0;
+	n_queued = n_published = n_changed = n_committed = 0;
+	last_changed_version = last_committed_version = 0;
 }
 
 static void
@@ -372,6 +381,8 @@ test_dead_letter(void)
 	    "the same version on both keys");
 	T_EQ(n_changed, 2, "watchers told of both keys");
 	T_EQ(last_changed_version, v0 + 1, "with the new version");
+	T_OK(n_committed == 1 && last_committed_version == v0 + 1,
+	    "the new version is reported as committed once");
 	T_EQ(n_published, 1, "published once");
 	T_EQ(sql_int(raw, "select count(*) from queue") +
 	    sql_int(raw, "select count(*) from queue_running"), 0,
