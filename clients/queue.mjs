@@ -224,7 +224,8 @@ export async function openQueue(url, options = {}) {
       authorization: `Bearer ${token}`,
       "content-type": "application/json",
     },
-    body: JSON.stringify({ supportedVersions: PROTOCOL_VERSIONS }),
+    // denokvFcgiQueues: ask for the extension (other clients do not see it).
+    body: JSON.stringify({ supportedVersions: PROTOCOL_VERSIONS, denokvFcgiQueues: 1 }),
   });
   const text = await res.text();
   if (!res.ok) throw new QueueError(res.status, text.trim());
@@ -369,7 +370,11 @@ export class Queue {
         );
       } catch (e) {
         if (this.#closed) break;
-        throw e;
+        if (e instanceof QueueError && e.status < 500) throw e;
+        // A long poll cut short (its server process restarted, say):
+        // anything leased for it comes again after its lease.
+        await sleep(200);
+        continue;
       }
       for (const m of answer.messages) {
         const task = this.#handle(m, handler, leaseMs);

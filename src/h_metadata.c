@@ -20,7 +20,7 @@
 
 /* The highest version offered that this server speaks, or an error. */
 static enum kv_err
-negotiate(const uint8_t *body, size_t len, int *version)
+negotiate(const uint8_t *body, size_t len, int *version, int *queues)
 {
 	json_t		*doc, *versions, *v;
 	json_error_t	 jerr;
@@ -40,6 +40,9 @@ negotiate(const uint8_t *body, size_t len, int *version)
 		json_decref(doc);
 		return KV_ERR_METADATA_BODY;
 	}
+	/* Only clients that ask see the extension (@deno/kv refuses extras). */
+	*queues = json_integer_value(json_object_get(doc, "denokvFcgiQueues"))
+	    == 1;
 	json_array_foreach(versions, i, v) {
 		if (!json_is_integer(v)) {
 			ok = 0;
@@ -73,27 +76,32 @@ h_metadata(struct request *rq)
 	char		*text;
 	json_t		*doc;
 	enum kv_err	 err;
-	int		 version = 0, rc;
+	int		 version = 0, queues = 0, rc;
 
 	if ((err = http_check_bearer(rq->fcgi, rq->srv->conf->access_token))
 	    != KV_OK)
 		return err;
-	if ((err = negotiate(rq->body, rq->bodylen, &version)) != KV_OK)
+	if ((err = negotiate(rq->body, rq->bodylen, &version, &queues)) !=
+	    KV_OK)
 		return err;
 	if (rq->baselen + sizeof("/v2") > sizeof(url))
 		return KV_ERR_NOT_FOUND;
 	snprintf(url, sizeof(url), "%.*s/v2", (int)rq->baselen, rq->base);
 	iso8601_utc(time(NULL) + KV_METADATA_TTL_SECONDS, expires,
 	    sizeof(expires));
-	doc = json_pack("{s:i, s:s, s:[{s:s, s:s}], s:s, s:s,"
-	    " s:{s:i, s:s+}}",
+	doc = json_pack("{s:i, s:s, s:[{s:s, s:s}], s:s, s:s}",
 	    "version", version,
 	    "databaseId", rq->srv->database_id,
 	    "endpoints", "url", url, "consistency", "strong",
 	    "token", rq->srv->conf->access_token,
-	    "expiresAt", expires,
-	    /* queue delivery, this server's extension (docs/queues.md) */
-	    "denokvFcgiQueues", "version", 1, "url", url, "/queue");
+	    "expiresAt", expires);
+	/* queue delivery, this server's extension (docs/queues.md) */
+	if (doc != NULL && queues && json_object_set_new(doc,
+	    "denokvFcgiQueues", json_pack("{s:i, s:s+}", "version", 1, "url",
+	    url, "/queue")) != 0) {
+		json_decref(doc);
+		doc = NULL;
+	}
 	if (doc == NULL)
 		return KV_ERR_NOMEM;
 	text = json_dumps(doc, JSON_COMPACT);
