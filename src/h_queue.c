@@ -44,9 +44,10 @@ h_queue_lease(struct request *rq)
 	if ((err = kv_queue_lease(rq->srv->db, kv_now_ms(), req.max,
 	    req.lease_ms, rq->arena, msgs, &n)) != KV_OK)
 		return err;
-	if (n > 0 || req.wait_ms == 0 || rq->srv->hub == NULL)
+	if (n > 0 || req.wait_ms == 0)
 		return reply_json(rq, queue_encode_lease(msgs, n, &len));
-	if (watch_hub_polls_full(rq->srv->hub))
+	/* Without a hub, a 503 makes the client back off, not spin. */
+	if (rq->srv->hub == NULL || watch_hub_polls_full(rq->srv->hub))
 		return KV_ERR_TOO_MANY_POLLS;
 	if (http_detach_stream(rq->fcgi, "application/json", &fd,
 	    &request_id) != 0)

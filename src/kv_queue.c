@@ -603,9 +603,18 @@ kv_queue_lease(struct kv_db *k, int64_t now_ms, size_t max, int64_t lease_ms,
 		.max = max,
 		.out = out,
 	};
+	struct kv_queue_events	 ev;
 	enum kv_err	 err;
 
 	*n = 0;
+	if (kv_is_read_only(k))
+		return KV_ERR_READ_ONLY;
+	/* A read first: polls that find nothing take no write lock. */
+	if ((err = kv_queue_next_events(k, &ev)) != KV_OK)
+		return err;
+	if ((ev.next_due_ms == 0 || ev.next_due_ms > now_ms) &&
+	    (ev.next_lease_end_ms == 0 || ev.next_lease_end_ms > now_ms))
+		return KV_OK;
 	if ((err = kv_write_tx(k, lease_body, after_commit, &t)) != KV_OK)
 		return err;
 	announce(k, &t.fx);

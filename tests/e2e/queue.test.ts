@@ -381,6 +381,25 @@ plainTest("refusals: 4xx with a one-line reason, and nothing changes", async () 
   assert.ok(twice.text.includes("not held"));
 });
 
+plainTest("queue stats and queue list read the file", async () => {
+  const bin = Deno.env.get("DENOKV_FCGI_BIN") ?? `${new URL("../../src/denokv-fcgi", import.meta.url).pathname}`;
+  const q = await queue();
+  const t = tag("cli");
+  await q.enqueue({ t }, { delay: 600_000, backoffSchedule: [1, 2], keysIfUndelivered: [["cli-dead"]] });
+  const stats = await run([bin, "--sqlite-path", QDB, "queue", "stats"]);
+  assert.equal(stats.code, 0, stats.stderr);
+  const s = Object.fromEntries(stats.stdout.trim().split("\n").map((l) => l.split(" ")));
+  assert.ok(Number(s.delayed) >= 1, stats.stdout);
+  for (const k of ["ready", "running", "expired_leases", "oldest_due_age_ms"]) assert.ok(k in s, `${k} in ${stats.stdout}`);
+  const list = await run([bin, "--sqlite-path", QDB, "queue", "list", "--limit", "1000"]);
+  assert.equal(list.code, 0, list.stderr);
+  const line = list.stdout.split("\n").find((l) => l.includes("[1,2]"));
+  assert.ok(line, list.stdout);
+  assert.match(line!, /^waiting +\S+Z +1 +[0-9a-f-]{36} +\d+ \[1,2\] \[\[2,99,108,105,45,100,101,97,100,0\]\]$/);
+  const bad = await run([bin, "--sqlite-path", QDB, "queue", "frobnicate"]);
+  assert.equal(bad.code, 2, "a usage error exits 2");
+});
+
 plainTest("teardown: the queue instance stops cleanly", async () => {
   if (inst) await stopServer(NAME);
   inst = undefined;
