@@ -69,7 +69,11 @@ async function listen(
       if (until()) q.close();
     }
   }, { waitMs: 2000, ...opts });
-  await withTimeout(done, ms, `listenQueue for ${t}`);
+  try {
+    await withTimeout(done, ms, `listenQueue for ${t}`);
+  } finally {
+    q.close(); // a failed test must not go on taking later tests' messages
+  }
 }
 
 function ser(v: unknown): Uint8Array {
@@ -256,6 +260,66 @@ plainTest("messages enqueued before a restart are delivered after it", async () 
   }, () => got.size === 5);
   assert.equal(got.size, 5);
 });
+
+plainTest("kill -9 of the whole service and its consumer mid-stream: nothing lost", async () => {
+  const i = await up();
+  const t = tag("killall");
+  const raw = await RawClient.open(i.H1_URL);
+  const N = 200;
+  const enqueues = [];
+  for (let n = 0; n < N; n++) enqueues.push({ payload: ser({ t, n }), deadlineMs: Date.now() });
+  assert.equal((await raw.write({ enqueues })).status, 1);
+  // A consumer in its own process, killed with the service.
+  const script = `${RUN_DIR}/queue_consumer.mjs`;
+  await Deno.writeTextFile(script, `
+    import { openQueue } from ${JSON.stringify(new URL("../../clients/queue.mjs", import.meta.url).href)};
+    const q = await openQueue(${JSON.stringify(i.H1_URL)}, { accessToken: ${JSON.stringify(i.TOKEN)} });
+    q.listenQueue(async (v) => {
+      if (v.t !== ${JSON.stringify(t)}) return;
+      await new Promise((r) => setTimeout(r, 5));
+      console.log("done " + v.n);
+    }, { concurrency: 4, leaseMs: 2000 });
+  `);
+  const child = new Deno.Command(DENO, { args: ["run", "-A", "--no-lock", script], stdout: "piped", stderr: "inherit" }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const done = new Set<number>();
+  let buf = "";
+  await withTimeout((async () => {
+    while (done.size < N / 4) {
+      const { value, done: eof } = await reader.read();
+      if (eof) break;
+      buf += value;
+      for (const m of buf.matchAll(/done (\d+)/g)) done.add(Number(m[1]));
+    }
+  })(), 30_000, "the consumer handling a quarter of the messages");
+  const procs = [i.PID, ...(await run(["pgrep", "-P", i.PID])).stdout.trim().split("\n").filter(Boolean)];
+  child.kill("SIGKILL");
+  for (const p of procs) await run(["kill", "-9", p]);
+  await child.status;
+  // What it reported after we stopped counting (it may have finished those).
+  for (;;) {
+    const { value, done: eof } = await reader.read();
+    if (eof) break;
+    buf += value;
+  }
+  for (const m of buf.matchAll(/done (\d+)/g)) done.add(Number(m[1]));
+  inst = undefined;
+  await up();
+  const seen = new Set<number>();
+  const q2 = await queue();
+  const all = () => [...Array(N).keys()].every((n) => done.has(n) || seen.has(n));
+  await listen(q2, t, (v) => {
+    seen.add(v.n as number);
+  }, all, { concurrency: 8, leaseMs: 2000 }, 40_000);
+  assert.ok(all(), "every message was handled by one consumer or the other");
+  let left = "";
+  for (let n = 0; n < 100; n++) {
+    left = await sqlite(QDB, "select (select count(*) from queue) + (select count(*) from queue_running)");
+    if (left === "0") break;
+    await sleep(100);
+  }
+  assert.equal(left, "0", "and finished: nothing left in the queue tables");
+}, 90_000);
 
 plainTest("a long poll survives kill -9 of the worker holding it", async () => {
   const i = await up();

@@ -41,7 +41,11 @@ async function listen(q, t, fn, until, ms = 20_000) {
       if (until()) q.close();
     }
   }, { waitMs: 2000, concurrency: 2 });
-  await withTimeout(done, ms, `listenQueue for ${t}`);
+  try {
+    await withTimeout(done, ms, `listenQueue for ${t}`);
+  } finally {
+    q.close(); // a failed test must not go on taking later tests' messages
+  }
 }
 
 test("@deno/kv connects and enqueues; the module consumes in Node", async () => {
