@@ -1,3 +1,4 @@
+// @ts-self-types="./queue.d.mts"
 // queue.mjs: a client for denokv-fcgi's queue delivery (docs/queues.md).
 //
 // A plain ES module with no dependencies: it needs only fetch and node:v8,
