@@ -253,6 +253,9 @@ export class Queue {
   #abort = new AbortController();
   /** @type {Set<Promise<void>>} */
   #listeners = new Set();
+  /** Outcomes waiting to be sent, and whether a send is under way. */
+  #outcomes = [];
+  #sending = false;
 
   /** @param {{dataUrl: string, queueUrl: string, token: string, databaseId: string, version: number}} c */
   constructor(c) {
@@ -414,10 +417,44 @@ export class Queue {
     await renewing;
     if (lost) return;
     try {
-      await this.#json("finish", { id, success });
+      await this.#finish(id, success);
     } catch (e) {
       // 409/410: the lease ran out first; the message comes again.
       if (!(e instanceof QueueError)) throw e;
+    }
+  }
+
+  /**
+   * Reports one outcome. Outcomes that arrive while a report is on its way
+   * go together in the next one, which the server commits at once: under
+   * load, many messages share one commit; alone, nothing waits.
+   */
+  #finish(id, success) {
+    return new Promise((resolve, reject) => {
+      this.#outcomes.push({ id, success, resolve, reject });
+      if (!this.#sending) this.#sendOutcomes();
+    });
+  }
+
+  async #sendOutcomes() {
+    this.#sending = true;
+    try {
+      while (this.#outcomes.length > 0) {
+        const batch = this.#outcomes.splice(0, 100);
+        try {
+          const out = await this.#json("finish", {
+            results: batch.map(({ id, success }) => ({ id, success })),
+          });
+          out.results.forEach((r, i) => {
+            if (r.status === 200) batch[i].resolve();
+            else batch[i].reject(new QueueError(r.status, r.message));
+          });
+        } catch (e) {
+          for (const b of batch) b.reject(e);
+        }
+      }
+    } finally {
+      this.#sending = false;
     }
   }
 

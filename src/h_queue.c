@@ -62,14 +62,19 @@ enum kv_err
 h_queue_finish(struct request *rq)
 {
 	struct queue_finish_req	 req;
+	size_t			 len = 0;
 	enum kv_err		 err;
 
 	if ((err = queue_decode_finish(rq->body, rq->bodylen, rq->arena,
 	    &req)) != KV_OK)
 		return err;
-	if ((err = kv_queue_finish(rq->srv->db, req.id, req.until,
-	    req.success, kv_now_ms())) != KV_OK)
+	if ((err = kv_queue_finish_many(rq->srv->db, req.o, req.n,
+	    kv_now_ms())) != KV_OK)
 		return err;
+	if (req.batch)
+		return reply_json(rq, queue_encode_finish(req.o, req.n, &len));
+	if (req.o[0].result != KV_OK)
+		return req.o[0].result;
 	(void)http_reply(rq->fcgi, 200, "application/json", "", "{}", 2);
 	return KV_OK;
 }

@@ -242,6 +242,22 @@ enum kv_err	 kv_queue_lease(struct kv_db *, int64_t now_ms, size_t max,
 enum kv_err	 kv_queue_finish(struct kv_db *, const char *id,
 		    int64_t lease_until_ms, int success, int64_t now_ms);
 
+/* One outcome of a batch; result is set by kv_queue_finish_many. */
+struct kv_queue_outcome {
+	const char	*id;
+	int64_t		 lease_until_ms;
+	int		 success;
+	enum kv_err	 result;	/* KV_OK, or why this lease was refused */
+};
+
+/*
+ * Finishes several leases in one transaction (one commit for all). Each
+ * outcome gets its own result, as kv_queue_finish would return it; the
+ * call itself fails only when storage does, and then nothing changed.
+ */
+enum kv_err	 kv_queue_finish_many(struct kv_db *, struct kv_queue_outcome *,
+		    size_t n, int64_t now_ms);
+
 /* Extends a held lease to now_ms + lease_ms; *new_until names it then. */
 enum kv_err	 kv_queue_renew(struct kv_db *, const char *id,
 		    int64_t lease_until_ms, int64_t lease_ms, int64_t now_ms,

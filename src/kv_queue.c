@@ -624,12 +624,11 @@ kv_queue_lease(struct kv_db *k, int64_t now_ms, size_t max, int64_t lease_ms,
 
 /* --- finish, renew, expiry ---------------------------------------------------- */
 
+/* A renewal, or one lease looked up by a finish. */
 struct lease_op {
 	struct queue_effects	 fx;
 	const char		*id;
 	int64_t			 until, now_ms, lease_ms, new_until;
-	int			 success;
-	int			 renew;
 };
 
 /* Is (id, until) a lease that is held now? */
@@ -653,8 +652,9 @@ check_held(struct kv_db *k, const struct lease_op *op)
 	return op->until <= op->now_ms ? KV_ERR_QUEUE_LEASE_EXPIRED : KV_OK;
 }
 
+/* Moves a held lease's end to now + lease_ms, under a new name. */
 static enum kv_err
-lease_op_body(struct kv_db *k, void *arg)
+renew_body(struct kv_db *k, void *arg)
 {
 	struct lease_op	*op = arg;
 	sqlite3_stmt	*st;
@@ -664,43 +664,92 @@ lease_op_body(struct kv_db *k, void *arg)
 	effects_reset(&op->fx);
 	if ((err = check_held(k, op)) != KV_OK)
 		return err;
-	if (op->renew) {
-		op->new_until = op->now_ms + op->lease_ms;
-		if (op->new_until == op->until)
-			op->new_until++;	/* a new name for the new lease */
-		if ((st = stmt(k, QS_RENEW)) == NULL)
-			return KV_ERR_STORAGE;
-		if (sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC) !=
-		    SQLITE_OK ||
-		    sqlite3_bind_int64(st, 2, op->until) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 3, op->new_until) != SQLITE_OK)
-			return bind_err(k);
-		if ((err = run(k, st, &changes)) != KV_OK)
-			return err;
-		return changes == 1 ? KV_OK : KV_ERR_INTERNAL;
-	}
-	if (!op->success)
-		return fail_running(k, op->id, op->until, op->now_ms, &op->fx);
-	if ((st = stmt(k, QS_DEL_RUNNING)) == NULL)
+	op->new_until = op->now_ms + op->lease_ms;
+	if (op->new_until == op->until)
+		op->new_until++;	/* a new name for the new lease */
+	if ((st = stmt(k, QS_RENEW)) == NULL)
 		return KV_ERR_STORAGE;
 	if (sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, op->until) != SQLITE_OK)
+	    sqlite3_bind_int64(st, 2, op->until) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, op->new_until) != SQLITE_OK)
 		return bind_err(k);
 	if ((err = run(k, st, &changes)) != KV_OK)
 		return err;
 	return changes == 1 ? KV_OK : KV_ERR_INTERNAL;
 }
 
+/* Success: the message is done, its row goes. */
 static enum kv_err
-lease_op(struct kv_db *k, struct lease_op *op)
+delete_running(struct kv_db *k, const char *id, int64_t until)
 {
-	struct arena	 a;
+	sqlite3_stmt	*st;
 	enum kv_err	 err;
+	int		 changes;
+
+	if ((st = stmt(k, QS_DEL_RUNNING)) == NULL)
+		return KV_ERR_STORAGE;
+	if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, until) != SQLITE_OK)
+		return bind_err(k);
+	if ((err = run(k, st, &changes)) != KV_OK)
+		return err;
+	return changes == 1 ? KV_OK : KV_ERR_INTERNAL;
+}
+
+struct finish_tx {
+	struct queue_effects	 fx;
+	struct kv_queue_outcome	*o;
+	size_t			 n;
+	int64_t			 now_ms;
+};
+
+/*
+ * Every outcome in one transaction, so a consumer's finishes share one
+ * commit. A lease that is not held is that outcome's refusal and changes
+ * nothing; the others still apply. A storage error undoes them all.
+ */
+static enum kv_err
+finish_body(struct kv_db *k, void *arg)
+{
+	struct finish_tx	*t = arg;
+	enum kv_err		 err;
+
+	effects_reset(&t->fx);
+	for (size_t i = 0; i < t->n; i++) {
+		struct kv_queue_outcome	*o = &t->o[i];
+		struct lease_op		 op = {
+			.id = o->id,
+			.until = o->lease_until_ms,
+			.now_ms = t->now_ms,
+		};
+
+		err = check_held(k, &op);
+		o->result = err;
+		if (err == KV_ERR_QUEUE_LEASE_NOT_HELD ||
+		    err == KV_ERR_QUEUE_LEASE_EXPIRED)
+			continue;
+		if (err == KV_OK)
+			err = o->success ? delete_running(k, o->id,
+			    o->lease_until_ms) : fail_running(k, o->id,
+			    o->lease_until_ms, t->now_ms, &t->fx);
+		if (err != KV_OK)
+			return err;
+	}
+	return KV_OK;
+}
+
+enum kv_err
+kv_queue_finish_many(struct kv_db *k, struct kv_queue_outcome *o, size_t n,
+    int64_t now_ms)
+{
+	struct arena		 a;
+	struct finish_tx	 t = { .o = o, .n = n, .now_ms = now_ms };
+	enum kv_err		 err;
 
 	arena_init(&a, 16 * 1024);
-	op->fx.arena = &a;
-	if ((err = kv_write_tx(k, lease_op_body, after_commit, op)) == KV_OK)
-		announce(k, &op->fx);
+	t.fx.arena = &a;
+	if ((err = kv_write_tx(k, finish_body, after_commit, &t)) == KV_OK)
+		announce(k, &t.fx);
 	arena_fini(&a);
 	return err;
 }
@@ -709,14 +758,16 @@ enum kv_err
 kv_queue_finish(struct kv_db *k, const char *id, int64_t lease_until_ms,
     int success, int64_t now_ms)
 {
-	struct lease_op	 op = {
+	struct kv_queue_outcome	 o = {
 		.id = id,
-		.until = lease_until_ms,
-		.now_ms = now_ms,
+		.lease_until_ms = lease_until_ms,
 		.success = success,
 	};
+	enum kv_err		 err;
 
-	return lease_op(k, &op);
+	if ((err = kv_queue_finish_many(k, &o, 1, now_ms)) != KV_OK)
+		return err;
+	return o.result;
 }
 
 enum kv_err
@@ -728,11 +779,11 @@ kv_queue_renew(struct kv_db *k, const char *id, int64_t lease_until_ms,
 		.until = lease_until_ms,
 		.now_ms = now_ms,
 		.lease_ms = lease_ms,
-		.renew = 1,
 	};
 	enum kv_err	 err;
 
-	if ((err = lease_op(k, &op)) == KV_OK)
+	/* A renewal changes no queue or key: no effects to announce. */
+	if ((err = kv_write_tx(k, renew_body, NULL, &op)) == KV_OK)
 		*new_until = op.new_until;
 	return err;
 }

@@ -99,24 +99,52 @@ queue_decode_lease(const uint8_t *body, size_t len,
 	return KV_OK;
 }
 
+/* {"id": "<lease id>", "success": bool} into one outcome. */
+static enum kv_err
+decode_outcome(json_t *obj, struct arena *a, struct kv_queue_outcome *o)
+{
+	json_error_t	 jerr;
+	const char	*lease_id = NULL;
+	int		 success = 0;
+
+	if (json_unpack_ex(obj, &jerr, JSON_STRICT, "{s:s, s:b}", "id",
+	    &lease_id, "success", &success) != 0)
+		return KV_ERR_QUEUE_REQUEST;
+	o->success = success;
+	o->result = KV_OK;
+	return queue_parse_lease_id(lease_id, a, &o->id, &o->lease_until_ms);
+}
+
 enum kv_err
 queue_decode_finish(const uint8_t *body, size_t len, struct arena *a,
     struct queue_finish_req *r)
 {
 	json_error_t	 jerr;
-	json_t		*doc;
-	const char	*lease_id = NULL;
-	enum kv_err	 err;
-	int		 success = 0, rc;
+	json_t		*doc, *list = NULL, *item;
+	enum kv_err	 err = KV_OK;
+	size_t		 i;
 
 	if ((doc = load(body, len)) == NULL)
 		return KV_ERR_QUEUE_REQUEST;
-	rc = json_unpack_ex(doc, &jerr, JSON_STRICT, "{s:s, s:b}",
-	    "id", &lease_id, "success", &success);
-	err = rc != 0 ? KV_ERR_QUEUE_REQUEST :
-	    queue_parse_lease_id(lease_id, a, &r->id, &r->until);
+	r->batch = json_object_get(doc, "results") != NULL;
+	if (r->batch && (json_unpack_ex(doc, &jerr, JSON_STRICT, "{s:o}",
+	    "results", &list) != 0 || !json_is_array(list) ||
+	    json_array_size(list) < 1 ||
+	    json_array_size(list) > QUEUE_MAX_BATCH)) {
+		json_decref(doc);
+		return KV_ERR_QUEUE_REQUEST;
+	}
+	r->n = r->batch ? json_array_size(list) : 1;
+	if ((r->o = arena_alloc(a, r->n * sizeof(*r->o))) == NULL)
+		err = KV_ERR_NOMEM;
+	else if (!r->batch)
+		err = decode_outcome(doc, a, &r->o[0]);
+	else
+		json_array_foreach(list, i, item) {
+			if ((err = decode_outcome(item, a, &r->o[i])) != KV_OK)
+				break;
+		}
 	json_decref(doc);
-	r->success = success;
 	return err;
 }
 
@@ -224,6 +252,34 @@ queue_encode_lease(const struct kv_queue_msg *m, size_t n, size_t *len)
 		    "dueAt", (json_int_t)m[i].due_ms,
 		    "leaseExpiresAt", (json_int_t)m[i].lease_until_ms);
 		free(payload);
+		ok = item != NULL && json_array_append_new(list, item) == 0;
+	}
+	if (!ok) {
+		json_decref(doc);
+		return NULL;
+	}
+	return dump(doc, len);
+}
+
+char *
+queue_encode_finish(const struct kv_queue_outcome *o, size_t n, size_t *len)
+{
+	json_t	*doc, *list, *item;
+	int	 ok = 1;
+
+	if ((doc = json_object()) == NULL ||
+	    (list = json_array()) == NULL ||
+	    json_object_set_new(doc, "results", list) != 0) {
+		json_decref(doc);
+		return NULL;
+	}
+	for (size_t i = 0; i < n && ok; i++) {
+		if (o[i].result == KV_OK)
+			item = json_pack("{s:i}", "status", 200);
+		else
+			item = json_pack("{s:i, s:s}", "status",
+			    kv_err_status(o[i].result), "message",
+			    kv_err_message(o[i].result));
 		ok = item != NULL && json_array_append_new(list, item) == 0;
 	}
 	if (!ok) {

@@ -33,10 +33,14 @@ struct queue_lease_req {
 	int64_t		 lease_ms;
 };
 
+/*
+ * One outcome ({"id", "success"}) or a batch ({"results": [...]}, at most
+ * QUEUE_MAX_BATCH), finished in one transaction and answered per outcome.
+ */
 struct queue_finish_req {
-	const char	*id;		/* message id */
-	int64_t		 until;		/* lease end */
-	int		 success;
+	struct kv_queue_outcome	*o;	/* in the arena */
+	size_t			 n;
+	int			 batch;
 };
 
 struct queue_renew_req {
@@ -54,6 +58,9 @@ enum kv_err	queue_decode_renew(const uint8_t *body, size_t len,
 
 /* {"messages":[...]} for n leased messages; NULL when out of memory. */
 char		*queue_encode_lease(const struct kv_queue_msg *, size_t n,
+		    size_t *len);
+/* {"results":[{"status":200}, {"status":409,"message":"..."}, ...]} */
+char		*queue_encode_finish(const struct kv_queue_outcome *, size_t n,
 		    size_t *len);
 /* {"id":"<lease id>","leaseExpiresAt":until} */
 char		*queue_encode_renew(const char *id, int64_t until, size_t *len);

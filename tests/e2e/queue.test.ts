@@ -420,6 +420,11 @@ plainTest("refusals: 4xx with a one-line reason, and nothing changes", async () 
     ["finish: wrong database", "finish", { id: lease!.id, success: true }, { "x-denokv-database-id": "00000000-0000-4000-8000-000000000000" }, 400, /database id/],
     ["finish: bad token", "finish", { id: lease!.id, success: true }, { authorization: "Bearer wrong-token-123" }, 401, /token/],
     ["renew: bad id", "renew", { id: "x:y" }, {}, 400, /Invalid queue lease id/],
+    ["finish batch: empty", "finish", { results: [] }, {}, 400, /Invalid queue request/],
+    ["finish batch: one malformed id refuses all", "finish",
+      { results: [{ id: lease!.id, success: true }, { id: "bad", success: true }] }, {}, 400, /Invalid queue lease id/],
+    ["finish batch: mixed with a single form", "finish",
+      { results: [{ id: lease!.id, success: true }], id: lease!.id }, {}, 400, /Invalid queue request/],
   ];
   for (const [what, path, body, over, status, reason] of cases) {
     const r = await post(path, body, over);
@@ -448,7 +453,15 @@ plainTest("refusals: 4xx with a one-line reason, and nothing changes", async () 
   }
   assert.ok(again, "redelivered after the lease ran out");
   assert.equal(again!.attempt, 2);
-  assert.equal((await post("finish", { id: again!.id, success: true })).status, 200);
+  // A batch: each outcome answered on its own, in one commit.
+  const batch = await post("finish", {
+    results: [{ id: again!.id, success: true }, { id: again!.id, success: true }],
+  });
+  assert.equal(batch.status, 200, batch.text);
+  const res = JSON.parse(batch.text).results;
+  assert.equal(res[0].status, 200);
+  assert.equal(res[1].status, 409, "the second finish of one lease is refused");
+  assert.match(res[1].message, /not held/);
   const twice = await post("finish", { id: again!.id, success: true });
   assert.equal(twice.status, 409, `double finish: ${twice.text}`);
   assert.ok(twice.text.includes("not held"));

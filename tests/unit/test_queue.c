@@ -449,6 +449,48 @@ test_deno_rows_and_events(void)
 }
 
 static void
+test_finish_many(void)
+{
+	struct kv_queue_msg	 m[3];
+	struct kv_queue_outcome	 o[4];
+	struct kv_db		*db;
+	sqlite3			*raw;
+
+	if ((db = open_db("many.sqlite3", 0, &raw)) == NULL) {
+		T_OK(0, "open many.sqlite3");
+		return;
+	}
+	enqueue(db, "m0", NOW, NULL, 0, NULL, 0);
+	enqueue(db, "m1", NOW + 1, NULL, 0, NULL, 0);
+	enqueue(db, "m2", NOW + 2, NULL, 0, NULL, 0);
+	if (lease(db, NOW + 5, 3, m) != 3) {
+		T_OK(0, "lease three");
+		goto out;
+	}
+	o[0] = (struct kv_queue_outcome){ m[0].id, m[0].lease_until_ms, 1, 0 };
+	o[1] = (struct kv_queue_outcome){ m[1].id, m[1].lease_until_ms + 7, 1,
+	    0 };
+	o[2] = (struct kv_queue_outcome){ m[2].id, m[2].lease_until_ms, 0, 0 };
+	o[3] = o[0];	/* the same lease twice in one batch */
+	reset_hooks();
+	T_EQ(kv_queue_finish_many(db, o, 4, NOW + 10), KV_OK,
+	    "a batch of four outcomes");
+	T_EQ(o[0].result, KV_OK, "held, success: done");
+	T_EQ(o[1].result, KV_ERR_QUEUE_LEASE_NOT_HELD, "wrong lease: refused");
+	T_EQ(o[2].result, KV_OK, "held, failure: done");
+	T_EQ(o[3].result, KV_ERR_QUEUE_LEASE_NOT_HELD,
+	    "the same lease again in the batch: not held any more");
+	T_EQ(sql_int(raw, "select count(*) from queue_running"), 1,
+	    "only the refused one is still leased");
+	T_EQ(sql_int(raw, "select ts from queue"), NOW + 10 + 100,
+	    "the failed one waits for its first retry");
+	T_EQ(n_queued, 1, "consumers are told once");
+out:
+	sqlite3_close(raw);
+	kv_close(db);
+}
+
+static void
 test_read_only(void)
 {
 	struct kv_queue_msg	 m[1];
@@ -486,6 +528,7 @@ main(void)
 	test_retry_schedule();
 	test_dead_letter();
 	test_deno_rows_and_events();
+	test_finish_many();
 	test_read_only();
 	arena_fini(&A);
 	remove_tmpdir();
