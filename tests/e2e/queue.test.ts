@@ -348,6 +348,60 @@ plainTest("a long poll survives kill -9 of the worker holding it", async () => {
   assert.equal(got, 1);
 });
 
+plainTest("idle long polls hold no worker, and the next enqueue answers one", async () => {
+  const i = await up(); // two workers
+  const raw = await RawClient.open(i.H1_URL);
+  const headers = raw.headers({ "content-type": "application/json" });
+  const ac = new AbortController();
+  const polls = [];
+  for (let n = 0; n < 12; n++) {
+    polls.push(fetch(`${raw.dataUrl}/queue/lease`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ waitMs: 30000, max: 1 }),
+      signal: ac.signal,
+    }).then((r) => r.json()).catch(() => null));
+  }
+  await sleep(500);
+  const kv = await Deno.openKv(i.H2C_URL);
+  try {
+    const t0 = Date.now();
+    await withTimeout(kv.get(["q-free"]), 5000, "a read while 12 polls are parked on 2 workers");
+    assert.ok(Date.now() - t0 < 5000);
+  } finally {
+    kv.close();
+  }
+  const t = tag("parked");
+  await (await queue()).enqueue({ t });
+  const first = await withTimeout(Promise.race(polls), 10_000, "a parked poll answered");
+  assert.equal(first?.messages?.length, 1, JSON.stringify(first));
+  ac.abort();
+  await Promise.all(polls);
+  // Finish it (it is the parked poll's, whoever got it).
+  const m = first.messages[0];
+  assert.equal((await raw.post("queue/finish", JSON.stringify({ id: m.id, success: true }), { "content-type": "application/json" })).status, 200);
+});
+
+plainTest("an enqueue through another server on the same file reaches a parked poll", async () => {
+  await up();
+  const other = await startServer("q2", { DB: QDB });
+  try {
+    const q = await queue();
+    const t = tag("foreign");
+    let got: unknown;
+    const done = listen(q, t, (v) => {
+      got = v.via;
+    }, () => got !== undefined, { waitMs: 30000 });
+    await sleep(300);
+    const q2 = await openQueue(other.H1_URL, { accessToken: other.TOKEN });
+    await q2.enqueue({ t, via: "q2" });
+    await done;
+    assert.equal(got, "q2");
+  } finally {
+    await stopServer("q2");
+  }
+});
+
 plainTest("file compatibility with the Deno CLI's local queue, both ways", async () => {
   const file = `${RUN_DIR}/queue-compat.sqlite`;
   const t = tag("compat");
