@@ -23,7 +23,7 @@ export interface ListenOptions {
   concurrency?: number;
   /** How long a message is held; renewed at a third of it while the handler runs (default 30000). */
   leaseMs?: number;
-  /** Long-poll wait per request, up to 60000 (default 30000). */
+  /** Long-poll wait per request (default 30000; the server waits at most 60000). */
   waitMs?: number;
 }
 

@@ -89,12 +89,12 @@ queue_decode_lease(const uint8_t *body, size_t len,
 	rc = json_unpack_ex(doc, &jerr, JSON_STRICT, "{s?I, s?I, s?I}",
 	    "max", &max, "waitMs", &wait, "leaseMs", &lease);
 	json_decref(doc);
-	if (rc != 0 || !in_range(max, 1, QUEUE_MAX_BATCH) ||
-	    !in_range(wait, 0, QUEUE_MAX_WAIT_MS) ||
+	if (rc != 0 || !in_range(max, 1, QUEUE_MAX_BATCH) || wait < 0 ||
 	    !in_range(lease, QUEUE_MIN_LEASE_MS, QUEUE_MAX_LEASE_MS))
 		return KV_ERR_QUEUE_REQUEST;
 	r->max = (size_t)max;
-	r->wait_ms = wait;
+	/* The server caps the wait: a longer one is not an error. */
+	r->wait_ms = wait > QUEUE_MAX_WAIT_MS ? QUEUE_MAX_WAIT_MS : wait;
 	r->lease_ms = lease;
 	return KV_OK;
 }
