@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -709,6 +710,20 @@ poll_answer(struct watch_hub *h, struct queue_poll *p,
 }
 
 /*
+ * Whether a poll's client has gone (its proxy closed the connection) and
+ * the hub has not handled the event yet. Leasing for it would hold its
+ * messages until their lease ran out and cost each a retry.
+ */
+static int
+poll_gone(const struct queue_poll *p)
+{
+	struct pollfd	 pfd = { .fd = p->stream->fd, .events = POLLRDHUP };
+
+	return poll(&pfd, 1, 0) > 0 &&
+	    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/*
  * Leases for the waiting polls, oldest first, while messages are due; then
  * learns from the queue tables when to look again. A read comes first, so
  * hubs woken for nothing due do not queue for the write lock.
@@ -735,6 +750,10 @@ serve_polls(struct watch_hub *h)
 		if ((ev.next_due_ms == 0 || ev.next_due_ms > now) &&
 		    (ev.next_lease_end_ms == 0 || ev.next_lease_end_ms > now))
 			break;
+		if (poll_gone(h->polls)) {
+			drop(h, h->polls->stream);
+			continue;
+		}
 		arena_reset(&h->arena);
 		msgs = arena_alloc(&h->arena, h->polls->max * sizeof(*msgs));
 		if (msgs == NULL) {
