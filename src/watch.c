@@ -605,15 +605,20 @@ enforce_out_budget(struct watch_hub *h)
 		for (size_t i = 1; i < h->n_streams; i++)
 			if (h->streams[i]->out_len > worst->out_len)
 				worst = h->streams[i];
-		if (worst->out_len == 0)
-			break;	/* only buffers being reused are left */
+		if (worst->out_len == 0) {
+			/* Only empty buffers kept for reuse are left. */
+			for (size_t i = 0; i < h->n_streams; i++)
+				out_release(h, h->streams[i]);
+			break;
+		}
 		freed += worst->out_cap;
 		dropped++;
 		drop(h, worst);
 	}
-	log_warnx("watch output over its budget of %zu bytes: dropped the %zu"
-	    " slowest streams (%zu bytes); their clients will reconnect",
-	    h->out_budget, dropped, freed);
+	if (dropped > 0)
+		log_warnx("watch output over its budget of %zu bytes: dropped"
+		    " the %zu slowest streams (%zu bytes); their clients will"
+		    " reconnect", h->out_budget, dropped, freed);
 }
 
 static int

@@ -82,6 +82,7 @@ class History {
 }
 
 interface Frame {
+  at: number; // Date.now() on arrival
   vs: Vs[];
   values: unknown[];
 }
@@ -102,7 +103,7 @@ class Watcher {
       for (;;) {
         const r = await this.#reader.read();
         if (r.done) break;
-        this.frames.push({ vs: r.value.map((e) => e.versionstamp), values: r.value.map((e) => e.value) });
+        this.frames.push({ at: Date.now(), vs: r.value.map((e) => e.versionstamp), values: r.value.map((e) => e.value) });
       }
     } catch (e) {
       this.error = e;
@@ -281,8 +282,9 @@ stormTest("a foreign commit followed by local commits reaches every watch", asyn
   }
   const want = await finalValues(local, prefix, ["a", "b"]);
   assert.equal(want.get("a"), "a-foreign");
-  const took = await converge(ws, want, "foreign commit then local commits");
-  note(`every watch had the foreign change ${Date.now() - t0} ms after it (${took} ms after the last local commit)`);
+  await converge(ws, want, "foreign commit then local commits");
+  const seen = ws.map((w) => w.frames.find((f) => f.values[0] === "a-foreign")!.at - t0);
+  note(`every watch had the foreign change at most ${Math.max(...seen)} ms after it, with local commits every 20 ms`);
   checkFrames(ws, h);
   await Promise.all(ws.map((w) => w.cancel()));
 });
@@ -297,7 +299,7 @@ stormTest("a hub paused past a burst larger than the change ring misses nothing"
   await h.commit(kv, prefix, new Map([["c", "c0"]]));
   const ws = await openWatches([{ via: "nginx", kv }, { via: "caddy", kv: viaCaddy }], prefix, [["c"]], 12);
   const master = Number(s.storm.PID);
-  const busy = [...streamsPerWorker(master)].filter(([, n]) => n > 0).map(([p]) => p);
+  const busy = [...streamsPerWorker(master)].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).map(([p]) => p);
   assert.ok(busy.length >= 2, `watches spread over the workers: ${JSON.stringify([...streamsPerWorker(master)])}`);
   const paused = busy[0];
   const filler = Array.from({ length: BURST_KEYS }, (_, i) => `f${i}`);
@@ -341,26 +343,43 @@ stormTest("write storm: every watch sees every key's final value, in order, one 
       await sleep(Math.random() * 15);
     }
   };
-  const disturb = async () => {
+  // A burst larger than the ring while a hub is stopped. If the stopped
+  // worker happens to hold the write turn, the burst waits for it: it is
+  // continued after a few seconds whatever happened.
+  const pauseDuringBurst = async () => {
     await sleep(300);
-    const [paused, killed] = workerPids(master);
+    const paused = [...streamsPerWorker(master)].sort((a, b) => b[1] - a[1])[0][0];
     const filler = Array.from({ length: BURST_KEYS }, (_, i) => `f${i}`);
     Deno.kill(paused, "SIGSTOP");
+    let burst: Promise<void> = Promise.resolve();
     try {
-      for (let i = 0; i < BURST_COMMITS; i++) {
-        await h.commit(kvNginx, prefix, new Map(i % 6 === 0 ? [[pick(names), `burst-${i}`]] : []), filler);
-      }
+      burst = (async () => {
+        for (let i = 0; i < BURST_COMMITS; i++) {
+          await h.commit(kvNginx, prefix, new Map(i % 6 === 0 ? [[pick(names), `burst-${i}`]] : []), filler);
+        }
+      })();
+      await Promise.race([burst.catch(() => {}), sleep(5000)]);
     } finally {
       Deno.kill(paused, "SIGCONT");
     }
-    await sleep(200);
-    Deno.kill(killed, "SIGKILL");
+    await burst;
   };
   await Promise.all([
-    writer(kvNginx, "nginx", 60),
-    writer(kvCaddy, "caddy", 60),
-    writer(kvOther, "other", 60),
-    disturb(),
+    writer(kvNginx, "nginx", 40),
+    writer(kvCaddy, "caddy", 40),
+    writer(kvOther, "other", 40),
+    pauseDuringBurst(),
+  ]);
+  // A worker killed with its watch streams open (between writes: a write
+  // cut off after its COMMIT would be retried by the client, and its first
+  // versionstamp would be missing from the log). Writes go on while it is
+  // replaced and its watches reconnect.
+  const killed = pick(workerPids(master));
+  Deno.kill(killed, "SIGKILL");
+  await Promise.all([
+    writer(kvNginx, "nginx2", 20),
+    writer(kvCaddy, "caddy2", 20),
+    writer(kvOther, "other2", 20),
   ]);
   // The last word: another writer on the file, then this server at once.
   await h.commit(kvOther, prefix, new Map([["k0", "final-foreign"]]));
@@ -369,7 +388,8 @@ stormTest("write storm: every watch sees every key's final value, in order, one 
   const took = await converge(ws, want, "storm");
   const frames = checkFrames(ws, h);
   note(`${ws.length} watches, ${h.commits.length} commits, ${frames} frames checked; converged ${took} ms after the last commit`);
-  for (const t0 = Date.now(); workerPids(master).length !== 3 && Date.now() - t0 < DEADLINE_MS;) await sleep(50);
-  assert.equal(workerPids(master).length, 3, "the killed worker was replaced");
+  const replaced = () => workerPids(master).length === 3 && !workerPids(master).includes(killed);
+  for (const t0 = Date.now(); !replaced() && Date.now() - t0 < DEADLINE_MS;) await sleep(50);
+  assert.ok(replaced(), `the killed worker ${killed} was replaced: ${workerPids(master)}`);
   await Promise.all(ws.map((w) => w.cancel()));
 }, 180_000);

@@ -4,7 +4,8 @@
  * strictly in arrival order; a holder and a waiter killed with SIGKILL
  * and reaped without wedging the line; the change ring and slots telling
  * a reader about every changed key, also past a lapped ring and when keys
- * share a slot; the record of local data versions finding every commit
+ * share a slot, and past a writer that died in the middle of a ring entry;
+ * the record of local data versions finding every commit
  * that did not come through this segment, however many local commits
  * follow it, and costing nothing for writes that set no key; the process
  * slot limit. Waits are deadlines of seconds, never expectations of speed.
@@ -328,6 +329,91 @@ test_ring(void)
 	free(learned);
 }
 
+/*
+ * A writer that dies between reserving a ring entry and writing it leaves
+ * a hole a reader woken by commits alone would wait at for ever. To die at
+ * exactly that point, the writer's own mapping of the entry's page is made
+ * read-only: its slot store and reservation succeed, the entry store
+ * faults. The entry is found by its layout ({ u64 pos + 1, u32 slot }).
+ */
+static void
+die_writing_entry(int sig)
+{
+	(void)sig;
+	_exit(99);
+}
+
+static uint8_t *
+find_ring_entry0(struct shm_segment *seg, uint32_t marker)
+{
+	uint8_t		*base = (uint8_t *)seg;
+	uint64_t	 size, one = 1;
+
+	memcpy(&size, base + 8, sizeof(size));	/* header: magic, version, size */
+	for (uint64_t off = 0; off + 12 <= size; off += 8) {
+		uint32_t	 slot;
+
+		memcpy(&slot, base + off + 8, sizeof(slot));
+		if (memcmp(base + off, &one, 8) == 0 && slot == marker)
+			return base + off;
+	}
+	return NULL;
+}
+
+static void
+test_writer_dies_mid_entry(void)
+{
+	enum { POS = 8000, MARKER = 54321 };
+	struct shm_segment	*seg = shm_create();
+	struct shm_cursor	 c;
+	uint8_t			*entry0;
+	uint32_t		 slot, victim = slot_of("victim");
+	long			 page = sysconf(_SC_PAGESIZE);
+	pid_t			 pid;
+	int			 st, r, first, second;
+
+	if (seg == NULL) {
+		T_OK(0, "segment mapped");
+		return;
+	}
+	shm_mark_changed(seg, MARKER, 1);	/* ring entry 0 */
+	entry0 = find_ring_entry0(seg, MARKER);
+	T_OK(entry0 != NULL, "the change ring's first entry is found");
+	if (entry0 == NULL)
+		return;
+	for (int i = 1; i < POS; i++)
+		shm_mark_changed(seg, MARKER, 1);
+	shm_cursor_init(seg, &c);	/* a reader at entry POS */
+	if ((pid = fork()) == 0) {
+		uintptr_t	 e = (uintptr_t)(entry0 + (size_t)POS * 16);
+
+		signal(SIGSEGV, die_writing_entry);
+		signal(SIGBUS, die_writing_entry);
+		if (mprotect((void *)(e - e % (uintptr_t)page), (size_t)page,
+		    PROT_READ) != 0)
+			_exit(3);
+		shm_mark_changed(seg, victim, 5);
+		_exit(0);	/* not reached */
+	}
+	waitpid(pid, &st, 0);
+	T_OK((WIFEXITED(st) && WEXITSTATUS(st) == 99) ||
+	    (WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV),
+	    "a writer died between reserving its ring entry and writing it");
+	T_EQ(shm_slot_version(seg, victim), 5, "its slot was raised first");
+	shm_mark_changed(seg, MARKER, 6);	/* a later commit, entry POS + 1 */
+	r = shm_changes_next(seg, &c, 0, &slot);
+	T_EQ(r, 0, "woken by commits, the reader waits at the hole for its"
+	    " writer");
+	first = shm_changes_next(seg, &c, 1, &slot);
+	second = shm_changes_next(seg, &c, 1, &slot);
+	T_OK(first == 0 && second == -1, "the periodic look notes the hole,"
+	    " and skips it the next time (compare all slots)");
+	T_OK(shm_changes_next(seg, &c, 0, &slot) == 1 && slot == MARKER,
+	    "then the entries after the hole are read again");
+	T_EQ(shm_changes_next(seg, &c, 0, &slot), 0, "up to date");
+	shm_destroy(seg);
+}
+
 static void
 test_shared_slot(void)
 {
@@ -540,6 +626,7 @@ main(void)
 	test_dead_holder_and_waiter();
 	test_ring();
 	test_shared_slot();
+	test_writer_dies_mid_entry();
 	test_proc_limit();
 	test_foreign_versions();
 	remove_tmpdir();
