@@ -209,6 +209,33 @@ plainTest("a consumer killed mid-message: the message comes again after its leas
   assert.ok(again!.at - killedAt >= 500, "not before the lease ran out");
 });
 
+plainTest("a handler running past its lease keeps the message: the lease is renewed", async () => {
+  const t = tag("renew");
+  const qa = await queue(), qb = await queue();
+  await qa.enqueue({ t });
+  const deliveries: string[] = [];
+  let finishedAt = 0;
+  const stop = () => {
+    qa.close();
+    qb.close();
+  };
+  const handler = (who: string) => async (v: Record<string, unknown>) => {
+    if (v?.t !== t) return;
+    deliveries.push(who);
+    await sleep(3500); // more than twice the 1.5 s lease
+    finishedAt = Date.now();
+  };
+  const opts = { leaseMs: 1500, waitMs: 1000 };
+  const all = Promise.all([qa.listenQueue(handler("a"), opts), qb.listenQueue(handler("b"), opts)]);
+  while (finishedAt === 0) await sleep(50);
+  await sleep(2500); // a lost lease would have come back by now
+  stop();
+  await withTimeout(all, 10_000, "both consumers closing");
+  assert.equal(deliveries.length, 1, `delivered to ${deliveries.join(", ")}`);
+  const left = await sqlite(QDB, "select (select count(*) from queue) + (select count(*) from queue_running)");
+  assert.equal(left, "0", "finished once its handler returned");
+});
+
 plainTest("two consumers never hold one message at once (2000 messages)", async () => {
   const i = await up();
   const t = tag("exclusive");
