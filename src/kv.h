@@ -258,7 +258,10 @@ struct kv_queue_outcome {
 enum kv_err	 kv_queue_finish_many(struct kv_db *, struct kv_queue_outcome *,
 		    size_t n, int64_t now_ms);
 
-/* Extends a held lease to now_ms + lease_ms; *new_until names it then. */
+/*
+ * Extends a held lease to now_ms + lease_ms (never earlier than it ended
+ * before, so names stay unique); *new_until names it then.
+ */
 enum kv_err	 kv_queue_renew(struct kv_db *, const char *id,
 		    int64_t lease_until_ms, int64_t lease_ms, int64_t now_ms,
 		    int64_t *new_until);

@@ -8,8 +8,8 @@
  * letter deletes it, each inside one write transaction. A message is so
  * always in exactly one place, and a lease is named by (id, deadline):
  * the row it created. A later lease of the same message always ends later
- * (it starts after this one ran out), so an old name never matches a new
- * lease.
+ * (it starts after this one ran out, and a renewal never shortens one), so
+ * an old name never matches a new lease.
  *
  * The column formats are those of denokv and the Deno CLI: ts and
  * deadline in milliseconds since the epoch, backoff_schedule the JSON
@@ -664,9 +664,13 @@ renew_body(struct kv_db *k, void *arg)
 	effects_reset(&op->fx);
 	if ((err = check_held(k, op)) != KV_OK)
 		return err;
+	/*
+	 * Never earlier than the lease it replaces: a message's lease ends
+	 * only ever grow, so no later lease can take an old lease's name.
+	 */
 	op->new_until = op->now_ms + op->lease_ms;
-	if (op->new_until == op->until)
-		op->new_until++;	/* a new name for the new lease */
+	if (op->new_until <= op->until)
+		op->new_until = op->until + 1;
 	if ((st = stmt(k, QS_RENEW)) == NULL)
 		return KV_ERR_STORAGE;
 	if (sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC) != SQLITE_OK ||

@@ -280,6 +280,13 @@ test_finish_and_renew(void)
 	T_EQ(renewed, NOW + 10 + 60000, "new lease end is now + leaseMs");
 	T_EQ(kv_queue_finish(db, m[1].id, m[1].lease_until_ms, 1, NOW + 11),
 	    KV_ERR_QUEUE_LEASE_NOT_HELD, "the old lease name is dead");
+	until = renewed;
+	T_EQ(kv_queue_renew(db, m[1].id, until, 1000, NOW + 12, &renewed),
+	    KV_OK, "renew with a shorter lease");
+	T_EQ(renewed, until + 1, "never ends earlier than before");
+	T_EQ(kv_queue_renew(db, m[1].id, until, 1000, NOW + 13, &renewed),
+	    KV_ERR_QUEUE_LEASE_NOT_HELD, "and the name before it is dead");
+	renewed = until + 1;
 	T_EQ(kv_queue_finish(db, m[1].id, renewed, 1, NOW + LEASE + 100),
 	    KV_OK, "the new one finishes past the old lease end");
 out:
