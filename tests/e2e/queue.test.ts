@@ -515,25 +515,35 @@ plainTest("refusals: 4xx with a one-line reason, and nothing changes", async () 
   }
   assert.equal(await sqlite(QDB, "select count(*) || '/' || group_concat(deadline) from queue_running"), before,
     "no refusal changed queue_running");
-  // Renew gives a new name; the old one is then refused.
+  // Renew gives a new name; the old one is then refused. A shorter lease
+  // does not shorten it.
   const rn = await post("renew", { id: lease!.id, leaseMs: 1000 });
   assert.equal(rn.status, 200, rn.text);
   const renewed = JSON.parse(rn.text);
+  assert.equal(renewed.leaseExpiresAt, lease!.leaseExpiresAt + 1);
   const old = await post("finish", { id: lease!.id, success: true });
   assert.equal(old.status, 409, `finish with the id before renewal: ${old.text}`);
-  // Expired: 410, and the message is not finished by it.
-  await sleep(Math.max(0, renewed.leaseExpiresAt - Date.now()) + 200);
-  const exp = await post("finish", { id: renewed.id, success: true });
+  // A failure: it comes back (attempt 2), this time on a short lease.
+  assert.equal((await post("finish", { id: renewed.id, success: false })).status, 200);
+  const takeOne = async (leaseMs: number) => {
+    for (let n = 0; n < 100; n++) {
+      const r = await post("lease", { max: 1, waitMs: 1000, leaseMs });
+      const m = JSON.parse(r.text).messages[0];
+      if (m) return m as { id: string; attempt: number; leaseExpiresAt: number };
+    }
+    return undefined;
+  };
+  const short = await takeOne(1000);
+  assert.ok(short, "redelivered after a failure");
+  assert.equal(short!.attempt, 2);
+  // Expired: 410 (or 409 once it was returned), and not finished by it.
+  await sleep(Math.max(0, short!.leaseExpiresAt - Date.now()) + 200);
+  const exp = await post("finish", { id: short!.id, success: true });
   assert.ok(exp.status === 410 || exp.status === 409, `finish after the lease ended: ${exp.status} ${exp.text}`);
-  // The message comes back (attempt 2) and a finish then works once.
-  let again: { id: string; attempt: number } | undefined;
-  for (let n = 0; n < 100 && !again; n++) {
-    const r = await post("lease", { max: 1, waitMs: 1000 });
-    const m = JSON.parse(r.text).messages[0];
-    if (m) again = m;
-  }
+  // The message comes back (attempt 3) and a finish then works once.
+  const again = await takeOne(30000);
   assert.ok(again, "redelivered after the lease ran out");
-  assert.equal(again!.attempt, 2);
+  assert.equal(again!.attempt, 3);
   // A batch: each outcome answered on its own, in one commit.
   const batch = await post("finish", {
     results: [{ id: again!.id, success: true }, { id: again!.id, success: true }],
