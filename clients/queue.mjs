@@ -403,7 +403,7 @@ export class Queue {
           if (e instanceof QueueError && e.status < 500) lost = true;
         }
       });
-    }, Math.max(1000, Math.floor(leaseMs / 3)));
+    }, Math.floor(leaseMs / 3));
     let success = false;
     try {
       const value = deserialize(fromBase64(m.payload));
