@@ -72,7 +72,7 @@ struct watch_stream;
 /* A parked queue long poll; its stream has no keys. */
 struct queue_poll {
 	struct watch_stream	*stream;
-	struct queue_poll	*prev, *next;	/* waiting, oldest first */
+	struct queue_poll	*prev, *next;	/* on its list, oldest first */
 	size_t			 max;
 	int64_t			 lease_ms;
 	int64_t			 until_mono;	/* answered empty then */
@@ -154,7 +154,13 @@ struct watch_hub {
 	int			 queue_fd;	/* eventfd */
 	pthread_t		 queue_waiter;
 	int			 queue_waiter_started;
-	struct queue_poll	*polls, *polls_tail;
+	/*
+	 * Polls waiting for messages, oldest first (h->polls), and polls
+	 * answered whose answer is still being written (h->sending).
+	 */
+	struct poll_list {
+		struct queue_poll	*head, *tail;
+	}			 polls, sending;
 	atomic_size_t		 n_polls;
 	int64_t			 queue_next_wall;	/* 0: nothing known */
 	int64_t			 queue_retry_mono;	/* after a failure */
@@ -660,21 +666,51 @@ add_stream(struct watch_hub *h, struct watch_stream *s)
 /* --- queue long polls ------------------------------------------------------- */
 
 static void
-poll_unlink(struct watch_hub *h, struct queue_poll *p)
+poll_list_remove(struct poll_list *l, struct queue_poll *p)
 {
-	if (p->answered)
-		return;		/* already off the waiting list */
 	if (p->prev != NULL)
 		p->prev->next = p->next;
 	else
-		h->polls = p->next;
+		l->head = p->next;
 	if (p->next != NULL)
 		p->next->prev = p->prev;
 	else
-		h->polls_tail = p->prev;
+		l->tail = p->prev;
 	p->prev = p->next = NULL;
-	p->answered = 1;
+}
+
+static void
+poll_list_append(struct poll_list *l, struct queue_poll *p)
+{
+	p->next = NULL;
+	p->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = p;
+	else
+		l->head = p;
+	l->tail = p;
+}
+
+/* Takes a dropped poll off whichever list holds it. */
+static void
+poll_unlink(struct watch_hub *h, struct queue_poll *p)
+{
+	if (p->answered) {
+		poll_list_remove(&h->sending, p);
+		return;
+	}
+	poll_list_remove(&h->polls, p);
 	atomic_fetch_sub(&h->n_polls, 1);
+}
+
+/* A waiting poll gets its answer: it moves to the sending list. */
+static void
+poll_mark_answered(struct watch_hub *h, struct queue_poll *p)
+{
+	poll_list_remove(&h->polls, p);
+	atomic_fetch_sub(&h->n_polls, 1);
+	p->answered = 1;
+	poll_list_append(&h->sending, p);
 }
 
 /* A poll whose answer has been written completely is done. */
@@ -698,7 +734,7 @@ poll_answer(struct watch_hub *h, struct queue_poll *p,
 	size_t			 len = 0;
 	char			*body;
 
-	poll_unlink(h, p);
+	poll_mark_answered(h, p);
 	body = queue_encode_lease(m, n, &len);
 	if (body == NULL || queue_stdout(h, s, (const uint8_t *)body, len) !=
 	    0 || queue_end_request(h, s) != 0 || flush_out(h, s) != 0) {
@@ -745,34 +781,34 @@ serve_polls(struct watch_hub *h)
 
 	h->queue_next_wall = 0;
 	h->queue_retry_mono = 0;
-	if (h->polls == NULL || h->qdb == NULL)
+	if (h->polls.head == NULL || h->qdb == NULL)
 		return;
 	(void)kv_current_version(h->qdb, &h->queue_version);
-	while (h->polls != NULL) {
+	while (h->polls.head != NULL) {
 		if ((err = kv_queue_next_events(h->qdb, &ev)) != KV_OK)
 			break;
 		now = kv_now_ms();
 		if ((ev.next_due_ms == 0 || ev.next_due_ms > now) &&
 		    (ev.next_lease_end_ms == 0 || ev.next_lease_end_ms > now))
 			break;
-		if (poll_gone(h->polls)) {
-			drop(h, h->polls->stream);
+		if (poll_gone(h->polls.head)) {
+			drop(h, h->polls.head->stream);
 			continue;
 		}
 		arena_reset(&h->arena);
-		msgs = arena_alloc(&h->arena, h->polls->max * sizeof(*msgs));
+		msgs = arena_alloc(&h->arena, h->polls.head->max * sizeof(*msgs));
 		if (msgs == NULL) {
 			err = KV_ERR_NOMEM;
 			break;
 		}
-		if ((err = kv_queue_lease(h->qdb, now, h->polls->max,
-		    h->polls->lease_ms, &h->arena, msgs, &n)) != KV_OK)
+		if ((err = kv_queue_lease(h->qdb, now, h->polls.head->max,
+		    h->polls.head->lease_ms, &h->arena, msgs, &n)) != KV_OK)
 			break;
 		if (n == 0 && empty++ == 0)
 			continue;	/* returned leases only: look again */
 		if (n == 0)
 			break;		/* due rows it cannot lease */
-		poll_answer(h, h->polls, msgs, n);
+		poll_answer(h, h->polls.head, msgs, n);
 	}
 	if (err != KV_OK) {
 		/* Busy or failing: the polls wait, and we try again soon. */
@@ -781,7 +817,7 @@ serve_polls(struct watch_hub *h)
 		h->queue_retry_mono = mono_ms() + 100;
 		return;
 	}
-	if (h->polls == NULL)
+	if (h->polls.head == NULL)
 		return;
 	h->queue_next_wall = ev.next_due_ms;
 	if (ev.next_lease_end_ms != 0 && (h->queue_next_wall == 0 ||
@@ -799,7 +835,7 @@ expire_polls(struct watch_hub *h)
 	int64_t			 now = mono_ms();
 	struct queue_poll	*p, *next;
 
-	for (p = h->polls; p != NULL; p = next) {
+	for (p = h->polls.head; p != NULL; p = next) {
 		next = p->next;
 		if (p->until_mono <= now)
 			poll_answer(h, p, NULL, 0);
@@ -817,7 +853,7 @@ poll_timers(struct watch_hub *h)
 	int64_t	 v, mono = mono_ms();
 
 	expire_polls(h);
-	if (h->polls == NULL)
+	if (h->polls.head == NULL)
 		return;
 	if ((h->queue_next_wall != 0 && h->queue_next_wall <= kv_now_ms()) ||
 	    (h->queue_retry_mono != 0 && h->queue_retry_mono <= mono)) {
@@ -837,10 +873,10 @@ poll_timeout_ms(struct watch_hub *h)
 {
 	int64_t	 now = mono_ms(), t;
 
-	if (h->polls == NULL)
+	if (h->polls.head == NULL)
 		return INT64_MAX;
 	t = h->next_queue_check_mono - now;
-	for (struct queue_poll *p = h->polls; p != NULL; p = p->next)
+	for (struct queue_poll *p = h->polls.head; p != NULL; p = p->next)
 		if (p->until_mono - now < t)
 			t = p->until_mono - now;
 	if (h->queue_next_wall != 0 && h->queue_next_wall - kv_now_ms() < t)
@@ -861,23 +897,24 @@ add_poll(struct watch_hub *h, struct watch_stream *s)
 
 	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0)
 		return -1;
-	p->prev = h->polls_tail;
-	if (h->polls_tail != NULL)
-		h->polls_tail->next = p;
-	else
-		h->polls = p;
-	h->polls_tail = p;
+	poll_list_append(&h->polls, p);
 	if (h->next_queue_check_mono == 0)
 		h->next_queue_check_mono = mono_ms() + HUB_FOREIGN_CHECK_MS;
 	return 0;
 }
 
-/* At stop: every waiting poll gets an empty answer and polls again. */
+/*
+ * At stop: every waiting poll gets an empty answer and polls again; answers
+ * still being written are cut short (their messages come back after their
+ * lease).
+ */
 static void
-answer_all_polls(struct watch_hub *h)
+end_all_polls(struct watch_hub *h)
 {
-	while (h->polls != NULL)
-		poll_answer(h, h->polls, NULL, 0);
+	while (h->polls.head != NULL)
+		poll_answer(h, h->polls.head, NULL, 0);
+	while (h->sending.head != NULL)
+		drop(h, h->sending.head->stream);
 }
 
 /* Turns queue-futex wake-ups into epoll events, like waiter_main. */
@@ -1060,7 +1097,7 @@ hub_main(void *arg)
 	}
 	while (h->n_streams > 0)
 		finish(h, h->streams[h->n_streams - 1]);
-	answer_all_polls(h);
+	end_all_polls(h);
 	bury(h);
 	return NULL;
 }
