@@ -64,6 +64,11 @@
 #define HUB_GAP_GRACE_MS	20
 /* An output buffer emptied above this size is given back. */
 #define HUB_OUT_KEEP_BYTES	4096
+/*
+ * Long polls answered per round of the hub's loop: with a backlog, the rest
+ * wait one turn of the loop so watch streams are served in between.
+ */
+#define HUB_POLLS_PER_ROUND	16
 /* Descriptors a worker keeps for itself besides its watch streams. */
 #define HUB_RESERVED_FDS	64
 
@@ -777,7 +782,7 @@ serve_polls(struct watch_hub *h)
 	int64_t			 now;
 	size_t			 n;
 	enum kv_err		 err = KV_OK;
-	int			 empty = 0;
+	int			 empty = 0, answered = 0;
 
 	h->queue_next_wall = 0;
 	h->queue_retry_mono = 0;
@@ -809,6 +814,10 @@ serve_polls(struct watch_hub *h)
 		if (n == 0)
 			break;		/* due rows it cannot lease */
 		poll_answer(h, h->polls.head, msgs, n);
+		if (++answered == HUB_POLLS_PER_ROUND && h->polls.head != NULL) {
+			h->queue_retry_mono = mono_ms();	/* next round */
+			return;
+		}
 	}
 	if (err != KV_OK) {
 		/* Busy or failing: the polls wait, and we try again soon. */
