@@ -399,7 +399,8 @@ codec_encode_watch_frame(const struct kv_entry *const *entries, size_t n,
 }
 
 enum kv_err
-codec_decode_metadata_request(const uint8_t *body, size_t len, int *version)
+codec_decode_metadata_request(const uint8_t *body, size_t len, int *version,
+    int *queues)
 {
 	json_t		*doc, *versions, *v;
 	json_error_t	 jerr;
@@ -418,6 +419,9 @@ codec_decode_metadata_request(const uint8_t *body, size_t len, int *version)
 		json_decref(doc);
 		return KV_ERR_METADATA_BODY;
 	}
+	/* Only clients that ask see the extension (@deno/kv refuses extras). */
+	*queues = json_integer_value(json_object_get(doc, "denokvFcgiQueues"))
+	    == 1;
 	json_array_foreach(versions, i, v) {
 		if (!json_is_integer(v)) {
 			ok = 0;

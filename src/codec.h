@@ -51,9 +51,10 @@ enum kv_err	codec_encode_watch_frame(const struct kv_entry *const *entries,
  * 2) in *version, or why not: KV_ERR_MIN_PROTOCOL_VERSION for no body (a
  * client from before version 2), KV_ERR_METADATA_BODY for anything but an
  * object with an array of integers there, KV_ERR_NO_PROTOCOL_VERSION if
- * neither 2 nor 3 is offered.
+ * neither 2 nor 3 is offered. *queues is 1 when the client asks for the
+ * queue extension ("denokvFcgiQueues": 1, docs/queues.md), else 0.
  */
 enum kv_err	codec_decode_metadata_request(const uint8_t *body, size_t len,
-		    int *version);
+		    int *version, int *queues);
 
 #endif

@@ -231,6 +231,17 @@ find_option(const char *name, size_t namelen)
 	return NULL;
 }
 
+int
+conf_option_takes_value(const char *arg)
+{
+	const struct conf_option	*o;
+
+	if (strncmp(arg, "--", 2) != 0 || strchr(arg, '=') != NULL)
+		return 0;
+	o = find_option(arg + 2, strlen(arg + 2));
+	return o != NULL && o->arg != NULL;
+}
+
 struct kv_options
 conf_kv_options(const struct conf *c)
 {

@@ -57,6 +57,8 @@ void		 conf_fini(struct conf *c);
 
 /* How the storage engine opens the database under these settings. */
 struct kv_options conf_kv_options(const struct conf *c);
+/* Whether argv word arg ("--name") is an option whose value follows it. */
+int		 conf_option_takes_value(const char *arg);
 
 /* The default worker count: one per CPU, at least two. */
 int		 conf_default_workers(void);

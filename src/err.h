@@ -80,7 +80,13 @@
 	X(KV_ERR_NOT_WRITABLE, 500, "The server cannot write its database file (permissions or a read-only file system): the write was not applied.") \
 	/* transport, continued */ \
 	X(KV_ERR_BODY_TIMEOUT, 408, "The request body did not arrive in time.") \
-	X(KV_ERR_BAD_PATH, 400, "Invalid request path: it must start with / and contain no backslash, dot segment or encoded slash.")
+	X(KV_ERR_BAD_PATH, 400, "Invalid request path: it must start with / and contain no backslash, dot segment or encoded slash.") \
+	/* queue delivery (docs/queues.md) */ \
+	X(KV_ERR_QUEUE_REQUEST, 400, "Invalid queue request: the body must be a JSON object with only the documented fields, each in its range.") \
+	X(KV_ERR_QUEUE_ID, 400, "Invalid queue lease id.") \
+	X(KV_ERR_QUEUE_LEASE_NOT_HELD, 409, "This queue lease is not held: the message was finished, or its lease expired and it was delivered again.") \
+	X(KV_ERR_QUEUE_LEASE_EXPIRED, 410, "This queue lease expired; the message will be delivered again.") \
+	X(KV_ERR_TOO_MANY_POLLS, 503, "This server holds as many queue long polls as it can, try again later.")
 
 enum kv_err {
 #define KV_ERR_ENUM(code, status, msg) code,

@@ -39,10 +39,10 @@ h_metadata(struct request *rq)
 	char		*text;
 	json_t		*doc;
 	enum kv_err	 err;
-	int		 version = 0, rc;
+	int		 version = 0, queues = 0, rc;
 
 	if ((err = codec_decode_metadata_request(rq->body, rq->bodylen,
-	    &version)) != KV_OK)
+	    &version, &queues)) != KV_OK)
 		return err;
 	if (rq->baselen + sizeof("/v2") > sizeof(url))
 		return KV_ERR_NOT_FOUND;
@@ -58,6 +58,13 @@ h_metadata(struct request *rq)
 	    "endpoints", "url", url, "consistency", "strong",
 	    "token", rq->srv->conf->access_token,
 	    "expiresAt", expires);
+	/* queue delivery, this server's extension (docs/queues.md) */
+	if (doc != NULL && queues && json_object_set_new(doc,
+	    "denokvFcgiQueues", json_pack("{s:i, s:s+}", "version", 1, "url",
+	    url, "/queue")) != 0) {
+		json_decref(doc);
+		doc = NULL;
+	}
 	if (doc == NULL)
 		return KV_ERR_NOMEM;
 	text = json_dumps(doc, JSON_COMPACT);

@@ -48,6 +48,9 @@ enum kv_err	h_metadata(struct request *);
 enum kv_err	h_snapshot_read(struct request *);
 enum kv_err	h_atomic_write(struct request *);
 enum kv_err	h_watch(struct request *);
+enum kv_err	h_queue_lease(struct request *);
+enum kv_err	h_queue_finish(struct request *);
+enum kv_err	h_queue_renew(struct request *);
 
 /* Sends a protobuf response body. */
 int		reply_protobuf(struct request *, const uint8_t *body,

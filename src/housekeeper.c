@@ -3,6 +3,7 @@
  * batches of KV_EXPIRY_BATCH (each its own short write transaction, so
  * writers are never held up for long), then a passive checkpoint, and a
  * truncating one when the WAL has grown past HK_WAL_TRUNCATE_FRAMES.
+ * Queue leases that ran out are returned in the same pass.
  */
 #include <errno.h>
 #include <signal.h>
@@ -35,6 +36,29 @@ sweep_expired(struct kv_db *db)
 	}
 	if (total > 0)
 		log_debug("deleted %d expired entries", total);
+}
+
+/*
+ * Queue leases that ran out go back to the queue (a failed attempt) or to
+ * their dead-letter keys. A hub with consumers waiting does this itself
+ * when the lease ends; this pass covers a database nobody listens on, so
+ * queue_running stays bounded by the leases actually held.
+ */
+static void
+return_expired_leases(struct kv_db *db)
+{
+	int	 n, total = 0;
+
+	for (int i = 0; i < HK_MAX_BATCHES; i++) {
+		if (kv_queue_return_expired(db, kv_now_ms(), KV_EXPIRY_BATCH,
+		    &n) != KV_OK)
+			return;
+		total += n;
+		if (n < KV_EXPIRY_BATCH)
+			break;
+	}
+	if (total > 0)
+		log_info("returned %d expired queue leases", total);
 }
 
 static void
@@ -88,6 +112,7 @@ housekeeper_run(const struct conf *c, struct shm_segment *seg)
 		if (c->read_only)
 			continue;
 		sweep_expired(db);
+		return_expired_leases(db);
 		checkpoint(db);
 	}
 	kv_close(db);

@@ -64,6 +64,8 @@ struct kv_hooks {
 	void	(*committed)(void *ctx, int64_t version);
 	void	(*published)(void *ctx);
 	void	(*fault)(void *ctx, enum kv_err code);
+	/* A committed transaction put messages into the queue table. */
+	void	(*queued)(void *ctx);
 };
 
 struct kv_options {
@@ -221,6 +223,93 @@ enum kv_err	 kv_current_version(struct kv_db *, int64_t *version);
  * (500). Exposed for the unit tests.
  */
 enum kv_err	 kv_err_for_sqlite(int rc, int sys_errno);
+
+/* --- queues (kv_queue.c; semantics in docs/queues.md) --------------------- */
+
+/* Deno's retry delays for a message enqueued without its own schedule. */
+#define KV_QUEUE_DEFAULT_BACKOFF_STEPS	5
+#define KV_QUEUE_ID_MAX			64	/* a message id, text */
+
+/* A leased message. The payload lives in the caller's arena. */
+struct kv_queue_msg {
+	char		 id[KV_QUEUE_ID_MAX + 1];
+	struct kv_bytes	 payload;
+	int64_t		 due_ms;
+	int64_t		 lease_until_ms;	/* with id, names the lease */
+	int		 attempt;		/* 1 first; 0 unknown */
+};
+
+/* What kv_queue_next_events found; 0 where there is nothing. */
+struct kv_queue_events {
+	int64_t		 next_due_ms;		/* earliest ts in queue */
+	int64_t		 next_lease_end_ms;	/* earliest running deadline */
+};
+
+struct kv_queue_stats {
+	int64_t		 ready;		/* due now, waiting */
+	int64_t		 delayed;	/* due later */
+	int64_t		 running;	/* leased */
+	int64_t		 expired;	/* leased, lease over, not yet returned */
+	int64_t		 oldest_due_age_ms;	/* of the ready ones; 0 none */
+};
+
+/*
+ * Returns leases that ran out (retry or dead letter, as a failure), then
+ * moves up to max messages due at now_ms into queue_running, leased until
+ * now_ms + lease_ms, earliest due first. out must have room for max.
+ */
+enum kv_err	 kv_queue_lease(struct kv_db *, int64_t now_ms, size_t max,
+		    int64_t lease_ms, struct arena *, struct kv_queue_msg *out,
+		    size_t *n);
+
+/*
+ * Ends the lease (id, lease_until_ms): success deletes the message,
+ * failure schedules its next attempt or dead-letters it. A lease that is
+ * not held is KV_ERR_QUEUE_LEASE_NOT_HELD; one whose time ran out,
+ * KV_ERR_QUEUE_LEASE_EXPIRED. Either way nothing changes.
+ */
+enum kv_err	 kv_queue_finish(struct kv_db *, const char *id,
+		    int64_t lease_until_ms, int success, int64_t now_ms);
+
+/* One outcome of a batch; result is set by kv_queue_finish_many. */
+struct kv_queue_outcome {
+	const char	*id;
+	int64_t		 lease_until_ms;
+	int		 success;
+	enum kv_err	 result;	/* KV_OK, or why this lease was refused */
+};
+
+/*
+ * Finishes several leases in one transaction (one commit for all). Each
+ * outcome gets its own result, as kv_queue_finish would return it; the
+ * call itself fails only when storage does, and then nothing changed.
+ */
+enum kv_err	 kv_queue_finish_many(struct kv_db *, struct kv_queue_outcome *,
+		    size_t n, int64_t now_ms);
+
+/*
+ * Extends a held lease to now_ms + lease_ms (never earlier than it ended
+ * before, so names stay unique); *new_until names it then.
+ */
+enum kv_err	 kv_queue_renew(struct kv_db *, const char *id,
+		    int64_t lease_until_ms, int64_t lease_ms, int64_t now_ms,
+		    int64_t *new_until);
+
+/* Returns up to batch leases that ran out by now_ms; *n gets how many. */
+enum kv_err	 kv_queue_return_expired(struct kv_db *, int64_t now_ms,
+		    int batch, int *n);
+
+enum kv_err	 kv_queue_next_events(struct kv_db *, struct kv_queue_events *);
+enum kv_err	 kv_queue_stats(struct kv_db *, int64_t now_ms,
+		    struct kv_queue_stats *);
+
+/*
+ * Calls fn for up to limit messages, waiting ones by due time then leased
+ * ones by lease end; lease_until_ms is 0 for a waiting one. For `queue list`.
+ */
+enum kv_err	 kv_queue_list(struct kv_db *, size_t limit,
+		    void (*fn)(void *ctx, const struct kv_queue_msg *,
+		    const char *backoff_json, const char *keys_json), void *ctx);
 
 /* Milliseconds since the Unix epoch, from the real-time clock. */
 int64_t		 kv_now_ms(void);

@@ -41,6 +41,7 @@
 #include <sqlite3.h>
 
 #include "kv.h"
+#include "kv_internal.h"
 #include "kv_limits.h"
 #include "log.h"
 #include "v8scalar.h"
@@ -163,6 +164,7 @@ struct kv_db {
 	uint64_t		 deadline_us;	/* of the running operation */
 	uint64_t		 fault_logged_us;	/* 0: never */
 	unsigned long		 faults_unlogged;
+	struct kv_queue_stmts	*queue;		/* kv_queue.c's, lazily */
 };
 
 static const struct kv_hooks no_hooks;
@@ -624,6 +626,7 @@ kv_close(struct kv_db *k)
 {
 	if (k == NULL)
 		return;
+	kv_queue_close(k);
 	for (int i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(k->st[i]);
 	sqlite3_close(k->db);
@@ -1042,16 +1045,22 @@ apply_mutation(struct kv_db *k, const struct kv_mutation *m, int64_t version,
 	return KV_ERR_INVALID_MUTATION;
 }
 
-/* A random (version 4) UUID in text form, as denokv names queue rows. */
+/*
+ * A queue message id: a UUID in text form, as denokv names queue rows, of
+ * version 8 (free layout): random but for its last byte, which records how
+ * many retry delays the message was enqueued with, so that a delivery can
+ * tell its attempt number from the delays left (docs/queues.md).
+ */
 static int
-uuid_v4(char out[37])
+queue_message_id(size_t n_backoff, char out[37])
 {
 	uint8_t	 b[16];
 
 	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
 		return -1;
-	b[6] = (b[6] & 0x0f) | 0x40;
+	b[6] = (b[6] & 0x0f) | 0x80;
 	b[8] = (b[8] & 0x3f) | 0x80;
+	b[15] = (uint8_t)n_backoff;
 	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
 	    "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
 	    b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
@@ -1114,7 +1123,8 @@ enqueue(struct kv_db *k, const struct kv_enqueue *q, struct arena *a)
 	char		 id[37];
 	char		*backoff, *keys;
 
-	if (uuid_v4(id) != 0)
+	if (queue_message_id(q->backoff != NULL ? q->n_backoff :
+	    KV_QUEUE_DEFAULT_BACKOFF_STEPS, id) != 0)
 		return KV_ERR_INTERNAL;
 	if ((backoff = backoff_json(q, a)) == NULL ||
 	    (keys = undelivered_json(q, a)) == NULL)
@@ -1250,8 +1260,11 @@ kv_atomic_write(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
 			break;
 		log_debug("database busy, retrying write");
 	}
-	if (err == KV_OK && res->committed)
+	if (err == KV_OK && res->committed) {
 		notify_published(k);
+		if (w->n_enqueues > 0)
+			kv_notify_queued(k);
+	}
 	return err;
 }
 
@@ -1370,4 +1383,94 @@ kv_current_version(struct kv_db *k, int64_t *version)
 {
 	arm_deadline(k);
 	return select_version(k, ST_GET_VERSION, version);
+}
+
+/* --- for the other parts of the engine (kv_internal.h) ------------------- */
+
+void
+kv_begin_read(struct kv_db *k)
+{
+	arm_deadline(k);
+}
+
+sqlite3 *
+kv_sqlite_handle(struct kv_db *k)
+{
+	return k->db;
+}
+
+struct kv_queue_stmts **
+kv_queue_stmts_of(struct kv_db *k)
+{
+	return &k->queue;
+}
+
+enum kv_err
+kv_sqlite_error(struct kv_db *k, int rc, const char *what)
+{
+	return sqlite_err(k, rc, what);
+}
+
+enum kv_err
+kv_write_tx(struct kv_db *k, enum kv_err (*body)(struct kv_db *, void *),
+    void (*after_commit)(struct kv_db *, void *), void *ctx)
+{
+	enum kv_err	 err;
+
+	if (k->read_only)
+		return KV_ERR_READ_ONLY;
+	arm_deadline(k);	/* one deadline for the turn and the lock */
+	for (int attempt = 0;; attempt++) {
+		if ((err = write_begin(k)) != KV_OK)
+			return err;
+		err = exec_stmt(k, ST_BEGIN_WRITE);
+		if (err == KV_OK && (err = body(k, ctx)) == KV_OK)
+			err = exec_stmt(k, ST_COMMIT);
+		if (err != KV_OK)
+			rollback(k);
+		else if (after_commit != NULL)
+			after_commit(k, ctx);
+		write_end(k);
+		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES ||
+		    ms_left(k) == 0)
+			return err;
+		log_debug("database busy, retrying queue write");
+	}
+}
+
+enum kv_err
+kv_bump_version(struct kv_db *k, int64_t *version)
+{
+	return select_version(k, ST_BUMP_VERSION, version);
+}
+
+enum kv_err
+kv_put_raw(struct kv_db *k, struct kv_bytes key, struct kv_bytes value,
+    int encoding, int64_t version)
+{
+	return put(k, key, value, encoding, version, -1);
+}
+
+void
+kv_notify_committed(struct kv_db *k, const struct kv_bytes *keys, size_t n,
+    int64_t version)
+{
+	for (size_t i = 0; k->hooks->changed != NULL && i < n; i++)
+		k->hooks->changed(k->hooks->ctx, keys[i].p, keys[i].len,
+		    version);
+	if (k->hooks->committed != NULL)
+		k->hooks->committed(k->hooks->ctx, version);
+}
+
+void
+kv_notify_published(struct kv_db *k)
+{
+	notify_published(k);
+}
+
+void
+kv_notify_queued(struct kv_db *k)
+{
+	if (k->hooks->queued != NULL)
+		k->hooks->queued(k->hooks->ctx);
 }

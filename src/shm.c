@@ -76,6 +76,8 @@ struct shm_segment {
 	_Atomic uint32_t	 commit_futex;
 	_Atomic uint64_t	 change[SHM_CHANGE_SLOTS];
 	_Atomic uint64_t	 local[SHM_LOCAL_VERSIONS];	/* v at v % size */
+	/* queue delivery: bumped when messages are put into the queue */
+	_Atomic uint32_t	 queue_futex;
 };
 
 static long
@@ -559,6 +561,33 @@ shm_commit_wait(const struct shm_segment *cs, uint32_t seen, int timeout_ms)
 	return atomic_load(&s->commit_futex);
 }
 
+/* --- queue wake-ups --------------------------------------------------------- */
+
+void
+shm_queue_signal(struct shm_segment *s)
+{
+	wake_all(&s->queue_futex);
+}
+
+uint32_t
+shm_queue_word(const struct shm_segment *s)
+{
+	return atomic_load(&((struct shm_segment *)s)->queue_futex);
+}
+
+uint32_t
+shm_queue_wait(const struct shm_segment *cs, uint32_t seen, int timeout_ms)
+{
+	struct shm_segment	*s = (struct shm_segment *)cs;
+	struct timespec		 ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long)(timeout_ms % 1000) * 1000000L,
+	};
+
+	(void)futex(&s->queue_futex, FUTEX_WAIT, seen, &ts);
+	return atomic_load(&s->queue_futex);
+}
+
 /* --- storage hooks -------------------------------------------------------- */
 
 static int
@@ -609,6 +638,14 @@ hook_published(void *ctx)
 	shm_publish(c->seg);
 }
 
+static void
+hook_queued(void *ctx)
+{
+	struct shm_client	*c = ctx;
+
+	shm_queue_signal(c->seg);
+}
+
 int
 shm_client_init(struct shm_client *c, struct shm_segment *seg,
     struct kv_hooks *h)
@@ -624,5 +661,6 @@ shm_client_init(struct shm_client *c, struct shm_segment *seg,
 	h->committed = hook_committed;
 	h->fault = hook_fault;
 	h->published = hook_published;
+	h->queued = hook_queued;
 	return 0;
 }

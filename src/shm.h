@@ -141,6 +141,17 @@ uint32_t shm_commit_word(const struct shm_segment *);
 uint32_t shm_commit_wait(const struct shm_segment *, uint32_t seen,
 	    int timeout_ms);
 
+/*
+ * --- queue delivery ------------------------------------------------------
+ * The queue word is bumped, and its sleepers woken, after every commit that
+ * put messages into the queue table (an enqueue, a retry). Hubs holding
+ * queue long polls sleep on it like on the commit word.
+ */
+void	 shm_queue_signal(struct shm_segment *);
+uint32_t shm_queue_word(const struct shm_segment *);
+uint32_t shm_queue_wait(const struct shm_segment *, uint32_t seen,
+	    int timeout_ms);
+
 /* --- glue for the storage engine's hooks (kv.h) --------------------------- */
 
 struct kv_hooks;

@@ -18,6 +18,13 @@
  * a periodic check accounts for every data version, so commits that never
  * signalled here (other writers on the file, a writer that died before
  * signalling) are found and every stream is read again.
+ *
+ * Queue long polls (docs/queues.md) are a second kind of stream in the
+ * same hub: parked in arrival order, answered once with a JSON body when
+ * messages are leased for them or their wait is over. A queue waiter
+ * thread turns queue-futex wake-ups into events; the hub leases with its
+ * own read-write connection, and sleeps until the next moment the queue
+ * tables say something becomes due or a lease runs out.
  */
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -25,6 +32,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -36,6 +44,7 @@
 #include "codec.h"
 #include "kv_limits.h"
 #include "log.h"
+#include "queue.h"
 #include "shm.h"
 #include "watch.h"
 
@@ -55,10 +64,25 @@
 #define HUB_GAP_GRACE_MS	20
 /* An output buffer emptied above this size is given back. */
 #define HUB_OUT_KEEP_BYTES	4096
+/*
+ * Long polls answered per round of the hub's loop: with a backlog, the rest
+ * wait one turn of the loop so watch streams are served in between.
+ */
+#define HUB_POLLS_PER_ROUND	16
 /* Descriptors a worker keeps for itself besides its watch streams. */
 #define HUB_RESERVED_FDS	64
 
 struct watch_stream;
+
+/* A parked queue long poll; its stream has no keys. */
+struct queue_poll {
+	struct watch_stream	*stream;
+	struct queue_poll	*prev, *next;	/* on its list, oldest first */
+	size_t			 max;
+	int64_t			 lease_ms;
+	int64_t			 until_mono;	/* answered empty then */
+	int			 answered;	/* body queued; dropped once sent */
+};
 
 struct watch_key {
 	struct watch_stream *owner;
@@ -85,6 +109,7 @@ struct watch_stream {
 	struct watch_stream *next_dead;
 	int		 dirty;		/* a slot of its keys changed */
 	struct watch_stream *next_dirty;
+	struct queue_poll *poll;	/* a queue long poll, not a watch */
 	size_t		 n;
 	struct watch_key keys[];
 };
@@ -127,10 +152,29 @@ struct watch_hub {
 	size_t			 out_bytes;	/* all streams' output buffers */
 	size_t			 out_budget;
 	struct arena		 arena;
+	/* queue long polls */
+	struct kv_db		*qdb;		/* read-write: leases */
+	struct shm_client	 qclient;	/* its own turn to write */
+	struct kv_hooks		 qhooks;
+	int			 queue_fd;	/* eventfd */
+	pthread_t		 queue_waiter;
+	int			 queue_waiter_started;
+	/*
+	 * Polls waiting for messages, oldest first (h->polls), and polls
+	 * answered whose answer is still being written (h->sending).
+	 */
+	struct poll_list {
+		struct queue_poll	*head, *tail;
+	}			 polls, sending;
+	atomic_size_t		 n_polls;
+	int64_t			 queue_next_wall;	/* 0: nothing known */
+	int64_t			 queue_retry_mono;	/* after a failure */
+	int64_t			 queue_version;	/* data version last served */
+	int64_t			 next_queue_check_mono;
 };
 
-/* epoll tags for the two eventfds; streams are tagged by pointer. */
-static char	tag_handoff, tag_commit;
+/* epoll tags for the eventfds; streams are tagged by pointer. */
+static char	tag_handoff, tag_commit, tag_queue;
 
 static int64_t
 mono_ms(void)
@@ -151,7 +195,8 @@ out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 
 	if (s->out_len + more <= s->out_cap)
 		return 0;
-	if (s->out_len + more > KV_MAX_WATCH_BACKLOG_BYTES)
+	/* A poll's one answer is bounded by the lease request's limits. */
+	if (s->poll == NULL && s->out_len + more > KV_MAX_WATCH_BACKLOG_BYTES)
 		return -1;
 	cap = s->out_cap ? s->out_cap : 1024;
 	while (cap < s->out_len + more)
@@ -270,8 +315,11 @@ stream_free(struct watch_stream *s)
 	for (size_t i = 0; i < s->n; i++)
 		free(s->keys[i].key);
 	free(s->out);
+	free(s->poll);
 	free(s);
 }
+
+static void poll_unlink(struct watch_hub *, struct queue_poll *);
 
 static void
 drop(struct watch_hub *h, struct watch_stream *s)
@@ -281,6 +329,13 @@ drop(struct watch_hub *h, struct watch_stream *s)
 	epoll_ctl(h->epfd, EPOLL_CTL_DEL, s->fd, NULL);
 	close(s->fd);
 	out_release(h, s);
+	if (s->poll != NULL) {
+		poll_unlink(h, s->poll);
+		s->dead = 1;
+		s->next_dead = h->graveyard;
+		h->graveyard = s;
+		return;
+	}
 	for (size_t i = 0; i < s->n; i++) {
 		struct watch_key	*k = &s->keys[i];
 
@@ -613,6 +668,312 @@ add_stream(struct watch_hub *h, struct watch_stream *s)
 	return 0;
 }
 
+/* --- queue long polls ------------------------------------------------------- */
+
+static void
+poll_list_remove(struct poll_list *l, struct queue_poll *p)
+{
+	if (p->prev != NULL)
+		p->prev->next = p->next;
+	else
+		l->head = p->next;
+	if (p->next != NULL)
+		p->next->prev = p->prev;
+	else
+		l->tail = p->prev;
+	p->prev = p->next = NULL;
+}
+
+static void
+poll_list_append(struct poll_list *l, struct queue_poll *p)
+{
+	p->next = NULL;
+	p->prev = l->tail;
+	if (l->tail != NULL)
+		l->tail->next = p;
+	else
+		l->head = p;
+	l->tail = p;
+}
+
+/* Takes a dropped poll off whichever list holds it. */
+static void
+poll_unlink(struct watch_hub *h, struct queue_poll *p)
+{
+	if (p->answered) {
+		poll_list_remove(&h->sending, p);
+		return;
+	}
+	poll_list_remove(&h->polls, p);
+	atomic_fetch_sub(&h->n_polls, 1);
+}
+
+/* A waiting poll gets its answer: it moves to the sending list. */
+static void
+poll_mark_answered(struct watch_hub *h, struct queue_poll *p)
+{
+	poll_list_remove(&h->polls, p);
+	atomic_fetch_sub(&h->n_polls, 1);
+	p->answered = 1;
+	poll_list_append(&h->sending, p);
+}
+
+/* A poll whose answer has been written completely is done. */
+static void
+poll_sent(struct watch_hub *h, struct watch_stream *s)
+{
+	if (s->poll != NULL && s->poll->answered && s->out_len == 0)
+		drop(h, s);
+}
+
+/*
+ * Answers a poll with its body and ends the request. Leased messages
+ * whose answer cannot be written are delivered again when their lease
+ * runs out (at least once).
+ */
+static void
+poll_answer(struct watch_hub *h, struct queue_poll *p,
+    const struct kv_queue_msg *m, size_t n)
+{
+	struct watch_stream	*s = p->stream;
+	size_t			 len = 0;
+	char			*body;
+
+	poll_mark_answered(h, p);
+	body = queue_encode_lease(m, n, &len);
+	if (body == NULL || queue_stdout(h, s, (const uint8_t *)body, len) !=
+	    0 || queue_end_request(h, s) != 0 || flush_out(h, s) != 0) {
+		if (n > 0)
+			log_warnx("queue: could not answer a long poll; its %zu"
+			    " messages are delivered again after their lease",
+			    n);
+		free(body);
+		drop(h, s);
+		return;
+	}
+	free(body);
+	poll_sent(h, s);
+}
+
+/*
+ * Whether a poll's client has gone (its proxy closed the connection) and
+ * the hub has not handled the event yet. Leasing for it would hold its
+ * messages until their lease ran out and cost each a retry.
+ */
+static int
+poll_gone(const struct queue_poll *p)
+{
+	struct pollfd	 pfd = { .fd = p->stream->fd, .events = POLLRDHUP };
+
+	return poll(&pfd, 1, 0) > 0 &&
+	    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/*
+ * Leases for the waiting polls, oldest first, while messages are due; then
+ * learns from the queue tables when to look again. A read comes first, so
+ * hubs woken for nothing due do not queue for the write lock.
+ */
+static void
+serve_polls(struct watch_hub *h)
+{
+	struct kv_queue_events	 ev;
+	struct kv_queue_msg	*msgs;
+	int64_t			 now;
+	size_t			 n;
+	enum kv_err		 err = KV_OK;
+	int			 empty = 0, answered = 0;
+
+	h->queue_next_wall = 0;
+	h->queue_retry_mono = 0;
+	if (h->polls.head == NULL || h->qdb == NULL)
+		return;
+	(void)kv_current_version(h->qdb, &h->queue_version);
+	while (h->polls.head != NULL) {
+		if ((err = kv_queue_next_events(h->qdb, &ev)) != KV_OK)
+			break;
+		now = kv_now_ms();
+		if ((ev.next_due_ms == 0 || ev.next_due_ms > now) &&
+		    (ev.next_lease_end_ms == 0 || ev.next_lease_end_ms > now))
+			break;
+		if (poll_gone(h->polls.head)) {
+			drop(h, h->polls.head->stream);
+			continue;
+		}
+		arena_reset(&h->arena);
+		msgs = arena_alloc(&h->arena, h->polls.head->max * sizeof(*msgs));
+		if (msgs == NULL) {
+			err = KV_ERR_NOMEM;
+			break;
+		}
+		if ((err = kv_queue_lease(h->qdb, now, h->polls.head->max,
+		    h->polls.head->lease_ms, &h->arena, msgs, &n)) != KV_OK)
+			break;
+		if (n == 0 && empty++ == 0)
+			continue;	/* returned leases only: look again */
+		if (n == 0)
+			break;		/* due rows it cannot lease */
+		poll_answer(h, h->polls.head, msgs, n);
+		if (++answered == HUB_POLLS_PER_ROUND && h->polls.head != NULL) {
+			h->queue_retry_mono = mono_ms();	/* next round */
+			return;
+		}
+	}
+	if (err != KV_OK) {
+		/* Busy or failing: the polls wait, and we try again soon. */
+		log_debug("queue: leasing for long polls: %s",
+		    kv_err_name(err));
+		h->queue_retry_mono = mono_ms() + 100;
+		return;
+	}
+	if (h->polls.head == NULL)
+		return;
+	h->queue_next_wall = ev.next_due_ms;
+	if (ev.next_lease_end_ms != 0 && (h->queue_next_wall == 0 ||
+	    ev.next_lease_end_ms < h->queue_next_wall))
+		h->queue_next_wall = ev.next_lease_end_ms;
+	/* Due but not leasable (a row another program wrote): not a spin. */
+	if (h->queue_next_wall != 0 && h->queue_next_wall <= kv_now_ms())
+		h->queue_next_wall = kv_now_ms() + HUB_FOREIGN_CHECK_MS;
+}
+
+/* Answers the polls whose wait is over with an empty list. */
+static void
+expire_polls(struct watch_hub *h)
+{
+	int64_t			 now = mono_ms();
+	struct queue_poll	*p, *next;
+
+	for (p = h->polls.head; p != NULL; p = next) {
+		next = p->next;
+		if (p->until_mono <= now)
+			poll_answer(h, p, NULL, 0);
+	}
+}
+
+/*
+ * The timed parts: waits that ran out, the moment the queue tables named,
+ * a retry after a failure, and enqueues by writers outside this server
+ * (found, like foreign commits for watches, by the data version moving).
+ */
+static void
+poll_timers(struct watch_hub *h)
+{
+	int64_t	 v, mono = mono_ms();
+
+	expire_polls(h);
+	if (h->polls.head == NULL)
+		return;
+	if ((h->queue_next_wall != 0 && h->queue_next_wall <= kv_now_ms()) ||
+	    (h->queue_retry_mono != 0 && h->queue_retry_mono <= mono)) {
+		serve_polls(h);
+		return;
+	}
+	if (mono < h->next_queue_check_mono)
+		return;
+	h->next_queue_check_mono = mono + HUB_FOREIGN_CHECK_MS;
+	if (kv_current_version(h->qdb, &v) == KV_OK && v != h->queue_version)
+		serve_polls(h);
+}
+
+/* Milliseconds until poll_timers has something to do; INT64_MAX: never. */
+static int64_t
+poll_timeout_ms(struct watch_hub *h)
+{
+	int64_t	 now = mono_ms(), t;
+
+	if (h->polls.head == NULL)
+		return INT64_MAX;
+	t = h->next_queue_check_mono - now;
+	for (struct queue_poll *p = h->polls.head; p != NULL; p = p->next)
+		if (p->until_mono - now < t)
+			t = p->until_mono - now;
+	if (h->queue_next_wall != 0 && h->queue_next_wall - kv_now_ms() < t)
+		t = h->queue_next_wall - kv_now_ms();
+	if (h->queue_retry_mono != 0 && h->queue_retry_mono - now < t)
+		t = h->queue_retry_mono - now;
+	return t;
+}
+
+static int
+add_poll(struct watch_hub *h, struct watch_stream *s)
+{
+	struct epoll_event	 ev = {
+		.events = EPOLLIN | EPOLLRDHUP,
+		.data.ptr = s,
+	};
+	struct queue_poll	*p = s->poll;
+
+	if (epoll_ctl(h->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0)
+		return -1;
+	poll_list_append(&h->polls, p);
+	if (h->next_queue_check_mono == 0)
+		h->next_queue_check_mono = mono_ms() + HUB_FOREIGN_CHECK_MS;
+	return 0;
+}
+
+/*
+ * At stop: every waiting poll gets an empty answer and polls again; answers
+ * still being written are cut short (their messages come back after their
+ * lease).
+ */
+static void
+end_all_polls(struct watch_hub *h)
+{
+	while (h->polls.head != NULL)
+		poll_answer(h, h->polls.head, NULL, 0);
+	while (h->sending.head != NULL)
+		drop(h, h->sending.head->stream);
+}
+
+/* Turns queue-futex wake-ups into epoll events, like waiter_main. */
+static void *
+queue_waiter_main(void *arg)
+{
+	struct watch_hub	*h = arg;
+	uint64_t		 one = 1;
+	uint32_t		 word = shm_queue_word(h->seg), now;
+
+	while (!atomic_load(&h->stop)) {
+		now = shm_queue_wait(h->seg, word, 1000);
+		if (now == word)
+			continue;
+		word = now;
+		if (write(h->queue_fd, &one, sizeof(one)) < 0 &&
+		    errno != EAGAIN)
+			log_warn("queue waiter: eventfd write");
+	}
+	return NULL;
+}
+
+/*
+ * The hub's read-write connection for leases, with its own process slot
+ * in the segment: the accept thread may be writing at the same time.
+ */
+static int
+queue_open(struct watch_hub *h, char *errbuf, size_t errlen)
+{
+	struct kv_options	 opt = conf_kv_options(h->conf);
+
+	if (h->conf->read_only)
+		return 0;	/* nothing to lease: polls are refused */
+	if (shm_client_init(&h->qclient, h->seg, &h->qhooks) != 0) {
+		snprintf(errbuf, errlen, "no free process slot in the signal"
+		    " segment");
+		return -1;
+	}
+	opt.hooks = &h->qhooks;
+	if ((h->qdb = kv_open(h->conf->sqlite_path, &opt, errbuf, errlen)) ==
+	    NULL)
+		return -1;
+	if (pthread_create(&h->queue_waiter, NULL, queue_waiter_main, h) != 0) {
+		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
+		return -1;
+	}
+	h->queue_waiter_started = 1;
+	return 0;
+}
+
 static void
 take_handoffs(struct watch_hub *h)
 {
@@ -630,6 +991,14 @@ take_handoffs(struct watch_hub *h)
 
 		next = list->next;
 		free(list);
+		if (s->poll != NULL) {
+			if (add_poll(h, s) != 0) {
+				close(s->fd);
+				atomic_fetch_sub(&h->n_polls, 1);
+				stream_free(s);
+			}
+			continue;
+		}
 		if (add_stream(h, s) != 0) {
 			close(s->fd);
 			atomic_fetch_sub(&h->count, 1);
@@ -639,6 +1008,8 @@ take_handoffs(struct watch_hub *h)
 		if (refresh(h, s, kv_now_ms()) != 0)
 			drop(h, s);
 	}
+	/* Something may have been enqueued since the worker looked. */
+	serve_polls(h);
 }
 
 /* The peer sent something or hung up; anything but EAGAIN ends it. */
@@ -673,6 +1044,8 @@ next_timeout_ms(struct watch_hub *h)
 	}
 	if (h->next_foreign_ms - now < t)
 		t = h->next_foreign_ms - now;
+	if (poll_timeout_ms(h) < t)
+		t = poll_timeout_ms(h);
 	if (t < 0)
 		t = 0;
 	return t > KV_WATCH_KEEPALIVE_MS ? KV_WATCH_KEEPALIVE_MS : (int)t;
@@ -699,7 +1072,12 @@ hub_main(void *arg)
 
 			if (ev[i].data.ptr == &tag_handoff)
 				take_handoffs(h);
-			else if (ev[i].data.ptr != &tag_commit && s->dead)
+			else if (ev[i].data.ptr == &tag_queue) {
+				if (read(h->queue_fd, &v, sizeof(v)) < 0 &&
+				    errno != EAGAIN)
+					log_warn("watch hub: eventfd read");
+				serve_polls(h);
+			} else if (ev[i].data.ptr != &tag_commit && s->dead)
 				continue;
 			else if (ev[i].data.ptr == &tag_commit) {
 				if (read(h->commit_fd, &v, sizeof(v)) < 0 &&
@@ -712,7 +1090,10 @@ hub_main(void *arg)
 			else if ((ev[i].events & EPOLLOUT) &&
 			    flush_out(h, s) != 0)
 				drop(h, s);
+			else
+				poll_sent(h, s);
 		}
+		poll_timers(h);
 		for_each_stream(h, refresh_if_expired, kv_now_ms());
 		if (mono_ms() >= h->next_foreign_ms)
 			h->next_foreign_ms = mono_ms() + check_foreign(h);
@@ -725,6 +1106,7 @@ hub_main(void *arg)
 	}
 	while (h->n_streams > 0)
 		finish(h, h->streams[h->n_streams - 1]);
+	end_all_polls(h);
 	bury(h);
 	return NULL;
 }
@@ -772,6 +1154,9 @@ hub_free(struct watch_hub *h)
 		close(h->handoff_fd);
 	if (h->commit_fd >= 0)
 		close(h->commit_fd);
+	if (h->queue_fd >= 0)
+		close(h->queue_fd);
+	kv_close(h->qdb);
 	kv_close(h->db);
 	arena_fini(&h->arena);
 	free(h->streams);
@@ -814,7 +1199,7 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 	h->seg = seg;
 	h->max_streams = stream_cap();
 	h->out_budget = (size_t)c->watch_output_mib * 1024 * 1024;
-	h->epfd = h->handoff_fd = h->commit_fd = -1;
+	h->epfd = h->handoff_fd = h->commit_fd = h->queue_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
 	arena_init(&h->arena, HUB_ARENA_CHUNK);
 	if ((h->by_slot = calloc(SHM_CHANGE_SLOTS, sizeof(*h->by_slot))) ==
@@ -825,14 +1210,19 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 	h->epfd = epoll_create1(EPOLL_CLOEXEC);
 	h->handoff_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	h->commit_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	h->queue_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (h->epfd < 0 || h->handoff_fd < 0 || h->commit_fd < 0 ||
+	    h->queue_fd < 0 ||
 	    watch_epoll_add(h->epfd, h->handoff_fd, &tag_handoff) != 0 ||
-	    watch_epoll_add(h->epfd, h->commit_fd, &tag_commit) != 0) {
+	    watch_epoll_add(h->epfd, h->commit_fd, &tag_commit) != 0 ||
+	    watch_epoll_add(h->epfd, h->queue_fd, &tag_queue) != 0) {
 		snprintf(errbuf, errlen, "watch hub: %s", strerror(errno));
 		goto fail;
 	}
 	opt.read_only = 1;	/* the hub only reads */
 	if ((h->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
+		goto fail;
+	if (queue_open(h, errbuf, errlen) != 0)
 		goto fail;
 	if (pthread_create(&h->hub_thread, NULL, hub_main, h) != 0) {
 		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
@@ -846,6 +1236,11 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 	}
 	return h;
 fail:
+	if (h->queue_waiter_started) {
+		atomic_store(&h->stop, 1);
+		shm_queue_signal(seg);
+		pthread_join(h->queue_waiter, NULL);
+	}
 	hub_free(h);
 	return NULL;
 }
@@ -864,6 +1259,10 @@ watch_hub_stop(struct watch_hub *h)
 	shm_publish(h->seg);
 	pthread_join(h->hub_thread, NULL);
 	pthread_join(h->waiter_thread, NULL);
+	if (h->queue_waiter_started) {
+		shm_queue_signal(h->seg);
+		pthread_join(h->queue_waiter, NULL);
+	}
 	/* Streams handed over after the hub stopped: close them. */
 	while (h->queue != NULL) {
 		struct handoff	*q = h->queue;
@@ -934,4 +1333,61 @@ int
 watch_hub_full(struct watch_hub *h)
 {
 	return atomic_load(&h->count) >= h->max_streams;
+}
+
+enum kv_err
+watch_hub_adopt_poll(struct watch_hub *h, int fd, int request_id, size_t max,
+    int64_t wait_ms, int64_t lease_ms)
+{
+	struct watch_stream	*s;
+	struct handoff		*q;
+	uint64_t		 one = 1;
+	int			 flags;
+
+	if (watch_hub_polls_full(h))
+		return KV_ERR_TOO_MANY_POLLS;
+	atomic_fetch_add(&h->n_polls, 1);
+	s = calloc(1, sizeof(*s));
+	q = malloc(sizeof(*q));
+	if (s == NULL || q == NULL || (s->poll = calloc(1, sizeof(*s->poll))) ==
+	    NULL)
+		goto nomem;
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		goto nomem;
+	s->fd = fd;
+	s->request_id = (uint16_t)request_id;
+	s->poll->stream = s;
+	s->poll->max = max;
+	s->poll->lease_ms = lease_ms;
+	s->poll->until_mono = mono_ms() + wait_ms;
+	q->stream = s;
+	pthread_mutex_lock(&h->lock);
+	q->next = h->queue;
+	h->queue = q;
+	pthread_mutex_unlock(&h->lock);
+	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("watch hub: eventfd write");
+	return KV_OK;
+nomem:
+	atomic_fetch_sub(&h->n_polls, 1);
+	if (s != NULL)
+		stream_free(s);
+	free(q);
+	return KV_ERR_NOMEM;
+}
+
+size_t
+watch_hub_poll_count(struct watch_hub *h)
+{
+	return atomic_load(&h->n_polls);
+}
+
+int
+watch_hub_polls_full(struct watch_hub *h)
+{
+	/* Polls and watches share the descriptors the hub may hold. */
+	return h->qdb == NULL ||
+	    atomic_load(&h->n_polls) + atomic_load(&h->count) >=
+	    h->max_streams;
 }

@@ -52,4 +52,17 @@ size_t			 watch_hub_count(struct watch_hub *);
  */
 int			 watch_hub_full(struct watch_hub *);
 
+/*
+ * Queue long polls (docs/queues.md): hands over a lease request that found
+ * nothing due, after its response headers were sent. The hub answers it
+ * with leased messages (up to max, each leased for lease_ms) or, after
+ * wait_ms, with none. On error the caller still owns fd.
+ */
+enum kv_err		 watch_hub_adopt_poll(struct watch_hub *, int fd,
+			    int request_id, size_t max, int64_t wait_ms,
+			    int64_t lease_ms);
+size_t			 watch_hub_poll_count(struct watch_hub *);
+/* Whether a new poll would be refused (full, or a read-only database). */
+int			 watch_hub_polls_full(struct watch_hub *);
+
 #endif

@@ -60,6 +60,10 @@ static const struct {
 	{ "/v2/snapshot_read", ROUTE_SNAPSHOT_READ, "snapshot_read" },
 	{ "/v2/atomic_write", ROUTE_ATOMIC_WRITE, "atomic_write" },
 	{ "/v2/watch", ROUTE_WATCH, "watch" },
+	/* queue delivery, this server's extension (docs/queues.md) */
+	{ "/v2/queue/lease", ROUTE_QUEUE_LEASE, "queue_lease" },
+	{ "/v2/queue/finish", ROUTE_QUEUE_FINISH, "queue_finish" },
+	{ "/v2/queue/renew", ROUTE_QUEUE_RENEW, "queue_renew" },
 };
 
 static int
@@ -242,6 +246,12 @@ handle(struct request *rq, enum route route)
 		return h_atomic_write(rq);
 	case ROUTE_WATCH:
 		return h_watch(rq);
+	case ROUTE_QUEUE_LEASE:
+		return h_queue_lease(rq);
+	case ROUTE_QUEUE_FINISH:
+		return h_queue_finish(rq);
+	case ROUTE_QUEUE_RENEW:
+		return h_queue_renew(rq);
 	}
 	return KV_ERR_NOT_FOUND;
 }

@@ -30,6 +30,9 @@ enum route {
 	ROUTE_SNAPSHOT_READ,
 	ROUTE_ATOMIC_WRITE,
 	ROUTE_WATCH,
+	ROUTE_QUEUE_LEASE,
+	ROUTE_QUEUE_FINISH,
+	ROUTE_QUEUE_RENEW,
 };
 /* *name: the endpoint's name for logs ("snapshot_read", "metadata"). */
 enum route	route_path(const char *path, size_t *baselen,

@@ -215,7 +215,9 @@ kvTest("enqueue with delay and keysIfUndelivered is stored as denokv stores it",
   assert.equal(Number(row.ts), wire.deadlineMs);
   assert.ok(Number(row.ts) >= before + delay && Number(row.ts) <= after + delay,
     `ts ${row.ts} not within [${before + delay}, ${after + delay}]`);
-  assert.match(row.id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  // A version-8 UUID whose last byte is the schedule's length (docs/queues.md).
+  assert.match(row.id, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.equal(parseInt(row.id.slice(34), 16), wire.backoffSchedule.length);
   // The schedule and dead-letter keys as JSON, as denokv writes them.
   assert.ok(wire.backoffSchedule.length > 0);
   assert.deepEqual(JSON.parse(row.backoff_schedule), wire.backoffSchedule);

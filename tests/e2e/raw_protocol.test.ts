@@ -230,7 +230,8 @@ plainTest("enqueue: deadline, backoff schedule and dead-letter keys stored as de
   const rows = await queueRowsWithPayload(payload);
   assert.equal(rows.length, 1, JSON.stringify(rows));
   assert.equal(Number(rows[0].ts), deadline);
-  assert.match(rows[0].id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  // A version-8 UUID whose last byte is the schedule's length (docs/queues.md).
+  assert.match(rows[0].id, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{10}03$/);
   assert.deepEqual(JSON.parse(rows[0].backoff_schedule), [1000, 5000, 3600000]);
   assert.deepEqual(JSON.parse(rows[0].keys_if_undelivered), [Array.from(dead1), Array.from(dead2)]);
   assert.equal(hex((await raw.get(K("q-side")))!.versionstamp), hex(w.versionstamp));
