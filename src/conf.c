@@ -194,9 +194,16 @@ usage(FILE *f)
 	char	 flag[64];
 
 	fprintf(f, "usage: denokv-fcgi [--sqlite-path PATH] serve"
-	    " [--access-token TOKEN] [options]\n\n"
+	    " [--access-token TOKEN] [options]\n"
+	    "       denokv-fcgi [--sqlite-path PATH] backup DEST\n"
+	    "       denokv-fcgi [--sqlite-path PATH] restore SRC\n"
+	    "       denokv-fcgi [--sqlite-path PATH] check\n\n"
 	    "Serves a Deno KV database (the KV Connect protocol) over"
-	    " FastCGI.\n\noptions:\n");
+	    " FastCGI.\n\n"
+	    "  backup   copy the database while it is served\n"
+	    "  restore  put a backup in place of a stopped service's database\n"
+	    "  check    integrity and schema check (exit status 1: a problem)\n"
+	    "\noptions:\n");
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		snprintf(flag, sizeof(flag), "--%s%s%s", conf_options[i].name,
 		    conf_options[i].arg ? " " : "",
@@ -215,6 +222,17 @@ find_option(const char *name, size_t namelen)
 		    strncmp(conf_options[i].name, name, namelen) == 0)
 			return &conf_options[i];
 	return NULL;
+}
+
+int
+conf_option_takes_value(const char *arg)
+{
+	const struct conf_option	*o;
+
+	if (strncmp(arg, "--", 2) != 0 || strchr(arg, '=') != NULL)
+		return 0;
+	o = find_option(arg + 2, strlen(arg + 2));
+	return o != NULL && o->arg != NULL;
 }
 
 struct kv_options
@@ -321,12 +339,14 @@ load_file(struct conf *c, const char *path, char *errbuf, size_t errlen)
  */
 static enum conf_result
 walk_argv(int argc, char **argv, struct conf *c, int apply_them,
-    int *saw_serve, char *errbuf, size_t errlen)
+    int *saw_serve, struct conf_words *words, char *errbuf, size_t errlen)
 {
 	const struct conf_option	*o;
 	const char			*arg, *eq, *name;
 	char				 why[400];
 
+	if (words != NULL)
+		words->n = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
@@ -338,8 +358,18 @@ walk_argv(int argc, char **argv, struct conf *c, int apply_them,
 			printf("denokv-fcgi %s\n", PACKAGE_VERSION);
 			return CONF_EXIT;
 		}
-		if (strcmp(argv[i], "serve") == 0) {
+		if (words == NULL && strcmp(argv[i], "serve") == 0) {
 			*saw_serve = 1;
+			continue;
+		}
+		/* A verb's words: its name first, then its arguments. */
+		if (words != NULL && strncmp(argv[i], "--", 2) != 0) {
+			if (words->n == CONF_MAX_WORDS) {
+				snprintf(errbuf, errlen, "unexpected argument"
+				    " \"%s\" (see --help)", argv[i]);
+				return CONF_ERROR;
+			}
+			words->w[words->n++] = argv[i];
 			continue;
 		}
 		if (strncmp(argv[i], "--", 2) != 0) {
@@ -382,10 +412,10 @@ walk_argv(int argc, char **argv, struct conf *c, int apply_them,
 }
 
 static enum conf_result
-conf_validate(const struct conf *c, int saw_serve, char *errbuf,
+conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
     size_t errlen)
 {
-	if (!saw_serve && !c->check_only) {
+	if (!verb && !saw_serve && !c->check_only) {
 		snprintf(errbuf, errlen, "missing the \"serve\" command"
 		    " (see --help)");
 		return CONF_ERROR;
@@ -395,6 +425,9 @@ conf_validate(const struct conf *c, int saw_serve, char *errbuf,
 		    " DENO_KV_SQLITE_PATH or sqlite-path in the config file");
 		return CONF_ERROR;
 	}
+	/* Verbs work on the file (or the running service): no token. */
+	if (verb)
+		return CONF_OK;
 	if (c->access_token == NULL || *c->access_token == '\0') {
 		snprintf(errbuf, errlen, "no access token: give"
 		    " --access-token, set DENO_KV_ACCESS_TOKEN or"
@@ -430,15 +463,17 @@ apply_env(struct conf *c, const char *var, const char *name, char *errbuf,
 	return 0;
 }
 
-enum conf_result
-conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
+static enum conf_result
+parse(int argc, char **argv, struct conf *c, struct conf_words *words,
+    char *errbuf, size_t errlen)
 {
 	enum conf_result	 r;
 	int			 saw_serve = 0;
 
 	conf_defaults(c);
 	/* Precedence: file < environment < command line. */
-	if ((r = walk_argv(argc, argv, c, 0, &saw_serve, errbuf, errlen)) !=
+	if ((r = walk_argv(argc, argv, c, 0, &saw_serve, words, errbuf,
+	    errlen)) !=
 	    CONF_OK)
 		goto out;
 	r = CONF_ERROR;
@@ -451,12 +486,25 @@ conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
 	    errlen) != 0)
 		goto out;
 	saw_serve = 0;
-	if ((r = walk_argv(argc, argv, c, 1, &saw_serve, errbuf, errlen)) !=
-	    CONF_OK)
+	if ((r = walk_argv(argc, argv, c, 1, &saw_serve, words, errbuf,
+	    errlen)) != CONF_OK)
 		goto out;
-	r = conf_validate(c, saw_serve, errbuf, errlen);
+	r = conf_validate(c, saw_serve, words != NULL, errbuf, errlen);
 out:
 	if (r != CONF_OK)
 		conf_fini(c);
 	return r;
+}
+
+enum conf_result
+conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
+{
+	return parse(argc, argv, c, NULL, errbuf, errlen);
+}
+
+enum conf_result
+conf_parse_verb(int argc, char **argv, struct conf *c,
+    struct conf_words *words, char *errbuf, size_t errlen)
+{
+	return parse(argc, argv, c, words, errbuf, errlen);
 }

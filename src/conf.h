@@ -48,10 +48,28 @@ enum conf_result {
 /* Fills c from argv, the environment and the file named by --config. */
 enum conf_result conf_parse(int argc, char **argv, struct conf *c,
 		    char *errbuf, size_t errlen);
+
+/* The words of a command-line verb: its name, then its arguments. */
+#define CONF_MAX_WORDS	8
+struct conf_words {
+	const char	*w[CONF_MAX_WORDS];	/* borrowed from argv */
+	int		 n;
+};
+
+/*
+ * The same for a verb other than serve (backup, check, ...): the options
+ * and the file are read alike, no access token is needed, and the words
+ * that are not options are returned in order in words.
+ */
+enum conf_result conf_parse_verb(int argc, char **argv, struct conf *c,
+		    struct conf_words *words, char *errbuf, size_t errlen);
 void		 conf_fini(struct conf *c);
 
 /* How the storage engine opens the database under these settings. */
 struct kv_options conf_kv_options(const struct conf *c);
+
+/* Whether argv word arg ("--name") is an option whose value follows it. */
+int		 conf_option_takes_value(const char *arg);
 
 /* The default worker count: one per CPU, at least two. */
 int		 conf_default_workers(void);

@@ -25,6 +25,8 @@
 #include "err.h"
 
 #define KV_VERSIONSTAMP_BYTES	10
+/* denokv's schema: the number of its migrations (migration_state.version). */
+#define KV_SCHEMA_VERSION	3
 
 /* Value encodings, as stored in kv.v_encoding and sent on the wire. */
 enum kv_encoding {

@@ -70,6 +70,7 @@ static const char *const kv_migrations[] = {
 	"create index kv_expiration_ms_idx on kv (expiration_ms);\n",
 };
 #define KV_N_MIGRATIONS	(sizeof(kv_migrations) / sizeof(kv_migrations[0]))
+_Static_assert(KV_N_MIGRATIONS == KV_SCHEMA_VERSION, "kv.h names the schema");
 
 /* The queue's default retry schedule, as denokv and Deno store it. */
 static const char kv_default_backoff[] = "[100,1000,5000,30000,60000]";

@@ -1,0 +1,26 @@
+/*
+ * cmd: the command-line verbs beyond "serve", one file each (cmd_*.c).
+ * Each takes the whole argv, runs in the foreground, prints to stdout and
+ * returns the exit status: 0 done, 1 failed, 2 usage error.
+ */
+#ifndef DENOKV_CMD_H
+#define DENOKV_CMD_H
+
+/* denokv-fcgi --sqlite-path P backup DEST */
+int	cmd_backup_main(int argc, char **argv);
+/* denokv-fcgi --sqlite-path P restore SRC */
+int	cmd_restore_main(int argc, char **argv);
+/* denokv-fcgi --sqlite-path P check */
+int	cmd_check_main(int argc, char **argv);
+
+/*
+ * Shared by the verbs: reads the options and the file like serve does
+ * (cmd_args.c) and checks that the verb got exactly n_args arguments.
+ * On failure prints why and returns 2; the caller then calls nothing else.
+ */
+struct conf;
+struct conf_words;
+int	cmd_parse(int argc, char **argv, const char *usage, int n_args,
+	    struct conf *, struct conf_words *);
+
+#endif
