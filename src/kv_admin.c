@@ -227,8 +227,14 @@ kv_file_holder(const char *path, pid_t *holder, char *errbuf, size_t errlen)
 /* --- copies --------------------------------------------------------------- */
 
 /*
- * Copies src (whose read transaction the caller holds) into the empty new
- * file tmp, step by step. Returns the open destination in *out.
+ * Copies src (whose read transaction the caller holds) into the new file
+ * tmp, step by step, and reopens the copy for the caller in *out.
+ *
+ * The copy is scratch until seal_copy() names it, so it is written without
+ * a journal; instead each step's pages are synced before the next step.
+ * That keeps the dirty data small: on a journaling file system, a
+ * writer's fsync would otherwise have to push out the copy's backlog
+ * with its own commit, stalling it for as long as that takes.
  */
 static int
 copy_into(sqlite3 *src, const char *tmp, sqlite3 **out,
@@ -240,20 +246,22 @@ copy_into(sqlite3 *src, const char *tmp, sqlite3 **out,
 
 	*out = NULL;
 	/* Claim the name first: never write over someone's file. */
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
+	if ((fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
 	    -1) {
 		snprintf(errbuf, errlen, "%s: %s%s", tmp, strerror(errno),
 		    errno == EEXIST ? " (left by an interrupted run? remove"
 		    " it)" : "");
 		return -1;
 	}
-	close(fd);
 	if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE, NULL) !=
 	    SQLITE_OK) {
 		say_sqlite(dst, tmp, errbuf, errlen);
 		goto fail;
 	}
 	sqlite3_extended_result_codes(dst, 1);
+	if (exec(dst, "pragma journal_mode = off; pragma synchronous = off",
+	    errbuf, errlen) != 0)
+		goto fail;
 	if ((b = sqlite3_backup_init(dst, "main", src, "main")) == NULL) {
 		say_sqlite(dst, "starting the copy", errbuf, errlen);
 		goto fail;
@@ -262,6 +270,11 @@ copy_into(sqlite3 *src, const char *tmp, sqlite3 **out,
 		rc = sqlite3_backup_step(b, KV_BACKUP_STEP_PAGES);
 		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
 			sleep_ms(COPY_RETRY_MS);
+		else if (fdatasync(fd) != 0) {
+			snprintf(errbuf, errlen, "%s: %s", tmp, strerror(errno));
+			sqlite3_backup_finish(b);
+			goto fail;
+		}
 	} while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
 	info->pages = sqlite3_backup_pagecount(b);
 	sqlite3_backup_finish(b);
@@ -269,10 +282,17 @@ copy_into(sqlite3 *src, const char *tmp, sqlite3 **out,
 		snprintf(errbuf, errlen, "copying: %s", sqlite3_errstr(rc));
 		goto fail;
 	}
-	*out = dst;
+	/* Reopened, the copy is in the source's journal mode (WAL) again. */
+	sqlite3_close(dst);
+	close(fd);
+	if ((*out = open_existing(tmp, errbuf, errlen)) == NULL) {
+		unlink(tmp);
+		return -1;
+	}
 	return 0;
 fail:
 	sqlite3_close(dst);
+	close(fd);
 	unlink(tmp);
 	return -1;
 }

@@ -72,6 +72,11 @@
  */
 #define KV_BUSY_TIMEOUT_MS		5000
 #define KV_BUSY_RETRIES			3
+/*
+ * A truncating checkpoint holds off new writers while it waits for readers
+ * to leave the WAL, so it waits only this long; a later pass tries again.
+ */
+#define KV_TRUNCATE_WAIT_MS		20
 
 /* Expired entries are deleted in batches of this many rows per transaction. */
 #define KV_EXPIRY_BATCH			1000

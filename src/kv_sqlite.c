@@ -129,6 +129,7 @@ struct kv_db {
 	sqlite3_stmt		*st[ST__COUNT];
 	int			 read_only;
 	const struct kv_hooks	*hooks;
+	int			 busy_timeout_ms;
 };
 
 static const struct kv_hooks no_hooks;
@@ -407,8 +408,9 @@ kv_open(const char *path, const struct kv_options *opt, char *errbuf,
 		goto fail;
 	}
 	sqlite3_extended_result_codes(k->db, 1);
-	sqlite3_busy_timeout(k->db, opt->busy_timeout_ms > 0 ?
-	    opt->busy_timeout_ms : KV_BUSY_TIMEOUT_MS);
+	k->busy_timeout_ms = opt->busy_timeout_ms > 0 ?
+	    opt->busy_timeout_ms : KV_BUSY_TIMEOUT_MS;
+	sqlite3_busy_timeout(k->db, k->busy_timeout_ms);
 	if (!opt->read_only) {
 		if (exec_sql(k->db, "pragma journal_mode = wal", errbuf,
 		    errlen) != 0 ||
@@ -1120,9 +1122,21 @@ kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
 	*wal_frames = *done = 0;
 	if (k->read_only)
 		return KV_OK;
+	/*
+	 * A truncating checkpoint holds off new writers while it waits for
+	 * readers to leave the WAL; a long reader (a backup, a replicator)
+	 * would stall every write for the whole busy timeout. Wait briefly
+	 * and leave it to a later pass instead.
+	 */
+	if (truncate)
+		sqlite3_busy_timeout(k->db, KV_TRUNCATE_WAIT_MS);
 	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, truncate ?
 	    SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
 	    wal_frames, done);
+	if (truncate)
+		sqlite3_busy_timeout(k->db, k->busy_timeout_ms);
+	if (truncate && (rc & 0xff) == SQLITE_BUSY)
+		return KV_ERR_BUSY;
 	if (rc != SQLITE_OK)
 		return sqlite_err(k, rc, "checkpoint");
 	return KV_OK;
