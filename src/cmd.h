@@ -12,6 +12,8 @@ int	cmd_backup_main(int argc, char **argv);
 int	cmd_restore_main(int argc, char **argv);
 /* denokv-fcgi --sqlite-path P check */
 int	cmd_check_main(int argc, char **argv);
+/* denokv-fcgi [--sqlite-path P | --listen ADDR] status */
+int	cmd_status_main(int argc, char **argv);
 
 /*
  * Shared by the verbs: reads the options and the file like serve does

@@ -80,6 +80,14 @@ static const struct conf_option conf_options[] = {
 	  "error, warning, notice, info (default), debug" },
 	{ "check-config", NULL, CT_FLAG, OFF(check_only), 0, 0, 1,
 	  "validate the settings and exit" },
+	{ "health-path", "PATH", CT_STRING, OFF(health_path), 0, 0, 0,
+	  "answer load balancers' health checks at this path (GET, no"
+	  " token; default: off)" },
+	{ "metrics-path", "PATH", CT_STRING, OFF(metrics_path), 0, 0, 0,
+	  "serve Prometheus metrics at this path (default: off)" },
+	{ "metrics-token", "TOKEN", CT_STRING, OFF(metrics_token), 0, 0, 0,
+	  "the bearer token the metrics path requires, 12 characters or"
+	  " more" },
 };
 #define N_OPTIONS	(sizeof(conf_options) / sizeof(conf_options[0]))
 
@@ -197,12 +205,14 @@ usage(FILE *f)
 	    " [--access-token TOKEN] [options]\n"
 	    "       denokv-fcgi [--sqlite-path PATH] backup DEST\n"
 	    "       denokv-fcgi [--sqlite-path PATH] restore SRC\n"
-	    "       denokv-fcgi [--sqlite-path PATH] check\n\n"
+	    "       denokv-fcgi [--sqlite-path PATH] check\n"
+	    "       denokv-fcgi [--sqlite-path PATH | --listen ADDR] status\n\n"
 	    "Serves a Deno KV database (the KV Connect protocol) over"
 	    " FastCGI.\n\n"
 	    "  backup   copy the database while it is served\n"
 	    "  restore  put a backup in place of a stopped service's database\n"
 	    "  check    integrity and schema check (exit status 1: a problem)\n"
+	    "  status   ask the running service how it is doing\n"
 	    "\noptions:\n");
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		snprintf(flag, sizeof(flag), "--%s%s%s", conf_options[i].name,
@@ -411,6 +421,35 @@ walk_argv(int argc, char **argv, struct conf *c, int apply_them,
 	return CONF_OK;
 }
 
+/* The operator endpoints: absolute paths, distinct, metrics with a token. */
+static int
+conf_validate_ops(const struct conf *c, char *errbuf, size_t errlen)
+{
+	const char	*paths[] = { c->health_path, c->metrics_path };
+	const char	*names[] = { "health-path", "metrics-path" };
+
+	for (int i = 0; i < 2; i++)
+		if (paths[i] != NULL && (paths[i][0] != '/' ||
+		    strpbrk(paths[i], "?#") != NULL)) {
+			snprintf(errbuf, errlen, "%s must be a path that starts"
+			    " with / (no query), like /healthz", names[i]);
+			return -1;
+		}
+	if (c->health_path != NULL && c->metrics_path != NULL &&
+	    strcmp(c->health_path, c->metrics_path) == 0) {
+		snprintf(errbuf, errlen, "health-path and metrics-path must"
+		    " differ");
+		return -1;
+	}
+	if (c->metrics_path != NULL && (c->metrics_token == NULL ||
+	    strlen(c->metrics_token) < KV_MIN_TOKEN_CHARS)) {
+		snprintf(errbuf, errlen, "metrics-path needs metrics-token, at"
+		    " least %d characters", KV_MIN_TOKEN_CHARS);
+		return -1;
+	}
+	return 0;
+}
+
 static enum conf_result
 conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
     size_t errlen)
@@ -439,6 +478,8 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 		    " chars long.", KV_MIN_TOKEN_CHARS);
 		return CONF_ERROR;
 	}
+	if (conf_validate_ops(c, errbuf, errlen) != 0)
+		return CONF_ERROR;
 	if (c->group != NULL && c->user == NULL) {
 		snprintf(errbuf, errlen, "group is set but user is not");
 		return CONF_ERROR;

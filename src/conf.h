@@ -37,6 +37,10 @@ struct conf {
 	enum kv_sync	 sync;
 	enum log_level	 log_level;
 	int		 check_only;	/* --check-config */
+	/* operations (README "Operating it"); NULL: the endpoint is off */
+	char		*health_path;
+	char		*metrics_path;
+	char		*metrics_token;	/* required with metrics_path */
 };
 
 enum conf_result {

@@ -16,6 +16,7 @@
 #include "conf.h"
 #include "err.h"
 #include "kv.h"
+#include "metrics.h"
 #include "shm.h"
 #include "watch.h"
 
@@ -40,12 +41,22 @@ struct request {
 	size_t			 baselen;
 	const uint8_t		*body;
 	size_t			 bodylen;
+	/* for the metrics: which endpoint, and a status a handler sent */
+	enum metrics_endpoint	 counted_as;
+	int			 status;	/* 0: 200, or the error's */
 };
 
 enum kv_err	h_metadata(struct request *);
 enum kv_err	h_snapshot_read(struct request *);
 enum kv_err	h_atomic_write(struct request *);
 enum kv_err	h_watch(struct request *);
+
+/*
+ * The operator's endpoints (h_ops.c): 1 if path or the request's
+ * parameters name one, which has then been answered; 0 if not.
+ */
+#define OPS_STATUS_PARAM	"DENOKV_FCGI_STATUS"
+int		ops_dispatch(struct request *, const char *path);
 
 /* Sends a protobuf response body. */
 int		reply_protobuf(struct request *, const uint8_t *body,

@@ -78,6 +78,12 @@
  */
 #define KV_TRUNCATE_WAIT_MS		20
 
+/*
+ * The health endpoint reports a full disk below this much free space: the
+ * largest atomic write (800 KiB of mutations) needs about this much WAL.
+ */
+#define KV_HEALTH_MIN_FREE_BYTES	(1024 * 1024)
+
 /* Expired entries are deleted in batches of this many rows per transaction. */
 #define KV_EXPIRY_BATCH			1000
 

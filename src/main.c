@@ -17,6 +17,7 @@ static const struct {
 	{ "backup", cmd_backup_main },
 	{ "restore", cmd_restore_main },
 	{ "check", cmd_check_main },
+	{ "status", cmd_status_main },
 };
 
 int

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "kv.h"
+#include "metrics.h"
 #include "shm.h"
 
 /* A line that has not moved for this long is checked for a dead owner. */
@@ -269,6 +270,7 @@ shm_write_begin(struct shm_segment *s, int slot)
 		futex(&s->procs[slot].wake, FUTEX_WAIT, word, &slice);
 	}
 	waited = mono_us() - start;
+	metrics_write_wait(waited);
 	uint64_t prev = atomic_load(&s->max_wait_us);
 	while (waited > prev &&
 	    !atomic_compare_exchange_weak(&s->max_wait_us, &prev, waited))

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "http.h"
 #include "kv_limits.h"
@@ -172,6 +173,23 @@ is_misrouted_protobuf(struct request *rq, enum route route)
 	    strncasecmp(ctype, "application/x-protobuf", 22) == 0;
 }
 
+static enum metrics_endpoint
+route_endpoint(enum route route)
+{
+	switch (route) {
+	case ROUTE_METADATA:
+		return ME_METADATA;
+	case ROUTE_SNAPSHOT_READ:
+		return ME_SNAPSHOT_READ;
+	case ROUTE_ATOMIC_WRITE:
+		return ME_ATOMIC_WRITE;
+	case ROUTE_WATCH:
+		return ME_WATCH;
+	default:
+		return ME_OTHER;
+	}
+}
+
 static enum kv_err
 dispatch(struct request *rq)
 {
@@ -184,7 +202,11 @@ dispatch(struct request *rq)
 
 	if ((path = http_path(rq->fcgi, rq->arena)) == NULL)
 		return KV_ERR_NOMEM;
+	/* Operations: health, metrics, status (h_ops.c). */
+	if (ops_dispatch(rq, path))
+		return KV_OK;
 	route = route_path(path, &rq->baselen);
+	rq->counted_as = route_endpoint(route);
 	rq->base = path;
 	if (route == ROUTE_NOT_FOUND || is_misrouted_protobuf(rq, route))
 		return KV_ERR_NOT_FOUND;
@@ -215,9 +237,12 @@ dispatch(struct request *rq)
 static void
 serve_one(struct server *s, FCGX_Request *fr, struct arena *a)
 {
-	struct request	 rq = { .fcgi = fr, .srv = s, .arena = a };
+	struct request	 rq = { .fcgi = fr, .srv = s, .arena = a,
+	    .counted_as = ME_OTHER };
+	struct timespec	 t0, t1;
 	enum kv_err	 err;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	err = dispatch(&rq);
 	if (err != KV_OK) {
 		if (kv_err_status(err) >= 500)
@@ -226,6 +251,11 @@ serve_one(struct server *s, FCGX_Request *fr, struct arena *a)
 			log_debug("request refused: %s", kv_err_name(err));
 		http_reply_error(fr, err);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	metrics_request(rq.counted_as, err != KV_OK ? kv_err_status(err) :
+	    rq.status != 0 ? rq.status : 200,
+	    (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+	    (t1.tv_nsec - t0.tv_nsec) / 1000));
 }
 
 static void
