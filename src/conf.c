@@ -28,6 +28,7 @@ enum conf_type {
 	CT_MODE,	/* mode_t at offset, octal */
 	CT_SYNC,	/* enum kv_sync */
 	CT_LEVEL,	/* enum log_level */
+	CT_CHECKPOINT,	/* int: 1 for "external", 0 for "internal" */
 };
 
 struct conf_option {
@@ -76,6 +77,9 @@ static const struct conf_option conf_options[] = {
 	  "serve reads only; writes are refused" },
 	{ "sqlite-synchronous", "MODE", CT_SYNC, OFF(sync), 0, 0, 0,
 	  "full (default: acknowledged writes are on disk), normal, off" },
+	{ "checkpoint", "WHO", CT_CHECKPOINT, OFF(checkpoint_external), 0, 0,
+	  0, "internal (default) or external: leave truncating WAL"
+	  " checkpoints to a replicator such as Litestream" },
 	{ "log-level", "LEVEL", CT_LEVEL, OFF(log_level), 0, 0, 0,
 	  "error, warning, notice, info (default), debug" },
 	{ "check-config", NULL, CT_FLAG, OFF(check_only), 0, 0, 1,
@@ -186,6 +190,14 @@ apply(struct conf *c, const struct conf_option *o, const char *v,
 			return 0;
 		snprintf(e, n, "\"%s\" is not one of full, normal, off", v);
 		return -1;
+	case CT_CHECKPOINT:
+		if (strcasecmp(v, "internal") == 0 ||
+		    strcasecmp(v, "external") == 0) {
+			*(int *)field(c, o) = strcasecmp(v, "external") == 0;
+			return 0;
+		}
+		snprintf(e, n, "\"%s\" is not one of internal, external", v);
+		return -1;
 	case CT_LEVEL:
 		if (log_parse_level(v, (enum log_level *)field(c, o)) == 0)
 			return 0;
@@ -252,6 +264,7 @@ conf_kv_options(const struct conf *c)
 		.read_only = c->read_only,
 		.sync = c->sync,
 		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
+		.external_checkpoints = c->checkpoint_external,
 	};
 
 	return opt;

@@ -35,6 +35,7 @@ struct conf {
 	int		 shutdown_timeout;	/* seconds */
 	int		 read_only;
 	enum kv_sync	 sync;
+	int		 checkpoint_external;	/* Litestream owns the WAL's size */
 	enum log_level	 log_level;
 	int		 check_only;	/* --check-config */
 	/* operations (README "Operating it"); NULL: the endpoint is off */

@@ -62,6 +62,11 @@ struct kv_options {
 	int			 read_only;
 	enum kv_sync		 sync;
 	int			 busy_timeout_ms;
+	/*
+	 * 1: never checkpoint on commit (SQLite's wal_autocheckpoint); a
+	 * replicator that reads the WAL (Litestream) checkpoints instead.
+	 */
+	int			 external_checkpoints;
 	const struct kv_hooks	*hooks;		/* NULL: none */
 };
 

@@ -416,6 +416,8 @@ kv_open(const char *path, const struct kv_options *opt, char *errbuf,
 		    errlen) != 0 ||
 		    exec_sql(k->db, sync_pragma[opt->sync], errbuf,
 		    errlen) != 0 ||
+		    (opt->external_checkpoints && exec_sql(k->db,
+		    "pragma wal_autocheckpoint = 0", errbuf, errlen) != 0) ||
 		    migrate(k->db, errbuf, errlen) != 0)
 			goto fail;
 	} else if (check_schema(k->db, errbuf, errlen) != 0)
