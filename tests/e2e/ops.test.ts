@@ -86,6 +86,47 @@ plainTest("health: 200 ok from a serving instance, 405 for other methods, nothin
   assert.notEqual(r.text, "ok\n");
 });
 
+async function availBytes(dir: string): Promise<number> {
+  const r = await run(["df", "-B1", "--output=avail", dir]);
+  return Number(r.stdout.trim().split("\n").pop());
+}
+
+plainTest("health: 503 'disk full' while the database's file system is full, 200 once space is freed", async () => {
+  assert.equal(Deno.uid(), 0, "this test mounts a tmpfs and must run as root (CI does)");
+  const mnt = `${RUN_DIR}/ops/full-fs`;
+  const name = "opsfull";
+  Deno.mkdirSync(mnt, { recursive: true });
+  let r = await run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mnt]);
+  assert.equal(r.code, 0, r.stderr);
+  let started = false;
+  try {
+    const env = await startServer(name, { DB: `${mnt}/kv.sqlite`, SERVER_ARGS: `--workers 2 --health-path /${name}/healthz` });
+    started = true;
+    const health = () => rawFetch(`${env.H1_URL}healthz`, {});
+    let h = await health();
+    assert.equal(h.status, 200, h.text);
+    // Fill all but about 256 KiB: less than the largest write needs.
+    const filler = `${mnt}/filler`;
+    const room = await availBytes(mnt);
+    r = await run(["dd", "if=/dev/zero", `of=${filler}`, "bs=64K",
+      `count=${Math.floor((room - 256 * 1024) / 65536)}`, "status=none"]);
+    assert.equal(r.code, 0, r.stderr);
+    h = await health();
+    assert.equal(h.status, 503, h.text);
+    assert.match(h.text, /^disk full: \d+ bytes free where the database is\n$/);
+    assert.match(h.contentType, /^text\/plain/);
+    Deno.removeSync(filler);
+    h = await health();
+    assert.equal(h.status, 200, `after freeing space: ${h.status} ${h.text}`);
+    assert.equal(h.text, "ok\n");
+    await stopServer(name);
+    started = false;
+  } finally {
+    if (started) await stopServer(name).catch(() => {});
+    await run(["umount", "-l", mnt]);
+  }
+});
+
 plainTest("metrics: refused without its token, even with the data token", async () => {
   const env = await instance();
   for (const t of [null, "wrong-token-wrong-token", TOKEN]) {
