@@ -18,8 +18,10 @@ int	cmd_status_main(int argc, char **argv);
 /*
  * Shared by the verbs: reads the options and the file like serve does
  * (cmd_args.c) and checks that the verb got exactly n_args arguments.
- * On failure prints why and returns 2; the caller then calls nothing else.
+ * Returns 0 to go on; else the verb returns CMD_STATUS(rc) at once: 2
+ * after a usage error (printed), 0 after --help or --version.
  */
+#define CMD_STATUS(rc)	((rc) < 0 ? 0 : (rc))
 struct conf;
 struct conf_words;
 int	cmd_parse(int argc, char **argv, const char *usage, int n_args,

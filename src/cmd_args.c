@@ -19,7 +19,7 @@ cmd_parse(int argc, char **argv, const char *usage, int n_args,
 	case CONF_OK:
 		break;
 	case CONF_EXIT:
-		return 2;
+		return -1;		/* --help or --version: done, exit 0 */
 	case CONF_ERROR:
 		fprintf(stderr, "denokv-fcgi: %s\nusage: %s\n", err, usage);
 		return 2;

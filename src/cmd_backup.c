@@ -22,7 +22,7 @@ cmd_backup_main(int argc, char **argv)
 
 	if ((rc = cmd_parse(argc, argv, "denokv-fcgi --sqlite-path PATH"
 	    " backup DEST", 1, &c, &w)) != 0)
-		return rc;
+		return CMD_STATUS(rc);
 	if (kv_backup(c.sqlite_path, w.w[1], &info, err, sizeof(err)) != 0) {
 		fprintf(stderr, "denokv-fcgi: backup failed: %s\n", err);
 		conf_fini(&c);

@@ -28,7 +28,7 @@ cmd_check_main(int argc, char **argv)
 
 	if ((rc = cmd_parse(argc, argv, "denokv-fcgi --sqlite-path PATH check",
 	    0, &c, &w)) != 0)
-		return rc;
+		return CMD_STATUS(rc);
 	if (kv_check(c.sqlite_path, print_line, NULL, &problems, err,
 	    sizeof(err)) != 0) {
 		printf("problem: cannot open the database: %s\n", err);

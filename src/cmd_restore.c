@@ -202,7 +202,7 @@ cmd_restore_main(int argc, char **argv)
 
 	if ((rc = cmd_parse(argc, argv, "denokv-fcgi --sqlite-path PATH"
 	    " restore SRC", 1, &c, &w)) != 0)
-		return rc;
+		return CMD_STATUS(rc);
 	memset(&r, 0, sizeof(r));
 	r.path = c.sqlite_path;
 	r.src = w.w[1];

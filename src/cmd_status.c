@@ -232,7 +232,8 @@ ask(const struct conf *c, char *err, size_t len)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	build_request(&req);
-	if (write(fd, req.b, req.len) != (ssize_t)req.len) {
+	/* send, not write: a service that hangs up must not kill us (SIGPIPE). */
+	if (send(fd, req.b, req.len, MSG_NOSIGNAL) != (ssize_t)req.len) {
 		snprintf(err, len, "sending the request: %s", strerror(errno));
 		goto out;
 	}
@@ -262,7 +263,7 @@ cmd_status_main(int argc, char **argv)
 
 	if ((rc = cmd_parse(argc, argv, "denokv-fcgi [--sqlite-path PATH |"
 	    " --listen ADDR] status", 0, &c, &w)) != 0)
-		return rc;
+		return CMD_STATUS(rc);
 	rc = ask(&c, err, sizeof(err));
 	if (rc != 0)
 		fprintf(stderr, "denokv-fcgi: status: %s (is the service"
