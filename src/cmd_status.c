@@ -50,7 +50,8 @@ record(struct buf *o, int type, const void *body, size_t len)
 	h[4] = (uint8_t)(len >> 8);
 	h[5] = (uint8_t)len;
 	h[6] = h[7] = 0;
-	memcpy(h + 8, body, len);
+	if (len > 0)
+		memcpy(h + 8, body, len);
 	o->len += 8 + len;
 }
 
