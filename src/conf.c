@@ -80,6 +80,11 @@ static const struct conf_option conf_options[] = {
 	{ "checkpoint", "WHO", CT_CHECKPOINT, OFF(checkpoint_external), 0, 0,
 	  0, "internal (default) or external: leave truncating WAL"
 	  " checkpoints to a replicator such as Litestream" },
+	{ "sqlite-file-mode", "MODE", CT_MODE, OFF(sqlite_file_mode), 0, 0777,
+	  0, "file mode of a database this server creates, and of its -wal"
+	  " and -shm files (default 0600)" },
+	{ "busy-timeout", "MS", CT_INT, OFF(busy_timeout_ms), 10, 600000, 0,
+	  "how long a write waits for its turn, then 503 (default 5000)" },
 	{ "log-level", "LEVEL", CT_LEVEL, OFF(log_level), 0, 0, 0,
 	  "error, warning, notice, info (default), debug" },
 	{ "check-config", NULL, CT_FLAG, OFF(check_only), 0, 0, 1,
@@ -263,7 +268,8 @@ conf_kv_options(const struct conf *c)
 	struct kv_options	 opt = {
 		.read_only = c->read_only,
 		.sync = c->sync,
-		.busy_timeout_ms = KV_BUSY_TIMEOUT_MS,
+		.busy_timeout_ms = c->busy_timeout_ms,
+		.file_mode = c->sqlite_file_mode,
 		.external_checkpoints = c->checkpoint_external,
 	};
 
@@ -286,6 +292,8 @@ conf_defaults(struct conf *c)
 	c->workers = conf_default_workers();
 	c->shutdown_timeout = 10;
 	c->sync = KV_SYNC_FULL;
+	c->busy_timeout_ms = KV_BUSY_TIMEOUT_MS;
+	c->sqlite_file_mode = 0600;
 	c->log_level = LOG_LVL_INFO;
 }
 
@@ -489,6 +497,12 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 	if (strlen(c->access_token) < KV_MIN_TOKEN_CHARS) {
 		snprintf(errbuf, errlen, "Access token must be at minimum %d"
 		    " chars long.", KV_MIN_TOKEN_CHARS);
+		return CONF_ERROR;
+	}
+	if ((c->sqlite_file_mode & 0600) != 0600) {
+		snprintf(errbuf, errlen, "sqlite-file-mode: %04o does not let"
+		    " the server read and write its own database (give the"
+		    " owner rw, e.g. 0600)", (unsigned)c->sqlite_file_mode);
 		return CONF_ERROR;
 	}
 	if (conf_validate_ops(c, errbuf, errlen) != 0)

@@ -35,6 +35,8 @@ struct conf {
 	int		 shutdown_timeout;	/* seconds */
 	int		 read_only;
 	enum kv_sync	 sync;
+	int		 busy_timeout_ms;	/* a write's wait for its turn */
+	mode_t		 sqlite_file_mode;	/* of a database file we create */
 	int		 checkpoint_external;	/* Litestream owns the WAL's size */
 	enum log_level	 log_level;
 	int		 check_only;	/* --check-config */

@@ -39,3 +39,18 @@ kv_err_name(enum kv_err e)
 {
 	return kv_err_info[clamp(e)].name;
 }
+
+int
+kv_err_is_fault(enum kv_err e)
+{
+	switch (e) {
+	case KV_ERR_STORAGE:
+	case KV_ERR_DISK_FULL:
+	case KV_ERR_CORRUPT:
+	case KV_ERR_IO:
+	case KV_ERR_NOT_WRITABLE:
+		return 1;
+	default:
+		return 0;
+	}
+}

@@ -4,9 +4,15 @@
  * together in the table below (like sqlite3ErrStr). Protocol outcomes are
  * not errors: a failed check is a 200 with AW_CHECK_FAILURE.
  *
- * 5xx is reserved for conditions that go away by themselves: KV Connect
- * clients retry a 5xx for ever, so a 5xx for a bad request would hang the
- * user's program.
+ * 5xx is reserved for conditions that are not the client's doing: KV
+ * Connect clients retry a 5xx for ever, so a 5xx for a bad request would
+ * hang the user's program. 503 says "busy, this passes by itself"; 507
+ * (disk full) and 500 (a damaged file, an I/O error, an unwritable file)
+ * say "the operator must act" and are logged and shown in STATUS=; the
+ * client's retries then succeed once the operator has, without a restart.
+ * A file the server cannot write is a 500, not a 4xx: the request is
+ * valid and will succeed as it is once the file is fixed, and a 4xx would
+ * make the client drop a valid write.
  */
 #ifndef DENOKV_ERR_H
 #define DENOKV_ERR_H
@@ -63,8 +69,15 @@
 	X(KV_ERR_BUSY, 503, "The database is busy, try again later.") \
 	X(KV_ERR_NOMEM, 503, "The server is out of memory, try again later.") \
 	X(KV_ERR_TOO_MANY_WATCHES, 503, "This server holds as many watch streams as it can, try again later.") \
-	X(KV_ERR_STORAGE, 503, "The database reported an error, try again later.") \
-	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.")
+	X(KV_ERR_STORAGE, 500, "The database reported an unexpected error; the server's log says which.") \
+	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.") \
+	/* transient: the write waited its whole turn-wait limit (busy-timeout) */ \
+	X(KV_ERR_WRITE_TIMEOUT, 503, "The database is busy: timed out waiting for a turn to write behind a slow write, try again later.") \
+	/* storage faults: the operator must act; reads go on where they can */ \
+	X(KV_ERR_DISK_FULL, 507, "The database or disk is full: the write was not applied (reads still work).") \
+	X(KV_ERR_CORRUPT, 500, "The database file is damaged (SQLite reports it corrupt or not a database).") \
+	X(KV_ERR_IO, 500, "The database file could not be read or written (an I/O error).") \
+	X(KV_ERR_NOT_WRITABLE, 500, "The server cannot write its database file (permissions or a read-only file system): the write was not applied.")
 
 enum kv_err {
 #define KV_ERR_ENUM(code, status, msg) code,
@@ -79,5 +92,10 @@ const char	*kv_err_message(enum kv_err);
 int		 kv_err_status(enum kv_err);
 /* The code's name ("KV_ERR_BUSY"), for logs and tests. */
 const char	*kv_err_name(enum kv_err);
+/*
+ * A storage fault: the storage engine has logged it already (at error
+ * level, rate-limited) and counted it for STATUS=, so callers need not.
+ */
+int		 kv_err_is_fault(enum kv_err);
 
 #endif

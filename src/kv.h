@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "arena.h"
 #include "err.h"
@@ -46,22 +47,35 @@ struct kv_bytes;
 /*
  * Optional callbacks around writes, so the storage engine needs to know
  * nothing of how processes coordinate: write_begin/write_end bracket every
- * write transaction (fair admission), changed is called for each key a
- * committed transaction wrote and published once after them (watchers).
+ * write transaction (fair admission; write_begin returns non-zero if no
+ * turn came within timeout_ms, and then write_end is not called), changed
+ * is called for each key a committed transaction wrote and published once
+ * after them (watchers), and fault for each storage fault (a full disk, a
+ * damaged file, an I/O error), for the service's status.
  */
 struct kv_hooks {
 	void	*ctx;
-	void	(*write_begin)(void *ctx);
+	int	(*write_begin)(void *ctx, int timeout_ms);
 	void	(*write_end)(void *ctx);
 	void	(*changed)(void *ctx, const uint8_t *key, size_t len,
 		    int64_t version);
 	void	(*published)(void *ctx);
+	void	(*fault)(void *ctx, enum kv_err code);
 };
 
 struct kv_options {
 	int			 read_only;
 	enum kv_sync		 sync;
+	/*
+	 * The longest a write waits for its turn (write_begin, then SQLite's
+	 * lock, which another process may hold), and a read for a locked
+	 * database, in milliseconds; then KV_ERR_WRITE_TIMEOUT or
+	 * KV_ERR_BUSY. 0: KV_BUSY_TIMEOUT_MS.
+	 */
 	int			 busy_timeout_ms;
+	/* Mode of a database file kv_open creates (exactly, not by umask);
+	 * SQLite gives its -wal and -shm files the same. 0: SQLite's 0644. */
+	mode_t			 file_mode;
 	/*
 	 * 1: never checkpoint on commit (SQLite's wal_autocheckpoint); a
 	 * replicator that reads the WAL (Litestream) checkpoints instead.
@@ -194,6 +208,14 @@ enum kv_err	 kv_checkpoint(struct kv_db *, int truncate, int *wal_frames,
 
 /* The current data version (the first 8 bytes of the latest versionstamp). */
 enum kv_err	 kv_current_version(struct kv_db *, int64_t *version);
+
+/*
+ * How an SQLite result code (extended codes too) and the errno behind it
+ * (sqlite3_system_errno) map to ours: the one place that decides which
+ * failures are transient (503), a full disk (507) or need the operator
+ * (500). Exposed for the unit tests.
+ */
+enum kv_err	 kv_err_for_sqlite(int rc, int sys_errno);
 
 /* Milliseconds since the Unix epoch, from the real-time clock. */
 int64_t		 kv_now_ms(void);

@@ -66,9 +66,11 @@
 #define KV_METADATA_TTL_SECONDS		(24 * 60 * 60)
 
 /*
- * Writers wait this long for SQLite's write lock, and retry a transaction
- * that still found it busy this many times, before answering 503 (which KV
- * Connect clients retry).
+ * The default of busy-timeout: the longest a write waits for its turn
+ * (behind this server's other writers, then for SQLite's lock, which any
+ * other process may hold) before it is answered 503, which KV Connect
+ * clients retry. A transaction that found the database busy before that
+ * is tried again at most this many times within the same time.
  */
 #define KV_BUSY_TIMEOUT_MS		5000
 #define KV_BUSY_RETRIES			3
@@ -83,6 +85,13 @@
  * largest atomic write (800 KiB of mutations) needs about this much WAL.
  */
 #define KV_HEALTH_MIN_FREE_BYTES	(1024 * 1024)
+
+/*
+ * A storage fault (a full disk, a damaged file, an I/O error) is logged at
+ * most once per this interval per database connection, with a count of
+ * those since: a full disk fails every write, and the log must stay usable.
+ */
+#define KV_FAULT_LOG_INTERVAL_MS	10000
 
 /* Expired entries are deleted in batches of this many rows per transaction. */
 #define KV_EXPIRY_BATCH			1000

@@ -14,9 +14,23 @@
  * Expiry: an entry whose expiration_ms is at or before "now" is treated as
  * absent by reads, checks and sum/min/max, whether or not it has been
  * deleted yet; kv_delete_expired() reclaims the rows.
+ *
+ * Waiting: every operation has one deadline, busy_timeout_ms from its
+ * start. A write spends it first in the fair queue (the write_begin hook),
+ * then in SQLite's busy handler (ours, so that it stops at the deadline
+ * and not after a fixed number of naps), so a client hears 503 after
+ * about that long whoever holds the database.
+ *
+ * Errors: kv_err_for_sqlite() is the one table from SQLite's codes to
+ * ours. Faults the operator must see (a full disk, a damaged file, I/O
+ * errors) are logged at error level at most once per
+ * KV_FAULT_LOG_INTERVAL_MS per connection and reported to the fault hook.
  */
+#include <sys/stat.h>
+
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,12 +138,32 @@ static const char *const kv_stmt_sql[ST__COUNT] = {
 	    " returning k",
 };
 
+/* What each statement does, for the log. */
+static const char *const kv_stmt_name[ST__COUNT] = {
+	[ST_BEGIN_READ] = "begin read",
+	[ST_BEGIN_WRITE] = "begin write",
+	[ST_COMMIT] = "commit",
+	[ST_ROLLBACK] = "rollback",
+	[ST_SCAN_ASC] = "range read",
+	[ST_SCAN_DESC] = "range read",
+	[ST_GET] = "point read",
+	[ST_SET] = "set",
+	[ST_DELETE] = "delete",
+	[ST_BUMP_VERSION] = "version bump",
+	[ST_GET_VERSION] = "version read",
+	[ST_QUEUE_ADD] = "enqueue",
+	[ST_DELETE_EXPIRED] = "expiry sweep",
+};
+
 struct kv_db {
 	sqlite3			*db;
 	sqlite3_stmt		*st[ST__COUNT];
 	int			 read_only;
 	const struct kv_hooks	*hooks;
 	int			 busy_timeout_ms;
+	uint64_t		 deadline_us;	/* of the running operation */
+	uint64_t		 fault_logged_us;	/* 0: never */
+	unsigned long		 faults_unlogged;
 };
 
 static const struct kv_hooks no_hooks;
@@ -164,22 +198,139 @@ version_to_versionstamp(int64_t version, uint8_t vs[KV_VERSIONSTAMP_BYTES])
 	vs[8] = vs[9] = 0;
 }
 
-/* Maps an SQLite result code to ours: the one place that knows BUSY. */
-static enum kv_err
-sqlite_err(struct kv_db *k, int rc, const char *what)
+static uint64_t
+mono_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Starts the running operation's clock: see "Waiting" above. */
+static void
+arm_deadline(struct kv_db *k)
+{
+	k->deadline_us = mono_us() + (uint64_t)k->busy_timeout_ms * 1000;
+}
+
+/* Milliseconds left before the running operation's deadline. */
+static int
+ms_left(const struct kv_db *k)
+{
+	uint64_t	 now = mono_us();
+
+	return now >= k->deadline_us ? 0 :
+	    (int)((k->deadline_us - now + 999) / 1000);
+}
+
+/*
+ * SQLite's busy handler: nap and try again until the deadline. The naps
+ * grow like SQLite's own (a lock is usually held for a commit, about a
+ * millisecond) and are cut short at the deadline.
+ */
+static int
+busy_wait(void *arg, int count)
+{
+	static const unsigned	 nap_ms[] = { 1, 2, 5, 10, 15, 20, 25, 25, 25,
+	    50, 50, 100 };
+	struct kv_db		*k = arg;
+	uint64_t		 now = mono_us(), us;
+	struct timespec		 ts;
+
+	if (now >= k->deadline_us)
+		return 0;
+	us = (uint64_t)nap_ms[count < 12 ? count : 11] * 1000;
+	if (us > k->deadline_us - now)
+		us = k->deadline_us - now;
+	ts.tv_sec = (time_t)(us / 1000000);
+	ts.tv_nsec = (long)(us % 1000000) * 1000;
+	nanosleep(&ts, NULL);
+	return 1;
+}
+
+enum kv_err
+kv_err_for_sqlite(int rc, int sys_errno)
 {
 	switch (rc & 0xff) {
+	case SQLITE_OK:
+		return KV_OK;
+	/* Another connection holds a lock, or moved on meanwhile: retry. */
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
+	case SQLITE_PROTOCOL:
+	case SQLITE_SCHEMA:
 		return KV_ERR_BUSY;
 	case SQLITE_NOMEM:
 		return KV_ERR_NOMEM;
+	case SQLITE_FULL:
+		return KV_ERR_DISK_FULL;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return KV_ERR_CORRUPT;
+	case SQLITE_IOERR:
+		/* Some writes that find no room fail as I/O errors. */
+		if (sys_errno == ENOSPC || sys_errno == EDQUOT)
+			return KV_ERR_DISK_FULL;
+		return KV_ERR_IO;
+	case SQLITE_CANTOPEN:
+		return KV_ERR_IO;
 	case SQLITE_READONLY:
-		return KV_ERR_READ_ONLY;
+	case SQLITE_PERM:
+		return KV_ERR_NOT_WRITABLE;
 	default:
-		log_warnx("sqlite: %s: %s", what, sqlite3_errmsg(k->db));
+		/* SQLITE_ERROR, MISUSE, CONSTRAINT...: not expected here. */
 		return KV_ERR_STORAGE;
 	}
+}
+
+/*
+ * Logs a storage fault at error level, at most once per interval (a full
+ * disk fails every write), and tells the fault hook every time.
+ */
+static void
+report_fault(struct kv_db *k, enum kv_err err, int rc, const char *what)
+{
+	uint64_t	 now = mono_us();
+	char		 more[64] = "";
+
+	if (k->hooks->fault != NULL)
+		k->hooks->fault(k->hooks->ctx, err);
+	if (k->fault_logged_us != 0 && now - k->fault_logged_us <
+	    (uint64_t)KV_FAULT_LOG_INTERVAL_MS * 1000) {
+		k->faults_unlogged++;
+		return;
+	}
+	if (k->faults_unlogged > 0)
+		snprintf(more, sizeof(more), " (and %lu more since the last"
+		    " report)", k->faults_unlogged);
+	log_errorx("database %s: %s: %s (SQLite code %d, errno %d)%s",
+	    sqlite3_db_filename(k->db, "main"), what, sqlite3_errmsg(k->db),
+	    rc, sqlite3_system_errno(k->db), more);
+	k->fault_logged_us = now;
+	k->faults_unlogged = 0;
+}
+
+/* Maps an SQLite result code to ours (see kv_err_for_sqlite) and reports it. */
+static enum kv_err
+sqlite_err(struct kv_db *k, int rc, const char *what)
+{
+	enum kv_err	 err = kv_err_for_sqlite(rc, sqlite3_system_errno(k->db));
+
+	if (err == KV_OK)	/* called on a path that expected no error */
+		err = KV_ERR_INTERNAL;
+	switch (err) {
+	case KV_ERR_BUSY:
+		log_debug("sqlite: %s: %s", what, sqlite3_errmsg(k->db));
+		break;
+	case KV_ERR_NOMEM:
+		log_warnx("sqlite: %s: %s", what, sqlite3_errmsg(k->db));
+		break;
+	default:
+		report_fault(k, err, rc, what);
+		break;
+	}
+	return err;
 }
 
 static int
@@ -201,7 +352,7 @@ exec_stmt(struct kv_db *k, enum kv_stmt s)
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
-		return sqlite_err(k, rc, kv_stmt_sql[s]);
+		return sqlite_err(k, rc, kv_stmt_name[s]);
 	return KV_OK;
 }
 
@@ -277,13 +428,13 @@ select_version(struct kv_db *k, enum kv_stmt s, int64_t *version)
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
-		return sqlite_err(k, rc, kv_stmt_sql[s]);
+		return sqlite_err(k, rc, kv_stmt_name[s]);
 	}
 	*version = sqlite3_column_int64(st, 0);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
-		return sqlite_err(k, rc, kv_stmt_sql[s]);
+		return sqlite_err(k, rc, kv_stmt_name[s]);
 	return KV_OK;
 }
 
@@ -380,6 +531,37 @@ check_schema(sqlite3 *db, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/*
+ * Creates the database file with exactly this mode, if it does not exist,
+ * before SQLite does (SQLite would use 0644 less the umask). SQLite then
+ * gives the -wal and -shm files the database file's mode. An existing
+ * file keeps the mode its owner gave it.
+ */
+static int
+create_file(const char *path, mode_t mode, char *errbuf, size_t errlen)
+{
+	int	 fd;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    mode);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return 0;
+		snprintf(errbuf, errlen, "creating %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	/* open() applied the umask; the operator asked for this mode. */
+	if (fchmod(fd, mode) != 0) {
+		snprintf(errbuf, errlen, "setting the mode of %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 struct kv_db *
 kv_open(const char *path, const struct kv_options *opt, char *errbuf,
     size_t errlen)
@@ -398,6 +580,11 @@ kv_open(const char *path, const struct kv_options *opt, char *errbuf,
 	}
 	k->read_only = opt->read_only;
 	k->hooks = opt->hooks != NULL ? opt->hooks : &no_hooks;
+	k->busy_timeout_ms = opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms :
+	    KV_BUSY_TIMEOUT_MS;
+	if (!opt->read_only && opt->file_mode != 0 &&
+	    create_file(path, opt->file_mode, errbuf, errlen) != 0)
+		goto fail;
 	flags = opt->read_only ? SQLITE_OPEN_READONLY :
 	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 	/* One connection per process and per thread: no SQLite mutexes. */
@@ -408,9 +595,8 @@ kv_open(const char *path, const struct kv_options *opt, char *errbuf,
 		goto fail;
 	}
 	sqlite3_extended_result_codes(k->db, 1);
-	k->busy_timeout_ms = opt->busy_timeout_ms > 0 ?
-	    opt->busy_timeout_ms : KV_BUSY_TIMEOUT_MS;
-	sqlite3_busy_timeout(k->db, k->busy_timeout_ms);
+	sqlite3_busy_handler(k->db, busy_wait, k);
+	arm_deadline(k);
 	if (!opt->read_only) {
 		if (exec_sql(k->db, "pragma journal_mode = wal", errbuf,
 		    errlen) != 0 ||
@@ -513,6 +699,7 @@ kv_snapshot_read(struct kv_db *k, const struct kv_range *ranges, size_t n,
 {
 	enum kv_err	 err;
 
+	arm_deadline(k);
 	for (int attempt = 0;; attempt++) {
 		/* One read transaction: every range sees the same snapshot. */
 		if ((err = exec_stmt(k, ST_BEGIN_READ)) != KV_OK)
@@ -524,7 +711,8 @@ kv_snapshot_read(struct kv_db *k, const struct kv_range *ranges, size_t n,
 		if (err == KV_OK)
 			return KV_OK;
 		rollback(k);
-		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES)
+		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES ||
+		    ms_left(k) == 0)
 			return err;
 	}
 }
@@ -954,11 +1142,21 @@ notify_changed(struct kv_db *k, const struct kv_write *w, int64_t version,
 		k->hooks->published(k->hooks->ctx);
 }
 
-static void
+/* Waits for this process's turn to write, within the deadline. */
+static enum kv_err
 write_begin(struct kv_db *k)
 {
-	if (k->hooks->write_begin != NULL)
-		k->hooks->write_begin(k->hooks->ctx);
+	int	 left = ms_left(k);
+
+	if (k->hooks->write_begin == NULL)
+		return KV_OK;
+	if (left == 0 || k->hooks->write_begin(k->hooks->ctx, left) != 0) {
+		log_warnx("database %s: no turn to write within %d ms (a write"
+		    " ahead is stuck)", sqlite3_db_filename(k->db, "main"),
+		    k->busy_timeout_ms);
+		return KV_ERR_WRITE_TIMEOUT;
+	}
+	return KV_OK;
 }
 
 static void
@@ -1014,14 +1212,18 @@ kv_atomic_write(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
 	if (k->read_only)
 		return KV_ERR_READ_ONLY;
 	/*
-	 * The busy timeout already waited; a few more attempts cover a lock
-	 * that was handed around while we slept. Then the client retries.
+	 * One deadline for the turn and SQLite's lock together. A BUSY that
+	 * came before it (SQLite gives up at once on some lock conflicts) is
+	 * tried again a few times. Then the client retries the 503.
 	 */
+	arm_deadline(k);
 	for (int attempt = 0;; attempt++) {
-		write_begin(k);
+		if ((err = write_begin(k)) != KV_OK)
+			break;
 		err = write_once(k, w, now_ms, a, res, &version);
 		write_end(k);
-		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES)
+		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES ||
+		    ms_left(k) == 0)
 			break;
 		log_debug("database busy, retrying write");
 	}
@@ -1100,7 +1302,11 @@ kv_delete_expired(struct kv_db *k, int64_t now_ms, int batch, int *deleted)
 	if (k->read_only)
 		return KV_OK;
 	arena_init(&a, 64 * 1024);
-	write_begin(k);
+	arm_deadline(k);
+	if ((err = write_begin(k)) != KV_OK) {
+		arena_fini(&a);
+		return err;
+	}
 	err = delete_expired_once(k, now_ms, batch, &a, &list, &version,
 	    deleted);
 	write_end(k);
@@ -1124,6 +1330,7 @@ kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
 	*wal_frames = *done = 0;
 	if (k->read_only)
 		return KV_OK;
+	arm_deadline(k);
 	/*
 	 * A truncating checkpoint holds off new writers while it waits for
 	 * readers to leave the WAL; a long reader (a backup, a replicator)
@@ -1131,12 +1338,10 @@ kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
 	 * and leave it to a later pass instead.
 	 */
 	if (truncate)
-		sqlite3_busy_timeout(k->db, KV_TRUNCATE_WAIT_MS);
+		k->deadline_us = mono_us() + KV_TRUNCATE_WAIT_MS * 1000;
 	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, truncate ?
 	    SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
 	    wal_frames, done);
-	if (truncate)
-		sqlite3_busy_timeout(k->db, k->busy_timeout_ms);
 	if (truncate && (rc & 0xff) == SQLITE_BUSY)
 		return KV_ERR_BUSY;
 	if (rc != SQLITE_OK)
@@ -1147,5 +1352,6 @@ kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
 enum kv_err
 kv_current_version(struct kv_db *k, int64_t *version)
 {
+	arm_deadline(k);
 	return select_version(k, ST_GET_VERSION, version);
 }

@@ -109,7 +109,9 @@ static void
 notify_status(struct master *m)
 {
 	uint64_t	 wait_us = m->shm != NULL ? shm_max_wait_us(m->shm) : 0;
-	struct metrics_service	 sv = {
+	uint64_t	 timeouts = m->shm != NULL ? shm_turn_timeouts(m->shm) : 0;
+	char		 faults[512] = "";
+	struct metrics_service sv = {
 		.workers = m->conf.workers,
 		.workers_running = n_running_workers(m),
 		.generation = m->generation,
@@ -117,12 +119,15 @@ notify_status(struct master *m)
 	};
 
 	metrics_set_service(&sv);
-
+	if (m->shm != NULL)
+		shm_fault_summary(m->shm, faults, sizeof(faults));
 	sd_notifyf(0, "STATUS=serving with %d of %d workers, %lu restarts,"
-	    " generation %d, longest write-queue wait %llu.%03llu ms",
+	    " generation %d, longest write-queue wait %llu.%03llu ms,"
+	    " %llu write-queue timeouts%s%s",
 	    n_running_workers(m), m->conf.workers, m->restarts,
 	    m->generation, (unsigned long long)(wait_us / 1000),
-	    (unsigned long long)(wait_us % 1000));
+	    (unsigned long long)(wait_us % 1000),
+	    (unsigned long long)timeouts, faults[0] ? "; " : "", faults);
 }
 
 /* --- children ------------------------------------------------------------- */

@@ -3,7 +3,9 @@
  *
  * Ticket lock invariants: tickets start at 1; `serving` is the ticket that
  * may write now; a process records its ticket in its slot right after
- * taking it and clears it after its write. serving only ever moves from t
+ * taking it and clears it after its write, or when it gives up waiting
+ * (then, like the master for a dead process, it notes the ticket as
+ * abandoned, and the release before it passes the turn straight on). serving only ever moves from t
  * to t+1 by compare-and-swap in advance(), so a ticket is passed exactly
  * once however many processes try (the releaser, the master repairing a
  * dead holder, a waiter repairing a stall).
@@ -21,6 +23,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -55,8 +58,15 @@ struct shm_segment {
 	_Atomic uint64_t	 next_ticket;
 	_Atomic uint64_t	 serving;
 	_Atomic uint64_t	 max_wait_us;
+	_Atomic uint64_t	 turn_timeouts;	/* writers that gave up waiting */
+	/* storage faults, reported by the master in STATUS= */
+	_Atomic uint64_t	 faults;	/* all of them */
+	_Atomic uint64_t	 disk_full;	/* of which: disk full */
+	_Atomic int32_t		 last_fault;	/* enum kv_err */
+	_Atomic uint64_t	 last_fault_us;	/* CLOCK_MONOTONIC */
 	struct shm_ticket_owner	 owners[SHM_TICKET_RING];
 	_Atomic uint64_t	 abandoned[SHM_ABANDONED];
+	_Atomic uint32_t	 n_abandoned;	/* >= the notes in abandoned[] */
 	struct shm_proc		 procs[SHM_MAX_PROCS];
 	/* change notification */
 	_Atomic uint64_t	 ring_head;
@@ -74,6 +84,18 @@ futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
 {
 	/* Not FUTEX_PRIVATE: the waiters are in other processes. */
 	return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
+}
+
+/* Sleeps on word while it still holds val, at most us microseconds. */
+static void
+futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t us)
+{
+	struct timespec	 ts = {
+		.tv_sec = (time_t)(us / 1000000),
+		.tv_nsec = (long)(us % 1000000) * 1000,
+	};
+
+	(void)futex(word, FUTEX_WAIT, val, &ts);
 }
 
 static uint64_t
@@ -132,14 +154,27 @@ wake_all(_Atomic uint32_t *word)
 	futex(word, FUTEX_WAKE, INT32_MAX, NULL);
 }
 
+/*
+ * Removes the note for ticket t, if there is one. n_abandoned is never
+ * below the number of notes (abandon() counts before it stores), so a
+ * release that reads 0 can skip the scan: an abandon() it did not see
+ * finds the turn at its ticket itself and passes it on.
+ */
 static int
 take_abandoned(struct shm_segment *s, uint64_t t)
 {
+	if (atomic_load(&s->n_abandoned) == 0)
+		return 0;
 	for (int i = 0; i < SHM_ABANDONED; i++) {
 		uint64_t	 expect = t;
 
-		if (atomic_compare_exchange_strong(&s->abandoned[i], &expect, 0))
+		if (atomic_load_explicit(&s->abandoned[i],
+		    memory_order_relaxed) == t &&
+		    atomic_compare_exchange_strong(&s->abandoned[i], &expect,
+		    0)) {
+			atomic_fetch_sub(&s->n_abandoned, 1);
 			return 1;
+		}
 	}
 	return 0;
 }
@@ -176,23 +211,44 @@ advance(struct shm_segment *s, uint64_t t)
 	}
 }
 
+/*
+ * Notes that nobody will write with ticket t: its holder died, or gave up
+ * waiting. Whoever passes the turn to t then passes it straight on.
+ */
 static void
 abandon(struct shm_segment *s, uint64_t t)
 {
-	uint64_t	 zero;
+	uint64_t	 zero, serving = atomic_load(&s->serving);
 	int		 stored = 0;
 
+	/* Notes below the line were passed by a stall repair: drop them. */
+	for (int i = 0; i < SHM_ABANDONED; i++) {
+		uint64_t	 old = atomic_load(&s->abandoned[i]);
+
+		if (old != 0 && old < serving &&
+		    atomic_compare_exchange_strong(&s->abandoned[i], &old, 0))
+			atomic_fetch_sub(&s->n_abandoned, 1);
+	}
+	atomic_fetch_add(&s->n_abandoned, 1);
 	for (int i = 0; i < SHM_ABANDONED && !stored; i++) {
 		zero = 0;
-		stored = atomic_compare_exchange_strong(&s->abandoned[i], &zero,
-		    t);
+		stored = atomic_load(&s->abandoned[i]) == 0 &&
+		    atomic_compare_exchange_strong(&s->abandoned[i], &zero, t);
 	}
-	/* If its turn has come (or came while we recorded it), pass it on. */
-	if (atomic_load(&s->serving) == t) {
+	if (!stored)
+		atomic_fetch_sub(&s->n_abandoned, 1);
+	/*
+	 * If its turn has come (or came while we recorded it), pass it on.
+	 * If the table was full, the stall repair in shm_write_begin skips
+	 * the ticket a second later, since no live process owns it.
+	 */
+	serving = atomic_load(&s->serving);
+	if (serving == t) {
 		if (stored)
 			(void)take_abandoned(s, t);
 		advance(s, t);
-	}
+	} else if (serving > t && stored)
+		(void)take_abandoned(s, t);
 }
 
 void
@@ -236,14 +292,41 @@ take_ticket(struct shm_segment *s, int slot)
 	return t;
 }
 
-void
-shm_write_begin(struct shm_segment *s, int slot)
+/* Records how long an admitted writer waited, for STATUS= and the bench. */
+static void
+note_wait(struct shm_segment *s, uint64_t waited)
 {
-	struct timespec	 slice = { 0, WAIT_SLICE_MS * 1000000L };
-	uint64_t	 t, start = mono_us(), stall_since, seen, waited;
+	uint64_t	 prev = atomic_load(&s->max_wait_us);
+
+	metrics_write_wait(waited);
+	while (waited > prev &&
+	    !atomic_compare_exchange_weak(&s->max_wait_us, &prev, waited))
+		;
+}
+
+/*
+ * Leaves the line without writing. The ticket cannot simply be dropped
+ * (the turn would stop at it for good), so it is given up exactly as a
+ * dead process's is: cleared from the slot and noted as abandoned, so that
+ * the release before it passes the turn straight on.
+ */
+static void
+leave_line(struct shm_segment *s, int slot, uint64_t t)
+{
+	atomic_store(&s->procs[slot].ticket, 0);
+	atomic_fetch_add(&s->turn_timeouts, 1);
+	abandon(s, t);
+}
+
+int
+shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
+{
+	uint64_t	 t, start = mono_us(), stall_since, seen, now, deadline;
 	uint32_t	 word;
 
 	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	deadline = timeout_ms < 0 ? UINT64_MAX :
+	    start + (uint64_t)timeout_ms * 1000;
 	t = take_ticket(s, slot);
 	seen = atomic_load(&s->serving);
 	stall_since = start;
@@ -258,23 +341,26 @@ shm_write_begin(struct shm_segment *s, int slot)
 			t = take_ticket(s, slot);
 			continue;
 		}
+		now = mono_us();
+		if (now >= deadline) {
+			leave_line(s, slot, t);
+			return -1;
+		}
 		if (now_serving != seen) {
 			seen = now_serving;
-			stall_since = mono_us();
-		} else if (mono_us() - stall_since > STALL_CHECK_MS * 1000 &&
+			stall_since = now;
+		} else if (now - stall_since > STALL_CHECK_MS * 1000 &&
 		    !ticket_owned(s, now_serving)) {
 			/* Its owner died between taking and recording it. */
 			advance(s, now_serving);
 			continue;
 		}
-		futex(&s->procs[slot].wake, FUTEX_WAIT, word, &slice);
+		futex_sleep(&s->procs[slot].wake, word,
+		    deadline - now < WAIT_SLICE_MS * 1000 ?
+		    deadline - now : WAIT_SLICE_MS * 1000);
 	}
-	waited = mono_us() - start;
-	metrics_write_wait(waited);
-	uint64_t prev = atomic_load(&s->max_wait_us);
-	while (waited > prev &&
-	    !atomic_compare_exchange_weak(&s->max_wait_us, &prev, waited))
-		;
+	note_wait(s, mono_us() - start);
+	return 0;
 }
 
 void
@@ -290,6 +376,42 @@ uint64_t
 shm_max_wait_us(const struct shm_segment *s)
 {
 	return atomic_load(&((struct shm_segment *)s)->max_wait_us);
+}
+
+uint64_t
+shm_turn_timeouts(const struct shm_segment *s)
+{
+	return atomic_load(&((struct shm_segment *)s)->turn_timeouts);
+}
+
+/* --- storage faults ------------------------------------------------------- */
+
+void
+shm_note_fault(struct shm_segment *s, int code)
+{
+	atomic_store(&s->last_fault, code);
+	atomic_store(&s->last_fault_us, mono_us());
+	if (code == KV_ERR_DISK_FULL)
+		atomic_fetch_add(&s->disk_full, 1);
+	atomic_fetch_add(&s->faults, 1);
+}
+
+void
+shm_fault_summary(const struct shm_segment *cs, char *buf, size_t len)
+{
+	struct shm_segment	*s = (struct shm_segment *)cs;
+	uint64_t		 n = atomic_load(&s->faults);
+	uint64_t		 full = atomic_load(&s->disk_full);
+	uint64_t		 ago = mono_us() - atomic_load(&s->last_fault_us);
+
+	if (len > 0)
+		buf[0] = '\0';
+	if (n == 0)
+		return;
+	snprintf(buf, len, "%llu database errors (%llu disk full), the last"
+	    " %llu s ago: %s", (unsigned long long)n, (unsigned long long)full,
+	    (unsigned long long)(ago / 1000000),
+	    kv_err_message((enum kv_err)atomic_load(&s->last_fault)));
 }
 
 /* --- change notification ------------------------------------------------ */
@@ -376,12 +498,12 @@ shm_commit_futex(const struct shm_segment *s)
 
 /* --- storage hooks -------------------------------------------------------- */
 
-static void
-hook_write_begin(void *ctx)
+static int
+hook_write_begin(void *ctx, int timeout_ms)
 {
 	struct shm_client	*c = ctx;
 
-	shm_write_begin(c->seg, c->slot);
+	return shm_write_begin(c->seg, c->slot, timeout_ms);
 }
 
 static void
@@ -390,6 +512,14 @@ hook_write_end(void *ctx)
 	struct shm_client	*c = ctx;
 
 	shm_write_end(c->seg, c->slot);
+}
+
+static void
+hook_fault(void *ctx, enum kv_err code)
+{
+	struct shm_client	*c = ctx;
+
+	shm_note_fault(c->seg, (int)code);
 }
 
 static void
@@ -420,6 +550,7 @@ shm_client_init(struct shm_client *c, struct shm_segment *seg,
 	h->write_begin = hook_write_begin;
 	h->write_end = hook_write_end;
 	h->changed = hook_changed;
+	h->fault = hook_fault;
 	h->published = hook_published;
 	return 0;
 }

@@ -15,7 +15,11 @@
  *    lock with a futex to sleep on). A process that dies holding or
  *    waiting for a ticket cannot wedge the queue: the master abandons its
  *    ticket when it reaps it, and a waiter that sees the line stalled for
- *    a second skips a ticket that no live process owns.
+ *    a second skips a ticket that no live process owns. A live holder
+ *    that is stuck (an I/O stall, a lock held by another program) cannot
+ *    hold the others for ever either: a waiter gives up after its timeout
+ *    and leaves the line the way a dead process does, by abandoning its
+ *    ticket, so the writers behind it keep their order.
  *
  * 2. Change notification for watchers: after a commit, for each key
  *    written, change slot hash(key) % SHM_CHANGE_SLOTS is set to the new
@@ -37,7 +41,12 @@
 #define SHM_MAGIC		0x444b5653u	/* "DKVS" */
 #define SHM_VERSION		1
 #define SHM_MAX_PROCS		1024	/* processes that may write at once */
-#define SHM_ABANDONED		64	/* tickets of dead processes pending skip */
+/*
+ * Tickets given up (dead processes, writers that stopped waiting) whose
+ * turn has not come yet. One per process covers a stuck holder while every
+ * other process gives up once; past that, the stall repair skips them.
+ */
+#define SHM_ABANDONED		SHM_MAX_PROCS
 #define SHM_CHANGE_SLOTS	65536
 #define SHM_CHANGE_RING		16384	/* recent changed slots, newest last */
 
@@ -55,12 +64,27 @@ void			 shm_destroy(struct shm_segment *);
 int	shm_proc_claim(struct shm_segment *, pid_t);
 void	shm_proc_reaped(struct shm_segment *, pid_t);
 
-/* Blocks until it is this slot's turn to write; then shm_write_end. */
-void	shm_write_begin(struct shm_segment *, int slot);
+/*
+ * Waits until it is this slot's turn to write, at most timeout_ms
+ * milliseconds (negative: no limit). Returns 0 when admitted (then call
+ * shm_write_end), -1 when the time ran out: the ticket is then given up
+ * and nothing is to be ended.
+ */
+int	shm_write_begin(struct shm_segment *, int slot, int timeout_ms);
 void	shm_write_end(struct shm_segment *, int slot);
 
 /* The longest any writer waited for its turn, in microseconds (bench). */
 uint64_t shm_max_wait_us(const struct shm_segment *);
+/* How many writers gave up waiting for their turn. */
+uint64_t shm_turn_timeouts(const struct shm_segment *);
+
+/*
+ * Storage faults (a full disk, a damaged file, I/O errors) seen by any
+ * process, so that the master can report them in STATUS=. code is an enum
+ * kv_err. shm_fault_summary writes "" when there were none.
+ */
+void	shm_note_fault(struct shm_segment *, int code);
+void	shm_fault_summary(const struct shm_segment *, char *buf, size_t len);
 
 /* --- change notification ---------------------------------------------- */
 

@@ -245,7 +245,8 @@ serve_one(struct server *s, FCGX_Request *fr, struct arena *a)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	err = dispatch(&rq);
 	if (err != KV_OK) {
-		if (kv_err_status(err) >= 500)
+		/* Storage faults are logged where they happen, rate-limited. */
+		if (kv_err_status(err) >= 500 && !kv_err_is_fault(err))
 			log_warnx("request failed: %s", kv_err_name(err));
 		else
 			log_debug("request refused: %s", kv_err_name(err));

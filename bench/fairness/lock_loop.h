@@ -211,7 +211,7 @@ writer(int id)
 		val[0] = (uint8_t)n;
 		t0 = now_us();
 #if FAIR
-		shm_write_begin(seg, slot);
+		shm_write_begin(seg, slot, -1);
 #endif
 		while ((rc = sqlite3_step(begin)) == SQLITE_BUSY) {
 			/* The busy handler gave up after busy_ms: again. */

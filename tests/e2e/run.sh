@@ -33,7 +33,7 @@ export DENOKV_FCGI_BIN DENOKV_SRCDIR DENO NODE
 # Every suite, in order. raw_protocol goes first: it asserts that refused
 # requests leave the database's data_version alone, which is easiest while
 # nothing else (expiring keys from other suites) is going on.
-ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch backup ops litestream process"
+ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch busy storage_faults backup ops litestream process"
 SUITES=${SUITES:-$ALL_SUITES}
 
 N=0      # test points emitted

@@ -3,16 +3,24 @@
  * kv.h, printing TAP. Focus: denokv's on-disk schema and WAL mode,
  * versionstamps, range reads, checks and all-or-nothing writes, KvU64 and
  * V8 sum/min/max, versionstamped keys, expiry, the queue table, two
- * connections on one file, and byte-exact value round trips. Every
+ * connections on one file, a write's bounded wait for a lock another
+ * process holds, the SQLite error table, a damaged file answered as a
+ * storage fault, the mode of the files kv_open creates, and byte-exact
+ * value round trips. Every
  * database is a fresh file under a mkdtemp directory removed at the end;
  * the SQLite files are also inspected directly with sqlite3.
  */
+#include <sys/stat.h>
+
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -1375,6 +1383,242 @@ out:
 	kv_close(db[1]);
 }
 
+/* --- bounded waits, the error table, faults, file modes ------------------- */
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Another process's connection holds the write lock for longer than the
+ * busy timeout: the write gives up after about the timeout, not after
+ * several timeouts in a row (it used to nap the whole timeout once per
+ * retry, four times over).
+ */
+static void
+test_busy_bound(void)
+{
+	struct kv_write_result	 res;
+	struct kv_entry		 e;
+	struct kv_db		*db;
+	sqlite3			*raw;
+	char			 path[PATH_MAX], err[256];
+	int64_t			 t0, waited;
+
+	db_path(path, sizeof(path), "busybound.sqlite3");
+	db = open_db(path, 0, 1000, err, sizeof(err));
+	T_OK(db != NULL, "busy: a handle with a 1000 ms busy timeout (%s)",
+	    err);
+	if (db == NULL)
+		return;
+	T_OK(set_bytes(db, "k", "before", &res) == KV_OK && res.committed,
+	    "busy: a first write commits");
+	if ((raw = raw_open(path)) == NULL) {
+		T_OK(0, "busy: a second connection opens");
+		kv_close(db);
+		return;
+	}
+	T_EQ(sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL), SQLITE_OK,
+	    "busy: another connection takes the write lock and keeps it");
+	t0 = mono_ms();
+	T_OK(err_is(set_bytes(db, "k", "during", &res), KV_ERR_BUSY),
+	    "busy: a write meanwhile is KV_ERR_BUSY");
+	waited = mono_ms() - t0;
+	T_EQ(kv_err_status(KV_ERR_BUSY), 503, "busy: which is a 503");
+	T_OK(waited >= 990 && waited < 2500, "busy: after about the 1000 ms"
+	    " timeout, not a multiple of it (%lld ms)", (long long)waited);
+	T_OK(get_at(db, "k", NOW, &e) == 1 && e.value.len == 6 &&
+	    memcmp(e.value.p, "before", 6) == 0,
+	    "busy: reads are served while the lock is held");
+	sqlite3_exec(raw, "commit", NULL, NULL, NULL);
+	T_OK(set_bytes(db, "k", "after", &res) == KV_OK && res.committed,
+	    "busy: the write lands once the lock is released");
+	sqlite3_close(raw);
+	kv_close(db);
+}
+
+/* The one table from SQLite's result codes to ours. */
+static void
+test_error_table(void)
+{
+	static const struct {
+		int		 rc, sys_errno;
+		enum kv_err	 want;
+		int		 status;
+	} cases[] = {
+		{ SQLITE_BUSY, 0, KV_ERR_BUSY, 503 },
+		{ SQLITE_BUSY_SNAPSHOT, 0, KV_ERR_BUSY, 503 },
+		{ SQLITE_LOCKED, 0, KV_ERR_BUSY, 503 },
+		{ SQLITE_PROTOCOL, 0, KV_ERR_BUSY, 503 },
+		{ SQLITE_NOMEM, 0, KV_ERR_NOMEM, 503 },
+		{ SQLITE_FULL, ENOSPC, KV_ERR_DISK_FULL, 507 },
+		{ SQLITE_IOERR_WRITE, ENOSPC, KV_ERR_DISK_FULL, 507 },
+		{ SQLITE_IOERR_SHMSIZE, EDQUOT, KV_ERR_DISK_FULL, 507 },
+		{ SQLITE_CORRUPT, 0, KV_ERR_CORRUPT, 500 },
+		{ SQLITE_NOTADB, 0, KV_ERR_CORRUPT, 500 },
+		{ SQLITE_IOERR_READ, EIO, KV_ERR_IO, 500 },
+		{ SQLITE_IOERR_FSYNC, EIO, KV_ERR_IO, 500 },
+		{ SQLITE_CANTOPEN, EACCES, KV_ERR_IO, 500 },
+		{ SQLITE_READONLY, 0, KV_ERR_NOT_WRITABLE, 500 },
+		{ SQLITE_READONLY_DBMOVED, 0, KV_ERR_NOT_WRITABLE, 500 },
+		{ SQLITE_ERROR, 0, KV_ERR_STORAGE, 500 },
+		{ SQLITE_MISUSE, 0, KV_ERR_STORAGE, 500 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum kv_err	 got = kv_err_for_sqlite(cases[i].rc,
+		    cases[i].sys_errno);
+
+		T_OK(got == cases[i].want &&
+		    kv_err_status(got) == cases[i].status,
+		    "SQLite code %d (errno %d) is %s, HTTP %d (got %s, %d)",
+		    cases[i].rc, cases[i].sys_errno,
+		    kv_err_name(cases[i].want), cases[i].status,
+		    kv_err_name(got), kv_err_status(got));
+	}
+	T_OK(strstr(kv_err_message(KV_ERR_DISK_FULL),
+	    "database or disk is full") != NULL,
+	    "the disk-full answer says \"database or disk is full\"");
+}
+
+/* Fault hook: remembers what the engine reported. */
+struct fault_log {
+	int		 n;
+	enum kv_err	 last;
+};
+
+static void
+note_fault(void *ctx, enum kv_err code)
+{
+	struct fault_log	*f = ctx;
+
+	f->n++;
+	f->last = code;
+}
+
+/*
+ * A damaged file: the kv table's root page overwritten with garbage. A read
+ * of it is KV_ERR_CORRUPT (500, not a retry-forever 503), reported to the
+ * fault hook each time; the rest of the file still answers.
+ */
+static void
+test_corrupt_fault(void)
+{
+	struct fault_log	 faults = { 0, KV_OK };
+	struct kv_hooks		 hooks = { .ctx = &faults, .fault = note_fault };
+	struct kv_options	 opt = { .sync = KV_SYNC_FULL, .hooks = &hooks };
+	struct kv_write_result	 res;
+	struct kv_entry		 e;
+	struct kv_db		*db;
+	sqlite3			*raw;
+	char			 path[PATH_MAX], err[256], key[16];
+	uint8_t			 junk[65536];
+	int64_t			 root, pagesize, version;
+	int			 fd, ok = 1;
+
+	db_path(path, sizeof(path), "corrupt.sqlite3");
+	if ((db = open_rw(path)) == NULL) {
+		T_OK(0, "corrupt: a database to damage");
+		return;
+	}
+	/* Enough rows that the table's root is an interior page. */
+	for (int i = 0; i < 400 && ok; i++) {
+		snprintf(key, sizeof(key), "k%04d", i);
+		ok = set_bytes(db, key, "some value that takes room", &res) ==
+		    KV_OK;
+	}
+	kv_close(db);	/* the last connection checkpoints the WAL away */
+	T_OK(ok, "corrupt: 400 rows written and the file closed");
+	if ((raw = raw_open(path)) == NULL)
+		return;
+	root = sql_int(raw, "select rootpage from sqlite_schema where"
+	    " name = 'kv'");
+	pagesize = sql_int(raw, "pragma page_size");
+	sqlite3_close(raw);
+	memset(junk, 0xA5, sizeof(junk));
+	fd = open(path, O_WRONLY);
+	T_OK(fd >= 0 && root > 1 && pagesize > 0 && pagesize <=
+	    (int64_t)sizeof(junk) && pwrite(fd, junk, (size_t)pagesize,
+	    (off_t)((root - 1) * pagesize)) == (ssize_t)pagesize,
+	    "corrupt: the kv table's root page (%lld) overwritten",
+	    (long long)root);
+	if (fd >= 0)
+		close(fd);
+	db = kv_open(path, &opt, err, sizeof(err));
+	T_OK(db != NULL, "corrupt: the file still opens (%s)", err);
+	if (db == NULL)
+		return;
+	T_EQ(get_at(db, "k0001", NOW, &e), -1, "corrupt: a read of the"
+	    " damaged table fails");
+	arena_reset(&A);
+	{
+		struct kv_range		 r = { .start = str("a"),
+		    .end = str("z"), .limit = 10 };
+		struct kv_range_result	 rr;
+
+		T_OK(err_is(kv_snapshot_read(db, &r, 1, NOW, &A, &rr),
+		    KV_ERR_CORRUPT), "corrupt: with KV_ERR_CORRUPT");
+	}
+	T_EQ(kv_err_status(KV_ERR_CORRUPT), 500, "corrupt: a 500, which"
+	    " clients do not mistake for busy");
+	T_OK(faults.n >= 2 && faults.last == KV_ERR_CORRUPT,
+	    "corrupt: each one reported to the fault hook (%d)", faults.n);
+	T_OK(err_is(kv_current_version(db, &version), KV_OK),
+	    "corrupt: the undamaged data_version table still reads");
+	kv_close(db);
+}
+
+/*
+ * kv_open creates the database with exactly the mode asked for, whatever
+ * the umask, and SQLite gives the -wal and -shm files the same mode. An
+ * existing file keeps its mode.
+ */
+static void
+test_file_mode(void)
+{
+	struct kv_options	 opt = { .sync = KV_SYNC_FULL,
+	    .file_mode = 0640 };
+	struct kv_write_result	 res;
+	struct kv_db		*db;
+	struct stat		 sb;
+	char			 path[PATH_MAX], side[PATH_MAX + 8];
+	char			 err[256];
+	mode_t			 old;
+
+	db_path(path, sizeof(path), "mode.sqlite3");
+	err[0] = '\0';
+	old = umask(0077);	/* would make 0600 of a plain 0640 */
+	db = kv_open(path, &opt, err, sizeof(err));
+	umask(old);
+	T_OK(db != NULL, "mode: kv_open with file_mode 0640 (%s)", err);
+	if (db == NULL)
+		return;
+	T_OK(set_bytes(db, "k", "v", &res) == KV_OK, "mode: a write");
+	T_OK(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0640,
+	    "mode: the database file is 0640 (%04o)",
+	    (unsigned)(sb.st_mode & 07777));
+	snprintf(side, sizeof(side), "%s-wal", path);
+	T_OK(stat(side, &sb) == 0 && (sb.st_mode & 07777) == 0640,
+	    "mode: its -wal file too (%04o)", (unsigned)(sb.st_mode & 07777));
+	snprintf(side, sizeof(side), "%s-shm", path);
+	T_OK(stat(side, &sb) == 0 && (sb.st_mode & 07777) == 0640,
+	    "mode: its -shm file too (%04o)", (unsigned)(sb.st_mode & 07777));
+	kv_close(db);
+	chmod(path, 0604);
+	opt.file_mode = 0600;
+	db = kv_open(path, &opt, err, sizeof(err));
+	T_OK(db != NULL && stat(path, &sb) == 0 &&
+	    (sb.st_mode & 07777) == 0604,
+	    "mode: an existing file keeps its own mode (%04o)",
+	    (unsigned)(sb.st_mode & 07777));
+	kv_close(db);
+}
+
 /* --- value round trips ---------------------------------------------------- */
 
 static void
@@ -1471,6 +1715,10 @@ main(void)
 	test_expiry();
 	test_enqueue();
 	test_concurrency();
+	test_busy_bound();
+	test_error_table();
+	test_corrupt_fault();
+	test_file_mode();
 	test_values();
 	arena_fini(&A);
 	remove_tmpdir();
