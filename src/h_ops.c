@@ -2,9 +2,10 @@
  * h_ops.c: the operator's endpoints, answered before KV Connect routing.
  *
  * - health (GET health-path, no token): 200 "ok" when this worker took
- *   the request and the database answers a read; 503 with the reason
- *   when the disk under the database is full or the database cannot be
- *   read. Cheap enough for a load balancer to poll every second.
+ *   the request and the database answers a read (the data version and
+ *   the first entry, so a damaged table shows); 503 with the reason when
+ *   the disk under the database is full or the database cannot be read.
+ *   Cheap enough for a load balancer to poll every second.
  * - metrics (GET metrics-path, Authorization: Bearer metrics-token): the
  *   counters in Prometheus text format 0.0.4 (metrics.c).
  * - status: what `denokv-fcgi status` asks for over the FastCGI socket
@@ -47,12 +48,31 @@ is_get(struct request *rq)
 	return 0;
 }
 
+/* The data version and one entry: touches the kv table's root and a leaf. */
+static enum kv_err
+read_probe(struct request *rq)
+{
+	static const uint8_t	 all_end[] = { 0xff };
+	struct kv_range		 r = {
+		.start = { all_end, 0 },
+		.end = { all_end, sizeof(all_end) },
+		.limit = 1,
+	};
+	struct kv_range_result	 res;
+	int64_t			 version;
+	enum kv_err		 e;
+
+	if ((e = kv_current_version(rq->srv->db, &version)) != KV_OK)
+		return e;
+	return kv_snapshot_read(rq->srv->db, &r, 1, kv_now_ms(), rq->arena,
+	    &res);
+}
+
 static void
 h_health(struct request *rq)
 {
 	struct statvfs	 vfs;
 	char		 why[256];
-	int64_t		 version;
 	enum kv_err	 e;
 	unsigned long long free_bytes;
 	int		 n;
@@ -68,7 +88,7 @@ h_health(struct request *rq)
 			return;
 		}
 	}
-	if ((e = kv_current_version(rq->srv->db, &version)) != KV_OK) {
+	if ((e = read_probe(rq)) != KV_OK) {
 		n = snprintf(why, sizeof(why), "database unreadable: %s\n",
 		    kv_err_message(e));
 		reply_text(rq, 503, NO_STORE, why, (size_t)n);

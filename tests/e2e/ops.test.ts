@@ -127,6 +127,40 @@ plainTest("health: 503 'disk full' while the database's file system is full, 200
   }
 });
 
+plainTest("health: 503 'database unreadable' when the kv table is damaged; check names it too", async () => {
+  const name = "opsbad";
+  const db = `${RUN_DIR}/ops/damaged.sqlite`;
+  let env = await startServer(name, { DB: db, SERVER_ARGS: `--workers 2 --health-path /${name}/healthz` });
+  let started = true;
+  try {
+    const kv = await withTimeout(Deno.openKv(env.H2C_URL), 30_000, "open");
+    // Enough rows that the kv table's root is a page of pointers.
+    for (let i = 0; i < 40; i++) await kv.set(["bad", i], "x".repeat(3000));
+    kv.close();
+    assert.equal((await rawFetch(`${env.H1_URL}healthz`, {})).status, 200);
+    await stopServer(name);
+    started = false;
+    const sql = (q: string) => run(["sqlite3", db, q]).then((r) => Number(r.stdout.trim()));
+    const root = await sql("select rootpage from sqlite_schema where name = 'kv'");
+    const pageSize = await sql("pragma page_size");
+    assert.ok(root > 1 && pageSize >= 512);
+    const f = await Deno.open(db, { write: true });
+    await f.seek((root - 1) * pageSize, Deno.SeekMode.Start);
+    await f.write(new Uint8Array(pageSize).fill(0xa5));
+    f.close();
+    env = await startServer(name, { DB: db, SERVER_ARGS: `--workers 2 --health-path /${name}/healthz` });
+    started = true;
+    const h = await rawFetch(`${env.H1_URL}healthz`, {});
+    assert.equal(h.status, 503, h.text);
+    assert.match(h.text, /^database unreadable: The database file is damaged/);
+    const c = await run([BIN, "--sqlite-path", db, "check"]);
+    assert.equal(c.code, 1, c.stdout);
+    assert.match(c.stdout, /^problem: /m);
+  } finally {
+    if (started) await stopServer(name).catch(() => {});
+  }
+});
+
 plainTest("metrics: refused without its token, even with the data token", async () => {
   const env = await instance();
   for (const t of [null, "wrong-token-wrong-token", TOKEN]) {
