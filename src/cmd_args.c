@@ -5,6 +5,7 @@
  * database the service uses.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "cmd.h"
 #include "conf.h"
@@ -22,6 +23,14 @@ cmd_parse(int argc, char **argv, const char *usage, int n_args,
 		return -1;		/* --help or --version: done, exit 0 */
 	case CONF_ERROR:
 		fprintf(stderr, "denokv-fcgi: %s\nusage: %s\n", err, usage);
+		return 2;
+	}
+	if (c->sqlite_path == NULL && (words->n == 0 ||
+	    strcmp(words->w[0], "status") != 0)) {
+		fprintf(stderr, "denokv-fcgi: no database: give --sqlite-path,"
+		    " set DENO_KV_SQLITE_PATH or sqlite-path in the config"
+		    " file\nusage: %s\n", usage);
+		conf_fini(c);
 		return 2;
 	}
 	if (words->n != 1 + n_args) {

@@ -480,7 +480,9 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 		    " (see --help)");
 		return CONF_ERROR;
 	}
-	if (c->sqlite_path == NULL || *c->sqlite_path == '\0') {
+	/* status needs only the socket when --listen names it. */
+	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
+	    !(verb && c->listen != NULL)) {
 		snprintf(errbuf, errlen, "no database: give --sqlite-path, set"
 		    " DENO_KV_SQLITE_PATH or sqlite-path in the config file");
 		return CONF_ERROR;

@@ -454,7 +454,8 @@ metrics_render_status(const char *db_path, char *buf, size_t cap)
 	put(&o, "open watches: %lld\n", (long long)metrics_open_watches());
 	put(&o, "watch deliveries: %llu\n",
 	    (unsigned long long)load(&seg->watch_deliveries));
-	put(&o, "database: %lld bytes, WAL %lld bytes\n", file_size(db_path,
-	    ""), file_size(db_path, "-wal"));
+	if (db_path != NULL)
+		put(&o, "database: %s, %lld bytes, WAL %lld bytes\n", db_path,
+		    file_size(db_path, ""), file_size(db_path, "-wal"));
 	return o.overflow ? 0 : o.len;
 }
