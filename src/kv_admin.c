@@ -304,7 +304,15 @@ seal_copy(sqlite3 *dst, const char *tmp, const char *dest, int no_clobber,
 {
 	struct stat	 st;
 
-	/* The last connection checkpoints the WAL into the file and removes it. */
+	/*
+	 * One self-contained file: out of WAL mode, a copy is read without
+	 * creating -wal and -shm files, so it can be restored or opened from
+	 * read-only media. Whoever serves it turns WAL mode on again.
+	 */
+	if (exec(dst, "pragma journal_mode = delete", errbuf, errlen) != 0) {
+		sqlite3_close(dst);
+		goto fail;
+	}
 	if (sqlite3_close(dst) != SQLITE_OK) {
 		snprintf(errbuf, errlen, "%s: cannot close", tmp);
 		goto fail;
