@@ -97,6 +97,20 @@ query(const char *path, const char *sql)
 	return v;
 }
 
+/* The file format's read/write version bytes: 1 rollback journal, 2 WAL. */
+static int
+header_mode(const char *path)
+{
+	unsigned char	 b[2] = { 0, 0 };
+	int		 fd = open(path, O_RDONLY);
+
+	if (fd < 0 || pread(fd, b, 2, 18) != 2)
+		b[0] = 0;
+	if (fd >= 0)
+		close(fd);
+	return b[0] == b[1] ? b[0] : -1;
+}
+
 static int64_t
 mono_ms(void)
 {
@@ -186,6 +200,8 @@ test_backup(void)
 	    KV_SCHEMA_VERSION, "the copy has denokv's schema");
 	T_OK(access(dest, F_OK) == 0 && info.bytes > 500 * 300,
 	    "the copy is in place, %lld bytes", (long long)info.bytes);
+	T_EQ(header_mode(src), 2, "the source is a WAL database");
+	T_EQ(header_mode(dest), 1, "the copy is one file, without WAL mode");
 	T_EQ(kv_backup(src, dest, &info, err, sizeof(err)), -1,
 	    "a second backup to the same name is refused");
 	T_OK(strstr(err, "exists") != NULL, "... saying the file exists");
