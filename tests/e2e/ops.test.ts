@@ -249,6 +249,39 @@ plainTest("metrics: counters move by exactly what a scripted load did", async ()
   }
 });
 
+plainTest("metrics: counts survive a worker killed with SIGKILL; the restart is counted", async () => {
+  const env = await instance();
+  const kv = await withTimeout(Deno.openKv(env.H2C_URL), 30_000, "open");
+  try {
+    for (let i = 0; i < 20; i++) await kv.set(["k9", i], i);
+    const a = samples((await scrape(env.H1_URL)).text);
+    assert.ok(a.get("denokv_commits_total")! >= 20);
+    const kids = (await run(["pgrep", "-P", env.PID])).stdout.trim().split("\n").map(Number);
+    assert.ok(kids.length >= 3, `workers and housekeeper of ${env.PID}: ${kids}`);
+    // Kill a process that has served: both workers took requests by now,
+    // so any of them will do (the housekeeper too counts as a restart).
+    await run(["kill", "-KILL", String(kids[0])]);
+    let b = a;
+    for (let i = 0; i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      b = samples((await scrape(env.H1_URL)).text);
+      if (b.get("denokv_restarts_total") === (a.get("denokv_restarts_total") ?? 0) + 1 && b.get("denokv_workers") === 2) break;
+    }
+    assert.equal(b.get("denokv_restarts_total"), (a.get("denokv_restarts_total") ?? 0) + 1, "the restart is counted");
+    assert.equal(b.get("denokv_workers"), 2, "both workers run again");
+    assert.equal(b.get("denokv_commits_total"), a.get("denokv_commits_total"), "no commit count was lost");
+    assert.equal(
+      b.get('denokv_requests_total{endpoint="atomic_write",code="200"}'),
+      a.get('denokv_requests_total{endpoint="atomic_write",code="200"}'),
+    );
+    await kv.set(["k9", "after"], 1);
+    const c = samples((await scrape(env.H1_URL)).text);
+    assert.equal(c.get("denokv_commits_total"), a.get("denokv_commits_total")! + 1);
+  } finally {
+    kv.close();
+  }
+});
+
 plainTest("status: the verb asks the service over its socket", async () => {
   const env = await instance();
   // The socket is enough: no database path needed.
