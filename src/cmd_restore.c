@@ -11,8 +11,9 @@
  *   older ones. The restored data version becomes max(old, backup) plus
  *   RESTORE_VERSION_GAP, so every later commit is newer than anything a
  *   client saw, and a cached versionstamp can never name a different value.
- * - The new file takes the old one's owner and mode, so a service that
- *   runs as its own user can open it.
+ * - The new file takes the old one's owner and mode (with no old file,
+ *   its directory's owner), so a service that runs as its own user can
+ *   open it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -95,11 +96,28 @@ move_old_aside(struct restore *r)
 	return 0;
 }
 
+/*
+ * The new file gets the old one's owner and mode, or with no old file the
+ * owner of its directory (a service's state directory is its own), so
+ * that the service, which may run as its own user, can open it.
+ */
 static void
-take_old_owner(const struct restore *r)
+take_old_owner(struct restore *r)
 {
-	if (!r->had_old)
-		return;
+	char	 dir[PATH_MAX], *slash;
+
+	if (!r->had_old) {
+		snprintf(dir, sizeof(dir), "%s", r->path);
+		if ((slash = strrchr(dir, '/')) == NULL)
+			snprintf(dir, sizeof(dir), ".");
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(dir, &r->old_st) != 0)
+			return;
+		r->old_st.st_mode = 0600;
+	}
 	if (chown(r->path, r->old_st.st_uid, r->old_st.st_gid) != 0 &&
 	    (r->old_st.st_uid != geteuid() || r->old_st.st_gid != getegid()))
 		fprintf(stderr, "denokv-fcgi: warning: cannot give %s the"
