@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup-deps.sh: installs what denokv-fcgi needs on a Debian 12 machine:
 # the build tools and libraries, nginx and caddy, and (with npm) the Deno
-# CLI and the @deno/kv Node client that the tests drive the server with.
+# CLI and the @deno/kv Node client that the tests drive the server with, and
+# Litestream (the continuous backup suite).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,8 +50,9 @@ if ! command -v promtool >/dev/null 2>&1 && [ ! -x tools/bin/promtool ]; then
 	rm -rf "$tmp"
 fi
 
-if [ ! -x node_modules/.bin/deno ] || [ ! -d node_modules/@deno/kv ]; then
-	echo "installing the Deno CLI and @deno/kv with npm" >&2
+if [ ! -x node_modules/.bin/deno ] || [ ! -d node_modules/@deno/kv ] ||
+	[ ! -d node_modules/@flydotio/litestream ]; then
+	echo "installing the Deno CLI, @deno/kv and Litestream with npm" >&2
 	npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
 node_modules/.bin/deno --version | head -1 >&2
