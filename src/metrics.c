@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "metrics.h"
 
 #define METRICS_MAGIC		0x444b564du	/* "DKVM" */
@@ -46,6 +47,24 @@ static const char *const endpoint_name[ME__COUNT] = {
 	[ME_METRICS] = "metrics",
 	[ME_STATUS] = "status",
 	[ME_OTHER] = "other",
+};
+
+/* Storage faults by kind (the label of denokv_storage_faults_total). */
+enum fault_kind {
+	FAULT_DISK_FULL,
+	FAULT_CORRUPT,
+	FAULT_IO,
+	FAULT_NOT_WRITABLE,
+	FAULT_OTHER,
+	FAULT__COUNT
+};
+
+static const char *const fault_name[FAULT__COUNT] = {
+	[FAULT_DISK_FULL] = "disk_full",
+	[FAULT_CORRUPT] = "corrupt",
+	[FAULT_IO] = "io",
+	[FAULT_NOT_WRITABLE] = "not_writable",
+	[FAULT_OTHER] = "other",
 };
 
 struct histogram {
@@ -78,6 +97,8 @@ struct metrics_segment {
 	_Atomic uint64_t	 check_failures;
 	struct histogram	 write_wait;
 	_Atomic uint64_t	 write_wait_max_us;
+	_Atomic uint64_t	 write_timeouts;
+	_Atomic uint64_t	 faults[FAULT__COUNT];
 	/* watches */
 	_Atomic uint64_t	 watch_deliveries;
 	struct metrics_proc	 procs[METRICS_MAX_PROCS];
@@ -196,6 +217,40 @@ metrics_write_wait(uint64_t us)
 	while (us > prev &&
 	    !atomic_compare_exchange_weak(&seg->write_wait_max_us, &prev, us))
 		;
+}
+
+void
+metrics_write_timeout(void)
+{
+	if (seg != NULL)
+		add(&seg->write_timeouts, 1);
+}
+
+void
+metrics_fault(int code)
+{
+	enum fault_kind	 k;
+
+	if (seg == NULL)
+		return;
+	switch (code) {
+	case KV_ERR_DISK_FULL:
+		k = FAULT_DISK_FULL;
+		break;
+	case KV_ERR_CORRUPT:
+		k = FAULT_CORRUPT;
+		break;
+	case KV_ERR_IO:
+		k = FAULT_IO;
+		break;
+	case KV_ERR_NOT_WRITABLE:
+		k = FAULT_NOT_WRITABLE;
+		break;
+	default:
+		k = FAULT_OTHER;
+		break;
+	}
+	add(&seg->faults[k], 1);
 }
 
 /*
@@ -385,6 +440,15 @@ metrics_render(const char *db_path, char *buf, size_t cap)
 	family(&o, "denokv_write_queue_wait_seconds", "histogram",
 	    "Time a write waited for its turn in the write queue.");
 	histogram(&o, "denokv_write_queue_wait_seconds", "", &seg->write_wait);
+	family(&o, "denokv_write_queue_timeouts_total", "counter",
+	    "Writes that gave up waiting for their turn (answered 503).");
+	put(&o, "denokv_write_queue_timeouts_total %llu\n",
+	    (unsigned long long)load(&seg->write_timeouts));
+	family(&o, "denokv_storage_faults_total", "counter",
+	    "Storage faults by kind (the server's log says more).");
+	for (int k = 0; k < FAULT__COUNT; k++)
+		put(&o, "denokv_storage_faults_total{kind=\"%s\"} %llu\n",
+		    fault_name[k], (unsigned long long)load(&seg->faults[k]));
 	family(&o, "denokv_watch_streams", "gauge", "Open watch streams.");
 	put(&o, "denokv_watch_streams %lld\n",
 	    (long long)metrics_open_watches());
@@ -451,6 +515,13 @@ metrics_render_status(const char *db_path, char *buf, size_t cap)
 	put(&o, "write-queue waits: %llu, mean %.3f ms, longest %.3f ms\n",
 	    (unsigned long long)waits, waits ? (double)wait_sum / waits / 1e3 :
 	    0.0, (double)load(&seg->write_wait_max_us) / 1e3);
+	put(&o, "write-queue timeouts: %llu\n",
+	    (unsigned long long)load(&seg->write_timeouts));
+	put(&o, "storage faults:");
+	for (int k = 0; k < FAULT__COUNT; k++)
+		put(&o, " %s %llu", fault_name[k],
+		    (unsigned long long)load(&seg->faults[k]));
+	put(&o, "\n");
 	put(&o, "open watches: %lld\n", (long long)metrics_open_watches());
 	put(&o, "watch deliveries: %llu\n",
 	    (unsigned long long)load(&seg->watch_deliveries));

@@ -59,6 +59,10 @@ void	metrics_watch_closed(void);
 void	metrics_watch_delivered(void);
 /* How long one write waited for its turn in the write queue. */
 void	metrics_write_wait(uint64_t us);
+/* A write gave up waiting for its turn (503). */
+void	metrics_write_timeout(void);
+/* A storage fault (an enum kv_err for which kv_err_is_fault is true). */
+void	metrics_fault(int code);
 
 /* --- reading --------------------------------------------------------------- */
 

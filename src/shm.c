@@ -315,6 +315,7 @@ leave_line(struct shm_segment *s, int slot, uint64_t t)
 {
 	atomic_store(&s->procs[slot].ticket, 0);
 	atomic_fetch_add(&s->turn_timeouts, 1);
+	metrics_write_timeout();
 	abandon(s, t);
 }
 
@@ -391,6 +392,7 @@ shm_note_fault(struct shm_segment *s, int code)
 {
 	atomic_store(&s->last_fault, code);
 	atomic_store(&s->last_fault_us, mono_us());
+	metrics_fault(code);
 	if (code == KV_ERR_DISK_FULL)
 		atomic_fetch_add(&s->disk_full, 1);
 	atomic_fetch_add(&s->faults, 1);

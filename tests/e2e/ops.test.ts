@@ -8,7 +8,11 @@
 
 import {
   assert,
+  encAtomicWrite,
+  encodeKey,
   H1_URL,
+  MutationType,
+  RawClient,
   plainTest,
   rawFetch,
   run,
@@ -17,6 +21,7 @@ import {
   startServer,
   stopServer,
   TOKEN,
+  ValueEncoding,
   withTimeout,
 } from "./helpers.ts";
 
@@ -91,7 +96,7 @@ async function availBytes(dir: string): Promise<number> {
   return Number(r.stdout.trim().split("\n").pop());
 }
 
-plainTest("health: 503 'disk full' while the database's file system is full, 200 once space is freed", async () => {
+plainTest("health: 503 'disk full' while the database's file system is full, 200 once space is freed; the fault is counted", async () => {
   assert.equal(Deno.uid(), 0, "this test mounts a tmpfs and must run as root (CI does)");
   const mnt = `${RUN_DIR}/ops/full-fs`;
   const name = "opsfull";
@@ -100,7 +105,10 @@ plainTest("health: 503 'disk full' while the database's file system is full, 200
   assert.equal(r.code, 0, r.stderr);
   let started = false;
   try {
-    const env = await startServer(name, { DB: `${mnt}/kv.sqlite`, SERVER_ARGS: `--workers 2 --health-path /${name}/healthz` });
+    const env = await startServer(name, {
+      DB: `${mnt}/kv.sqlite`,
+      SERVER_ARGS: `--workers 2 --health-path /${name}/healthz --metrics-path /${name}/metrics --metrics-token ${METRICS_TOKEN}`,
+    });
     started = true;
     const health = () => rawFetch(`${env.H1_URL}healthz`, {});
     let h = await health();
@@ -115,6 +123,17 @@ plainTest("health: 503 'disk full' while the database's file system is full, 200
     assert.equal(h.status, 503, h.text);
     assert.match(h.text, /^disk full: \d+ bytes free where the database is\n$/);
     assert.match(h.contentType, /^text\/plain/);
+    // Full to the last block: a write is refused (507), and counted.
+    await run(["dd", "if=/dev/zero", `of=${filler}-rest`, "bs=4K", "status=none"]);
+    const c = await RawClient.open(env.H1_URL);
+    const w = await c.post("atomic_write", encAtomicWrite({
+      mutations: [{ key: encodeKey(["full", 1]), type: MutationType.SET, value: { data: new Uint8Array(60_000).fill(7), encoding: ValueEncoding.BYTES } }],
+    }));
+    assert.equal(w.status, 507, w.text);
+    const m = samples((await scrape(env.H1_URL)).text);
+    assert.ok(m.get('denokv_storage_faults_total{kind="disk_full"}')! >= 1, "the full disk is counted");
+    assert.equal(m.get('denokv_requests_total{endpoint="atomic_write",code="507"}'), 1);
+    Deno.removeSync(`${filler}-rest`);
     Deno.removeSync(filler);
     h = await health();
     assert.equal(h.status, 200, `after freeing space: ${h.status} ${h.text}`);
@@ -294,6 +313,8 @@ plainTest("status: the verb asks the service over its socket", async () => {
   assert.match(r.stdout, /^requests: \d+$/m);
   assert.match(r.stdout, /^write-queue waits: \d+, mean [\d.]+ ms, longest [\d.]+ ms$/m);
   assert.match(r.stdout, /^open watches: \d+$/m);
+  assert.match(r.stdout, /^write-queue timeouts: \d+$/m);
+  assert.match(r.stdout, /^storage faults: disk_full \d+ corrupt \d+ io \d+ not_writable \d+ other \d+$/m);
   assert.match(r.stdout, new RegExp(`^database: ${DB}, \\d+ bytes, WAL \\d+ bytes$`, "m"));
   // Nothing answers on a socket that is not there.
   const gone = await run([BIN, "--sqlite-path", DB, "--listen", `unix:${RUN_DIR}/ops/none.sock`, "status"]);
