@@ -297,9 +297,33 @@ fail:
 	return -1;
 }
 
+/*
+ * Renames from to to unless to exists, with no window in which another
+ * file at to could be replaced: renameat2(RENAME_NOREPLACE), else (a file
+ * system without it) link() and unlink(). A file system with neither
+ * (FAT, some network shares) gets a check and a rename.
+ */
+static int
+move_no_clobber(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+		return -1;
+	if (link(from, to) == 0)
+		return unlink(from);
+	if (errno != EPERM && errno != ENOTSUP)
+		return -1;
+	if (access(to, F_OK) == 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	return rename(from, to);
+}
+
 /* Closes the finished copy, syncs it and gives it its final name. */
 static int
-seal_copy(sqlite3 *dst, const char *tmp, const char *dest, int no_clobber,
+seal_copy(sqlite3 *dst, const char *tmp, const char *dest,
     struct kv_copy_info *info, char *errbuf, size_t errlen)
 {
 	struct stat	 st;
@@ -322,15 +346,7 @@ seal_copy(sqlite3 *dst, const char *tmp, const char *dest, int no_clobber,
 		goto fail;
 	}
 	info->bytes = st.st_size;
-	if (no_clobber) {
-		/* link() fails if dest exists: no window to overwrite it. */
-		if (link(tmp, dest) != 0) {
-			snprintf(errbuf, errlen, "%s: %s", dest,
-			    strerror(errno));
-			goto fail;
-		}
-		unlink(tmp);
-	} else if (rename(tmp, dest) != 0) {
+	if (move_no_clobber(tmp, dest) != 0) {
 		snprintf(errbuf, errlen, "%s: %s", dest, strerror(errno));
 		goto fail;
 	}
@@ -397,7 +413,7 @@ kv_backup(const char *src_path, const char *dest, struct kv_copy_info *info,
 	sqlite3_finalize(st);
 	st = NULL;
 	sqlite3_close(src);
-	return seal_copy(dst, tmp, dest, 1, info, errbuf, errlen);
+	return seal_copy(dst, tmp, dest, info, errbuf, errlen);
 fail_dst:
 	sqlite3_finalize(st);
 	sqlite3_close(dst);
@@ -461,7 +477,7 @@ kv_restore_copy(const char *src_path, const char *dest, int64_t new_version,
 		unlink(tmp);
 		return -1;
 	}
-	return seal_copy(dst, tmp, dest, 1, info, errbuf, errlen);
+	return seal_copy(dst, tmp, dest, info, errbuf, errlen);
 }
 
 /* --- check ---------------------------------------------------------------- */
