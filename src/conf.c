@@ -28,6 +28,7 @@ enum conf_type {
 	CT_MODE,	/* mode_t at offset, octal */
 	CT_SYNC,	/* enum kv_sync */
 	CT_LEVEL,	/* enum log_level */
+	CT_CHECKPOINT,	/* int: 1 for "external", 0 for "internal" */
 };
 
 struct conf_option {
@@ -85,6 +86,9 @@ static const struct conf_option conf_options[] = {
 	  "serve reads only; writes are refused" },
 	{ "sqlite-synchronous", "MODE", CT_SYNC, OFF(sync), 0, 0, 0,
 	  "full (default: acknowledged writes are on disk), normal, off" },
+	{ "checkpoint", "WHO", CT_CHECKPOINT, OFF(checkpoint_external), 0, 0,
+	  0, "internal (default) or external: leave truncating WAL"
+	  " checkpoints to a replicator such as Litestream" },
 	{ "sqlite-file-mode", "MODE", CT_MODE, OFF(sqlite_file_mode), 0, 0777,
 	  0, "file mode of a database this server creates, and of its -wal"
 	  " and -shm files (default 0600)" },
@@ -94,6 +98,14 @@ static const struct conf_option conf_options[] = {
 	  "error, warning, notice, info (default), debug" },
 	{ "check-config", NULL, CT_FLAG, OFF(check_only), 0, 0, 1,
 	  "validate the settings and exit" },
+	{ "health-path", "PATH", CT_STRING, OFF(health_path), 0, 0, 0,
+	  "answer load balancers' health checks at this path (GET, no"
+	  " token; default: off)" },
+	{ "metrics-path", "PATH", CT_STRING, OFF(metrics_path), 0, 0, 0,
+	  "serve Prometheus metrics at this path (default: off)" },
+	{ "metrics-token", "TOKEN", CT_STRING, OFF(metrics_token), 0, 0, 0,
+	  "the bearer token the metrics path requires, 12 characters or"
+	  " more" },
 };
 #define N_OPTIONS	(sizeof(conf_options) / sizeof(conf_options[0]))
 
@@ -192,6 +204,14 @@ apply(struct conf *c, const struct conf_option *o, const char *v,
 			return 0;
 		snprintf(e, n, "\"%s\" is not one of full, normal, off", v);
 		return -1;
+	case CT_CHECKPOINT:
+		if (strcasecmp(v, "internal") == 0 ||
+		    strcasecmp(v, "external") == 0) {
+			*(int *)field(c, o) = strcasecmp(v, "external") == 0;
+			return 0;
+		}
+		snprintf(e, n, "\"%s\" is not one of internal, external", v);
+		return -1;
 	case CT_LEVEL:
 		if (log_parse_level(v, (enum log_level *)field(c, o)) == 0)
 			return 0;
@@ -208,9 +228,18 @@ usage(FILE *f)
 	char	 flag[64];
 
 	fprintf(f, "usage: denokv-fcgi [--sqlite-path PATH] serve"
-	    " [--access-token TOKEN] [options]\n\n"
+	    " [--access-token TOKEN] [options]\n"
+	    "       denokv-fcgi [--sqlite-path PATH] backup DEST\n"
+	    "       denokv-fcgi [--sqlite-path PATH] restore SRC\n"
+	    "       denokv-fcgi [--sqlite-path PATH] check\n"
+	    "       denokv-fcgi [--sqlite-path PATH | --listen ADDR] status\n\n"
 	    "Serves a Deno KV database (the KV Connect protocol) over"
-	    " FastCGI.\n\noptions:\n");
+	    " FastCGI.\n\n"
+	    "  backup   copy the database while it is served\n"
+	    "  restore  put a backup in place of a stopped service's database\n"
+	    "  check    integrity and schema check (exit status 1: a problem)\n"
+	    "  status   ask the running service how it is doing\n"
+	    "\noptions:\n");
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		snprintf(flag, sizeof(flag), "--%s%s%s", conf_options[i].name,
 		    conf_options[i].arg ? " " : "",
@@ -250,6 +279,7 @@ conf_kv_options(const struct conf *c)
 		.sync = c->sync,
 		.busy_timeout_ms = c->busy_timeout_ms,
 		.file_mode = c->sqlite_file_mode,
+		.external_checkpoints = c->checkpoint_external,
 	};
 
 	return opt;
@@ -352,12 +382,14 @@ load_file(struct conf *c, const char *path, char *errbuf, size_t errlen)
  */
 static enum conf_result
 walk_argv(int argc, char **argv, struct conf *c, int apply_them,
-    int *saw_serve, char *errbuf, size_t errlen)
+    int *saw_serve, struct conf_words *words, char *errbuf, size_t errlen)
 {
 	const struct conf_option	*o;
 	const char			*arg, *eq, *name;
 	char				 why[400];
 
+	if (words != NULL)
+		words->n = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0) {
@@ -369,8 +401,18 @@ walk_argv(int argc, char **argv, struct conf *c, int apply_them,
 			printf("denokv-fcgi %s\n", PACKAGE_VERSION);
 			return CONF_EXIT;
 		}
-		if (strcmp(argv[i], "serve") == 0) {
+		if (words == NULL && strcmp(argv[i], "serve") == 0) {
 			*saw_serve = 1;
+			continue;
+		}
+		/* A verb's words: its name first, then its arguments. */
+		if (words != NULL && strncmp(argv[i], "--", 2) != 0) {
+			if (words->n == CONF_MAX_WORDS) {
+				snprintf(errbuf, errlen, "unexpected argument"
+				    " \"%s\" (see --help)", argv[i]);
+				return CONF_ERROR;
+			}
+			words->w[words->n++] = argv[i];
 			continue;
 		}
 		if (strncmp(argv[i], "--", 2) != 0) {
@@ -412,20 +454,54 @@ walk_argv(int argc, char **argv, struct conf *c, int apply_them,
 	return CONF_OK;
 }
 
+/* The operator endpoints: absolute paths, distinct, metrics with a token. */
+static int
+conf_validate_ops(const struct conf *c, char *errbuf, size_t errlen)
+{
+	const char	*paths[] = { c->health_path, c->metrics_path };
+	const char	*names[] = { "health-path", "metrics-path" };
+
+	for (int i = 0; i < 2; i++)
+		if (paths[i] != NULL && (paths[i][0] != '/' ||
+		    strpbrk(paths[i], "?#") != NULL)) {
+			snprintf(errbuf, errlen, "%s must be a path that starts"
+			    " with / (no query), like /healthz", names[i]);
+			return -1;
+		}
+	if (c->health_path != NULL && c->metrics_path != NULL &&
+	    strcmp(c->health_path, c->metrics_path) == 0) {
+		snprintf(errbuf, errlen, "health-path and metrics-path must"
+		    " differ");
+		return -1;
+	}
+	if (c->metrics_path != NULL && (c->metrics_token == NULL ||
+	    strlen(c->metrics_token) < KV_MIN_TOKEN_CHARS)) {
+		snprintf(errbuf, errlen, "metrics-path needs metrics-token, at"
+		    " least %d characters", KV_MIN_TOKEN_CHARS);
+		return -1;
+	}
+	return 0;
+}
+
 static enum conf_result
-conf_validate(const struct conf *c, int saw_serve, char *errbuf,
+conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
     size_t errlen)
 {
-	if (!saw_serve && !c->check_only) {
+	if (!verb && !saw_serve && !c->check_only) {
 		snprintf(errbuf, errlen, "missing the \"serve\" command"
 		    " (see --help)");
 		return CONF_ERROR;
 	}
-	if (c->sqlite_path == NULL || *c->sqlite_path == '\0') {
+	/* status needs only the socket when --listen names it. */
+	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
+	    !(verb && c->listen != NULL)) {
 		snprintf(errbuf, errlen, "no database: give --sqlite-path, set"
 		    " DENO_KV_SQLITE_PATH or sqlite-path in the config file");
 		return CONF_ERROR;
 	}
+	/* Verbs work on the file (or the running service): no token. */
+	if (verb)
+		return CONF_OK;
 	if (c->access_token == NULL || *c->access_token == '\0') {
 		snprintf(errbuf, errlen, "no access token: give"
 		    " --access-token, set DENO_KV_ACCESS_TOKEN or"
@@ -443,6 +519,8 @@ conf_validate(const struct conf *c, int saw_serve, char *errbuf,
 		    " owner rw, e.g. 0600)", (unsigned)c->sqlite_file_mode);
 		return CONF_ERROR;
 	}
+	if (conf_validate_ops(c, errbuf, errlen) != 0)
+		return CONF_ERROR;
 	if (c->group != NULL && c->user == NULL) {
 		snprintf(errbuf, errlen, "group is set but user is not");
 		return CONF_ERROR;
@@ -467,15 +545,17 @@ apply_env(struct conf *c, const char *var, const char *name, char *errbuf,
 	return 0;
 }
 
-enum conf_result
-conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
+static enum conf_result
+parse(int argc, char **argv, struct conf *c, struct conf_words *words,
+    char *errbuf, size_t errlen)
 {
 	enum conf_result	 r;
 	int			 saw_serve = 0;
 
 	conf_defaults(c);
 	/* Precedence: file < environment < command line. */
-	if ((r = walk_argv(argc, argv, c, 0, &saw_serve, errbuf, errlen)) !=
+	if ((r = walk_argv(argc, argv, c, 0, &saw_serve, words, errbuf,
+	    errlen)) !=
 	    CONF_OK)
 		goto out;
 	r = CONF_ERROR;
@@ -488,12 +568,25 @@ conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
 	    errlen) != 0)
 		goto out;
 	saw_serve = 0;
-	if ((r = walk_argv(argc, argv, c, 1, &saw_serve, errbuf, errlen)) !=
-	    CONF_OK)
+	if ((r = walk_argv(argc, argv, c, 1, &saw_serve, words, errbuf,
+	    errlen)) != CONF_OK)
 		goto out;
-	r = conf_validate(c, saw_serve, errbuf, errlen);
+	r = conf_validate(c, saw_serve, words != NULL, errbuf, errlen);
 out:
 	if (r != CONF_OK)
 		conf_fini(c);
 	return r;
+}
+
+enum conf_result
+conf_parse(int argc, char **argv, struct conf *c, char *errbuf, size_t errlen)
+{
+	return parse(argc, argv, c, NULL, errbuf, errlen);
+}
+
+enum conf_result
+conf_parse_verb(int argc, char **argv, struct conf *c,
+    struct conf_words *words, char *errbuf, size_t errlen)
+{
+	return parse(argc, argv, c, words, errbuf, errlen);
 }

@@ -40,8 +40,13 @@ struct conf {
 	enum kv_sync	 sync;
 	int		 busy_timeout_ms;	/* a write's wait for its turn */
 	mode_t		 sqlite_file_mode;	/* of a database file we create */
+	int		 checkpoint_external;	/* Litestream owns the WAL's size */
 	enum log_level	 log_level;
 	int		 check_only;	/* --check-config */
+	/* operations (README "Operating it"); NULL: the endpoint is off */
+	char		*health_path;
+	char		*metrics_path;
+	char		*metrics_token;	/* required with metrics_path */
 };
 
 enum conf_result {
@@ -53,10 +58,28 @@ enum conf_result {
 /* Fills c from argv, the environment and the file named by --config. */
 enum conf_result conf_parse(int argc, char **argv, struct conf *c,
 		    char *errbuf, size_t errlen);
+
+/* The words of a command-line verb: its name, then its arguments. */
+#define CONF_MAX_WORDS	8
+struct conf_words {
+	const char	*w[CONF_MAX_WORDS];	/* borrowed from argv */
+	int		 n;
+};
+
+/*
+ * The same for a verb other than serve (backup, check, ...): the options
+ * and the file are read alike, no access token is needed, and the words
+ * that are not options are returned in order in words.
+ */
+enum conf_result conf_parse_verb(int argc, char **argv, struct conf *c,
+		    struct conf_words *words, char *errbuf, size_t errlen);
 void		 conf_fini(struct conf *c);
 
 /* How the storage engine opens the database under these settings. */
 struct kv_options conf_kv_options(const struct conf *c);
+/* Whether argv word arg ("--name") is an option whose value follows it. */
+int		 conf_option_takes_value(const char *arg);
+
 /* Whether argv word arg ("--name") is an option whose value follows it. */
 int		 conf_option_takes_value(const char *arg);
 

@@ -21,6 +21,7 @@ h_atomic_write(struct request *rq)
 	if ((err = kv_atomic_write(rq->srv->db, &w, now, rq->arena, &res)) !=
 	    KV_OK)
 		return err;
+	metrics_commit(res.committed);
 	if ((err = codec_encode_atomic_write(&res, rq->arena, &out)) != KV_OK)
 		return err;
 	reply_protobuf(rq, out.p, out.len);

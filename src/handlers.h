@@ -16,6 +16,7 @@
 #include "fcgi_conn.h"
 #include "kv.h"
 #include "sha256.h"
+#include "metrics.h"
 #include "shm.h"
 #include "watch.h"
 
@@ -27,6 +28,8 @@ struct server {
 	struct kv_db		*db;
 	char			 database_id[DATABASE_ID_LEN + 1];
 	uint8_t			 token_digest[SHA256_DIGEST_LEN];
+	/* of conf->metrics_token, when metrics are on */
+	uint8_t			 metrics_token_digest[SHA256_DIGEST_LEN];
 	int			 listen_fd;
 	struct shm_client	 shm;		/* shm.seg NULL: standalone */
 	struct kv_hooks		 hooks;
@@ -42,6 +45,9 @@ struct request {
 	size_t			 baselen;
 	const uint8_t		*body;
 	size_t			 bodylen;
+	/* for the metrics: which endpoint, and a status a handler sent */
+	enum metrics_endpoint	 counted_as;
+	int			 status;	/* 0: 200, or the error's */
 };
 
 enum kv_err	h_metadata(struct request *);
@@ -51,6 +57,13 @@ enum kv_err	h_watch(struct request *);
 enum kv_err	h_queue_lease(struct request *);
 enum kv_err	h_queue_finish(struct request *);
 enum kv_err	h_queue_renew(struct request *);
+
+/*
+ * The operator's endpoints (h_ops.c): 1 if path or the request's
+ * parameters name one, which has then been answered; 0 if not.
+ */
+#define OPS_STATUS_PARAM	"DENOKV_FCGI_STATUS"
+int		ops_dispatch(struct request *, const char *path);
 
 /* Sends a protobuf response body. */
 int		reply_protobuf(struct request *, const uint8_t *body,

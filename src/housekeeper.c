@@ -113,7 +113,14 @@ housekeeper_run(const struct conf *c, struct shm_segment *seg)
 			continue;
 		sweep_expired(db);
 		return_expired_leases(db);
-		checkpoint(db);
+		/*
+		 * checkpoint = external: a replicator (Litestream) copies the
+		 * WAL and checkpoints once it has; a checkpoint of ours could
+		 * move the WAL on before it copied the frames (it would then
+		 * start a new snapshot) or wait on its read lock.
+		 */
+		if (!c->checkpoint_external)
+			checkpoint(db);
 	}
 	kv_close(db);
 	return 0;

@@ -26,6 +26,8 @@
 #include "err.h"
 
 #define KV_VERSIONSTAMP_BYTES	10
+/* denokv's schema: the number of its migrations (migration_state.version). */
+#define KV_SCHEMA_VERSION	3
 
 /* Value encodings, as stored in kv.v_encoding and sent on the wire. */
 enum kv_encoding {
@@ -81,6 +83,11 @@ struct kv_options {
 	/* Mode of a database file kv_open creates (exactly, not by umask);
 	 * SQLite gives its -wal and -shm files the same. 0: SQLite's 0644. */
 	mode_t			 file_mode;
+	/*
+	 * 1: never checkpoint on commit (SQLite's wal_autocheckpoint); a
+	 * replicator that reads the WAL (Litestream) checkpoints instead.
+	 */
+	int			 external_checkpoints;
 	const struct kv_hooks	*hooks;		/* NULL: none */
 };
 

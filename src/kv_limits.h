@@ -80,6 +80,17 @@
  */
 #define KV_BUSY_TIMEOUT_MS		5000
 #define KV_BUSY_RETRIES			3
+/*
+ * A truncating checkpoint holds off new writers while it waits for readers
+ * to leave the WAL, so it waits only this long; a later pass tries again.
+ */
+#define KV_TRUNCATE_WAIT_MS		20
+
+/*
+ * The health endpoint reports a full disk below this much free space: the
+ * largest atomic write (800 KiB of mutations) needs about this much WAL.
+ */
+#define KV_HEALTH_MIN_FREE_BYTES	(1024 * 1024)
 
 /*
  * A storage fault (a full disk, a damaged file, an I/O error) is logged at

@@ -85,6 +85,7 @@ static const char *const kv_migrations[] = {
 	"create index kv_expiration_ms_idx on kv (expiration_ms);\n",
 };
 #define KV_N_MIGRATIONS	(sizeof(kv_migrations) / sizeof(kv_migrations[0]))
+_Static_assert(KV_N_MIGRATIONS == KV_SCHEMA_VERSION, "kv.h names the schema");
 
 /* The queue's default retry schedule, as denokv and Deno store it. */
 static const char kv_default_backoff[] = "[100,1000,5000,30000,60000]";
@@ -603,6 +604,8 @@ kv_open(const char *path, const struct kv_options *opt, char *errbuf,
 		    errlen) != 0 ||
 		    exec_sql(k->db, sync_pragma[opt->sync], errbuf,
 		    errlen) != 0 ||
+		    (opt->external_checkpoints && exec_sql(k->db,
+		    "pragma wal_autocheckpoint = 0", errbuf, errlen) != 0) ||
 		    migrate(k->db, errbuf, errlen) != 0)
 			goto fail;
 	} else if (check_schema(k->db, errbuf, errlen) != 0)
@@ -1370,9 +1373,19 @@ kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
 	if (k->read_only)
 		return KV_OK;
 	arm_deadline(k);
+	/*
+	 * A truncating checkpoint holds off new writers while it waits for
+	 * readers to leave the WAL; a long reader (a backup, a replicator)
+	 * would stall every write for the whole busy timeout. Wait briefly
+	 * and leave it to a later pass instead.
+	 */
+	if (truncate)
+		k->deadline_us = mono_us() + KV_TRUNCATE_WAIT_MS * 1000;
 	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, truncate ?
 	    SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
 	    wal_frames, done);
+	if (truncate && (rc & 0xff) == SQLITE_BUSY)
+		return KV_ERR_BUSY;
 	if (rc != SQLITE_OK)
 		return sqlite_err(k, rc, "checkpoint");
 	return KV_OK;

@@ -15,6 +15,10 @@ static const struct {
 	int		(*run)(int argc, char **argv);
 } verbs[] = {
 	{ "queue", cmd_queue_main },
+	{ "backup", cmd_backup_main },
+	{ "restore", cmd_restore_main },
+	{ "check", cmd_check_main },
+	{ "status", cmd_status_main },
 };
 
 int

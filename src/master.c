@@ -30,6 +30,7 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "privdrop.h"
 #include "shm.h"
 #include "worker.h"
@@ -129,7 +130,14 @@ notify_status(struct master *m)
 	uint64_t	 wait_us = m->shm != NULL ? shm_max_wait_us(m->shm) : 0;
 	uint64_t	 timeouts = m->shm != NULL ? shm_turn_timeouts(m->shm) : 0;
 	char		 faults[512] = "";
+	struct metrics_service sv = {
+		.workers = m->conf.workers,
+		.workers_running = n_running_workers(m),
+		.generation = m->generation,
+		.restarts = m->restarts,
+	};
 
+	metrics_set_service(&sv);
 	if (m->shm != NULL)
 		shm_fault_summary(m->shm, faults, sizeof(faults));
 	sd_notifyf(0, "STATUS=serving with %d of %d workers, %lu restarts,"
@@ -300,6 +308,7 @@ reap(struct master *m)
 
 		/* Give up its place in the write queue before anything else. */
 		shm_proc_reaped(m->shm, pid);
+		metrics_proc_reaped(pid);
 
 		if (remove_retiring(m, pid)) {
 			log_exit(pid, "retired process", status, -1);
@@ -651,6 +660,12 @@ setup(struct master *m, char *err, size_t errlen)
 	/* Mapped before any fork, so every child shares the same pages. */
 	if ((m->shm = shm_create()) == NULL) {
 		snprintf(err, errlen, "cannot map the signal segment: %s",
+		    strerror(errno));
+		return -1;
+	}
+	/* The counters' segment too (metrics.h). */
+	if (metrics_init() != 0) {
+		snprintf(err, errlen, "cannot map the metrics segment: %s",
 		    strerror(errno));
 		return -1;
 	}

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "kv.h"
+#include "metrics.h"
 #include "shm.h"
 
 /* A line that has not moved for this long is checked for a dead owner. */
@@ -299,6 +300,7 @@ note_wait(struct shm_segment *s, uint64_t waited)
 {
 	uint64_t	 prev = atomic_load(&s->max_wait_us);
 
+	metrics_write_wait(waited);
 	while (waited > prev &&
 	    !atomic_compare_exchange_weak(&s->max_wait_us, &prev, waited))
 		;
@@ -315,6 +317,7 @@ leave_line(struct shm_segment *s, int slot, uint64_t t)
 {
 	atomic_store(&s->procs[slot].ticket, 0);
 	atomic_fetch_add(&s->turn_timeouts, 1);
+	metrics_write_timeout();
 	abandon(s, t);
 }
 
@@ -391,6 +394,7 @@ shm_note_fault(struct shm_segment *s, int code)
 {
 	atomic_store(&s->last_fault, code);
 	atomic_store(&s->last_fault_us, mono_us());
+	metrics_fault(code);
 	if (code == KV_ERR_DISK_FULL)
 		atomic_fetch_add(&s->disk_full, 1);
 	atomic_fetch_add(&s->faults, 1);

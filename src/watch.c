@@ -44,6 +44,7 @@
 #include "codec.h"
 #include "kv_limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "shm.h"
 #include "watch.h"
@@ -347,6 +348,7 @@ drop(struct watch_hub *h, struct watch_stream *s)
 	last->index = s->index;
 	h->streams[s->index] = last;
 	atomic_fetch_sub(&h->count, 1);
+	metrics_watch_closed();
 	s->dead = 1;
 	s->next_dead = h->graveyard;
 	h->graveyard = s;
@@ -445,8 +447,10 @@ refresh(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
 	if (codec_encode_watch_frame(entries, s->n, &h->arena, &frame) !=
 	    KV_OK || queue_stdout(h, s, frame.p, frame.len) != 0)
 		rc = -1;
-	else
+	else {
+		metrics_watch_delivered();
 		rc = flush_out(h, s);
+	}
 	s->sent_initial = 1;
 	return rc;
 }
@@ -654,6 +658,7 @@ add_stream(struct watch_hub *h, struct watch_stream *s)
 		return -1;
 	s->index = h->n_streams;
 	h->streams[h->n_streams++] = s;
+	metrics_watch_opened();
 	for (size_t i = 0; i < s->n; i++) {
 		struct watch_key	*k = &s->keys[i];
 		struct watch_key	**head = &h->by_slot[k->slot];

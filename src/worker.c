@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "fcgi_conn.h"
 #include "http.h"
@@ -136,6 +137,9 @@ server_init(struct server *s, const struct conf *c, int listen_fd,
 	memset(s, 0, sizeof(*s));
 	s->conf = c;
 	sha256(c->access_token, strlen(c->access_token), s->token_digest);
+	if (c->metrics_token != NULL)
+		sha256(c->metrics_token, strlen(c->metrics_token),
+		    s->metrics_token_digest);
 	s->listen_fd = listen_fd;
 	if (seg != NULL) {
 		if (shm_client_init(&s->shm, seg, &s->hooks) != 0) {
@@ -202,6 +206,31 @@ is_misrouted_protobuf(struct request *rq, enum route route)
 	    strncasecmp(ctype, "application/x-protobuf", 22) == 0;
 }
 
+static enum metrics_endpoint
+route_endpoint(enum route route)
+{
+	switch (route) {
+	case ROUTE_METADATA:
+		return ME_METADATA;
+	case ROUTE_SNAPSHOT_READ:
+		return ME_SNAPSHOT_READ;
+	case ROUTE_ATOMIC_WRITE:
+		return ME_ATOMIC_WRITE;
+	case ROUTE_WATCH:
+		return ME_WATCH;
+	case ROUTE_QUEUE_LEASE:
+		return ME_QUEUE_LEASE;
+	case ROUTE_QUEUE_FINISH:
+		return ME_QUEUE_FINISH;
+	case ROUTE_QUEUE_RENEW:
+		return ME_QUEUE_RENEW;
+	case ROUTE_ANSWERED:
+		break;
+	}
+	return ME_OTHER;
+}
+
+
 /* Everything up to the handler: route, method, credentials, body. */
 static enum kv_err
 admit(struct request *rq, enum route *route)
@@ -214,7 +243,13 @@ admit(struct request *rq, enum route *route)
 
 	if ((err = http_path(rq->conn, rq->arena, &path)) != KV_OK)
 		return err;
+	/* Operations: health, metrics, status (h_ops.c), answered there. */
+	if (ops_dispatch(rq, path)) {
+		*route = ROUTE_ANSWERED;
+		return KV_OK;
+	}
 	*route = route_path(path, &rq->baselen, &rq->endpoint);
+	rq->counted_as = route_endpoint(*route);
 	rq->base = path;
 	if (is_misrouted_protobuf(rq, *route))
 		return KV_ERR_NOT_FOUND;
@@ -252,6 +287,8 @@ handle(struct request *rq, enum route route)
 		return h_queue_finish(rq);
 	case ROUTE_QUEUE_RENEW:
 		return h_queue_renew(rq);
+	case ROUTE_ANSWERED:
+		break;
 	}
 	return KV_ERR_NOT_FOUND;
 }
@@ -275,17 +312,28 @@ log_overrun(struct request *rq, const char *what, int64_t ms, int limit_ms)
 	    rq->base != NULL ? rq->base : "", what, (long long)ms, limit_ms);
 }
 
+/* Microseconds on the monotonic clock, for the duration histograms. */
+static uint64_t
+mono_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void
 serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 {
 	struct request	 rq = { .conn = conn, .srv = s, .arena = a,
-			    .endpoint = "unrouted" };
+			    .endpoint = "unrouted", .counted_as = ME_OTHER };
 	enum route	 route = ROUTE_METADATA;
+	uint64_t	 started_us = mono_us();
 	enum kv_err	 err;
 	int64_t		 t0;
 
 	err = admit(&rq, &route);
-	if (err == KV_OK) {
+	if (err == KV_OK && route != ROUTE_ANSWERED) {
 		t0 = fcgi_conn_now_ms();
 		err = handle(&rq, route);
 		if (fcgi_conn_now_ms() - t0 > HANDLER_DEADLINE_MS)
@@ -308,6 +356,9 @@ serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 	else if (conn->expired == FCGI_PHASE_RESPONSE)
 		log_overrun(&rq, phase_name(conn->expired),
 		    fcgi_conn_now_ms() - conn->response_ms, conn->send_ms);
+	metrics_request(rq.counted_as, err != KV_OK ? kv_err_status(err) :
+	    rq.status != 0 ? rq.status : 200,
+	    mono_us() - started_us);
 }
 
 static void

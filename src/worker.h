@@ -33,6 +33,7 @@ enum route {
 	ROUTE_QUEUE_LEASE,
 	ROUTE_QUEUE_FINISH,
 	ROUTE_QUEUE_RENEW,
+	ROUTE_ANSWERED,		/* never from route_path: an operator's endpoint */
 };
 /* *name: the endpoint's name for logs ("snapshot_read", "metadata"). */
 enum route	route_path(const char *path, size_t *baselen,

@@ -33,7 +33,7 @@ export DENOKV_FCGI_BIN DENOKV_SRCDIR DENO NODE
 # Every suite, in order. raw_protocol goes first: it asserts that refused
 # requests leave the database's data_version alone, which is easiest while
 # nothing else (expiring keys from other suites) is going on.
-ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch watch_storm watch_limits busy storage_faults request_body slow_clients accept_backoff request_paths queue queue_node process lifecycle crash"
+ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch watch_storm watch_limits busy storage_faults request_body slow_clients accept_backoff request_paths queue queue_node backup ops litestream process lifecycle crash"
 SUITES=${SUITES:-$ALL_SUITES}
 
 N=0      # test points emitted
