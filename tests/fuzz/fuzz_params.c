@@ -6,7 +6,7 @@
  * sanitizer report is a bug, and so are these: a length accepted that is
  * not the decimal value of the text, a wrong token accepted, a path with a
  * query string or longer than the URI, a route whose base is longer than
- * the path. Build and run: tests/fuzz/run.sh.
+ * the path or that has no name. Build and run: tests/fuzz/run.sh.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -77,8 +77,8 @@ check_path(const char *uri)
 {
 	struct arena	 a;
 	char		*path;
+	const char	*name = NULL;
 	size_t		 baselen = 0;
-	enum route	 r;
 
 	arena_init(&a, 4096);
 	if (http_path_of(uri, &a, &path) != KV_OK) {
@@ -89,8 +89,8 @@ check_path(const char *uri)
 	if (strpbrk(path, "?#") != NULL ||
 	    (uri != NULL && strlen(path) > strlen(uri)))
 		__builtin_trap();
-	r = route_path(path, &baselen);
-	if (r != ROUTE_NOT_FOUND && baselen > strlen(path))
+	(void)route_path(path, &baselen, &name);
+	if (baselen > strlen(path) || name == NULL)
 		__builtin_trap();
 	arena_fini(&a);
 }
