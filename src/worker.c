@@ -20,6 +20,7 @@
 #include "http.h"
 #include "kv_limits.h"
 #include "log.h"
+#include "testfault.h"
 #include "worker.h"
 
 #define ARENA_CHUNK			(64 * 1024)
@@ -184,6 +185,7 @@ dispatch(struct request *rq)
 
 	if ((path = http_path(rq->fcgi, rq->arena)) == NULL)
 		return KV_ERR_NOMEM;
+	testfault_request(path);
 	route = route_path(path, &rq->baselen);
 	rq->base = path;
 	if (route == ROUTE_NOT_FOUND || is_misrouted_protobuf(rq, route))
