@@ -3,12 +3,14 @@
  * kv.h, printing TAP. Focus: denokv's on-disk schema and WAL mode,
  * versionstamps, range reads, checks and all-or-nothing writes, KvU64 and
  * V8 sum/min/max, versionstamped keys, expiry, the queue table, two
- * connections on one file, and byte-exact value round trips. Every
+ * connections on one file writing at the same time (two threads), and
+ * byte-exact value round trips. Every
  * database is a fresh file under a mkdtemp directory removed at the end;
  * the SQLite files are also inspected directly with sqlite3.
  */
 #include <dirent.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +80,7 @@ open_rw(const char *path)
 	struct kv_db	*db = open_db(path, 0, 0, err, sizeof(err));
 
 	if (db == NULL)
-		printf("# kv_open %s: %s\n", path, err);
+		T_BAIL("kv_open %s: %s", path, err);
 	return db;
 }
 
@@ -88,11 +90,8 @@ raw_open(const char *path)
 	sqlite3	*db = NULL;
 
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK) {
-		printf("# sqlite3_open %s failed\n", path);
-		sqlite3_close(db);
-		return NULL;
-	}
+	    SQLITE_OK)
+		T_BAIL("sqlite3_open %s: %s", path, sqlite3_errmsg(db));
 	return db;
 }
 
@@ -444,19 +443,16 @@ test_schema(void)
 	struct kv_entry		 e;
 	struct kv_db		*db, *db2;
 	sqlite3			*raw;
-	char			 path[PATH_MAX], sql[256], text[64];
+	char			 path[PATH_MAX], sql[256], text[64], err[256];
 
 	db_path(path, sizeof(path), "schema.sqlite3");
-	db = open_rw(path);
+	db = open_db(path, 0, 0, err, sizeof(err));
 	T_OK(db != NULL, "kv_open creates a new database");
 	if (db == NULL)
-		return;
+		T_BAIL("kv_open %s: %s", path, err);
 	T_OK(access(path, F_OK) == 0, "the database file exists");
 	T_OK(!kv_is_read_only(db), "a read-write handle is not read-only");
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	raw = raw_open(path);
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		snprintf(sql, sizeof(sql), "select count(*) from sqlite_master"
 		    " where type = 'table' and name = '%s'", tables[i]);
@@ -540,15 +536,14 @@ test_read_only(void)
 	kv_close(db);
 
 	db_path(path, sizeof(path), "ro.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "k", "v", &res), KV_OK) && res.committed,
 	    "write before opening read-only");
 	kv_close(db);
 	db = open_db(path, 1, 0, err, sizeof(err));
 	T_OK(db != NULL, "read-only open of a KV database (%s)", err);
 	if (db == NULL)
-		return;
+		T_BAIL("read-only open of %s: %s", path, err);
 	T_OK(kv_is_read_only(db), "kv_is_read_only is set");
 	T_EQ(get_at(db, "k", NOW, &e), 1, "read-only handle reads data");
 	T_OK(err_is(set_bytes(db, "k2", "v", &res), KV_ERR_READ_ONLY),
@@ -573,8 +568,7 @@ test_versionstamps(void)
 	int			 same = 1;
 
 	db_path(path, sizeof(path), "vs.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "a", "1", &res), KV_OK) && res.committed,
 	    "first write commits");
 	memcpy(vs1, res.versionstamp, sizeof(vs1));
@@ -629,8 +623,7 @@ test_ranges(void)
 	static const char *const v[] = { "va", "vb", "vc", "vd", "ve" };
 
 	db_path(path, sizeof(path), "ranges.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	for (int i = 0; i < 5; i++)
 		m[i] = mut(KV_MUT_SET, k[i], v[i], 2, KV_ENC_BYTES);
 	T_OK(err_is(write_muts(db, m, 5, &res), KV_OK) && res.committed,
@@ -686,8 +679,7 @@ test_delete(void)
 	char			 path[PATH_MAX];
 
 	db_path(path, sizeof(path), "delete.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "d1", "x", &res), KV_OK), "set d1");
 	T_OK(err_is(set_bytes(db, "d2", "y", &res), KV_OK), "set d2");
 	T_OK(err_is(write1(db, mut(KV_MUT_DELETE, "d1", NULL, 0, 0), &res),
@@ -716,8 +708,7 @@ test_checks(void)
 	int64_t			 v0;
 
 	db_path(path, sizeof(path), "checks.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "c1", "x", &res), KV_OK), "set c1");
 	memcpy(vs1, res.versionstamp, sizeof(vs1));
 	memset(c, 0, sizeof(c));
@@ -772,10 +763,7 @@ test_checks(void)
 	c[4].key = str("w1");
 	c[4].must_be_absent = 1;			/* fails */
 	m = mut(KV_MUT_SET, "w5", "1", 1, KV_ENC_BYTES);
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	raw = raw_open(path);
 	T_OK(err_is(write_full(db, c, 5, &m, 1, &q, 1, &res), KV_OK) &&
 	    !res.committed, "write with three failing checks of five fails");
 	T_EQ(res.n_failed_checks, 3, "three failed checks are reported");
@@ -830,8 +818,7 @@ test_le64(void)
 	int64_t			 v0;
 
 	db_path(path, sizeof(path), "le64.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(le64_op(db, KV_MUT_SUM, "s", 5), KV_OK),
 	    "sum on a missing key");
 	T_OK(u64_is(db, "s", 5), "stores the operand");
@@ -944,8 +931,7 @@ test_v8_sum(void)
 	    0, 0, 0, 0, 0, 0, 0 };
 
 	db_path(path, sizeof(path), "v8sum.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	o = big_op(5, 0);
 	T_OK(o.oplen == sizeof(five) && memcmp(o.op, five, sizeof(five)) == 0,
 	    "test helper encodes 5n as FF 0F 5A 10 05 00..");
@@ -1067,8 +1053,7 @@ test_versionstamped_key(void)
 	enum kv_err		 err;
 
 	db_path(path, sizeof(path), "vskey.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	for (int w = 0; w < 2; w++) {
 		T_OK(err_is(write1(db, mut(KV_MUT_SET_VERSIONSTAMPED_KEY, "vk",
 		    "x", 1, KV_ENC_BYTES), &res), KV_OK) && res.committed,
@@ -1083,10 +1068,8 @@ test_versionstamped_key(void)
 	arena_reset(&A);
 	err = kv_snapshot_read(db, &r, 1, NOW, &A, &out);
 	T_OK(err_is(err, KV_OK) && out.n == 2, "two versionstamped keys");
-	if (err != KV_OK || out.n != 2) {
-		kv_close(db);
-		return;
-	}
+	if (err != KV_OK || out.n != 2)
+		T_BAIL("the versionstamped-key tests need both keys");
 	T_OK(out.entries[0].key.len == 24 &&
 	    memcmp(out.entries[0].key.p, want[0], 24) == 0,
 	    "key = key + 0x02 + 20 lowercase hex of the versionstamp + 0x00");
@@ -1117,12 +1100,8 @@ test_expiry(void)
 	int64_t			 rows;
 
 	db_path(path, sizeof(path), "expiry.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	db = open_rw(path);
+	raw = raw_open(path);
 	T_OK(err_is(set_expiring(db, "e_past", "p", 1, KV_ENC_BYTES,
 	    NOW - 1000), KV_OK), "set e_past expiring before now");
 	T_OK(err_is(set_expiring(db, "e_now", "n", 1, KV_ENC_BYTES, NOW),
@@ -1261,12 +1240,8 @@ test_enqueue(void)
 	char			 path[PATH_MAX];
 
 	db_path(path, sizeof(path), "queue.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	db = open_rw(path);
+	raw = raw_open(path);
 	memset(q, 0, sizeof(q));
 	q[0].payload = str("hello");
 	q[0].deadline_ms = NOW + 5000;
@@ -1315,6 +1290,104 @@ out:
 
 /* --- two connections ------------------------------------------------------ */
 
+#define CONC_ROUNDS	25
+
+/* One of two threads, each with its own handle, adding 1 to one KvU64. */
+struct conc_writer {
+	struct kv_db		*db;
+	pthread_barrier_t	*round;
+	struct arena		 a;		/* its own: A is not shared */
+	uint64_t		 version[CONC_ROUNDS];	/* 0: that write failed */
+	enum kv_err		 err;		/* the first failure */
+};
+
+/*
+ * Both threads leave the barrier together every round, so their two
+ * writes really contend for the write lock (BEGIN IMMEDIATE and the busy
+ * timeout must sort them out), and the commits interleave by construction.
+ */
+static void *
+conc_writer_run(void *arg)
+{
+	struct conc_writer	*w = arg;
+	struct kv_write_result	 res;
+	struct kv_mutation	 m;
+	struct kv_write		 wr;
+	uint8_t			 one[8];
+	enum kv_err		 err;
+
+	le64(1, one);
+	m = mut(KV_MUT_SUM, "ctr", one, 8, KV_ENC_LE64);
+	memset(&wr, 0, sizeof(wr));
+	wr.mutations = &m;
+	wr.n_mutations = 1;
+	for (int i = 0; i < CONC_ROUNDS; i++) {
+		pthread_barrier_wait(w->round);
+		arena_reset(&w->a);
+		err = kv_atomic_write(w->db, &wr, NOW, &w->a, &res);
+		w->version[i] = err == KV_OK && res.committed ?
+		    vs_version(res.versionstamp) : 0;
+		if (w->version[i] == 0 && w->err == KV_OK)
+			w->err = err != KV_OK ? err : KV_ERR_INTERNAL;
+	}
+	return NULL;
+}
+
+static void
+test_concurrent_writers(const char *path)
+{
+	struct conc_writer	 w[2];
+	pthread_barrier_t	 round;
+	pthread_t		 t[2];
+	uint8_t			 seen[2 * CONC_ROUNDS + 1];
+	char			 err[256];
+	int			 increasing = 1, each_once = 1, started = 0;
+
+	memset(w, 0, sizeof(w));
+	memset(seen, 0, sizeof(seen));
+	pthread_barrier_init(&round, NULL, 2);
+	for (int i = 0; i < 2; i++) {
+		/* A generous busy timeout: a lost race waits, never fails. */
+		if ((w[i].db = open_db(path, 0, 10000, err, sizeof(err))) == NULL)
+			T_BAIL("kv_open %s: %s", path, err);
+		w[i].round = &round;
+		arena_init(&w[i].a, 64 * 1024);
+	}
+	for (int i = 0; i < 2; i++)
+		started += pthread_create(&t[i], NULL, conc_writer_run,
+		    &w[i]) == 0;
+	if (started != 2)
+		T_BAIL("pthread_create failed");
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&round);
+
+	T_OK(err_is(w[0].err, KV_OK) && err_is(w[1].err, KV_OK),
+	    "2 x %d writes from two handles, started together each round,"
+	    " all commit", CONC_ROUNDS);
+	for (int i = 0; i < 2; i++) {
+		for (int r = 0; r < CONC_ROUNDS; r++) {
+			uint64_t	 v = w[i].version[r];
+
+			if (r > 0 && v <= w[i].version[r - 1])
+				increasing = 0;
+			if (v == 0 || v > 2 * CONC_ROUNDS || seen[v]++)
+				each_once = 0;
+		}
+	}
+	T_OK(increasing, "each handle's versionstamps strictly increase");
+	T_OK(each_once, "together they are versions 1..%d, each exactly once",
+	    2 * CONC_ROUNDS);
+	T_OK(u64_is(w[0].db, "ctr", 2 * CONC_ROUNDS) &&
+	    u64_is(w[1].db, "ctr", 2 * CONC_ROUNDS),
+	    "the counter is %d on both handles: no increment lost",
+	    2 * CONC_ROUNDS);
+	for (int i = 0; i < 2; i++) {
+		kv_close(w[i].db);
+		arena_fini(&w[i].a);
+	}
+}
+
 static void
 test_concurrency(void)
 {
@@ -1323,36 +1396,20 @@ test_concurrency(void)
 	struct kv_db		*db[2];
 	sqlite3			*raw;
 	uint8_t			 prev[KV_VERSIONSTAMP_BYTES];
-	char			 path[PATH_MAX], err[256], val[16];
-	int			 increasing = 1, committed = 1;
+	char			 path[PATH_MAX], err[256];
 
 	db_path(path, sizeof(path), "conc.sqlite3");
+	test_concurrent_writers(path);
+
+	/* Short busy timeouts: the lock below is held on purpose. */
 	db[0] = open_db(path, 0, 50, err, sizeof(err));
 	db[1] = open_db(path, 0, 50, err, sizeof(err));
-	T_OK(db[0] != NULL && db[1] != NULL,
-	    "two handles on one file (%s)", err);
 	if (db[0] == NULL || db[1] == NULL)
-		goto out;
-	memset(prev, 0, sizeof(prev));
-	for (int i = 0; i < 20; i++) {
-		snprintf(val, sizeof(val), "%d", i);
-		if (set_bytes(db[i % 2], "c", val, &res) != KV_OK ||
-		    !res.committed)
-			committed = 0;
-		if (memcmp(res.versionstamp, prev, sizeof(prev)) <= 0)
-			increasing = 0;
-		memcpy(prev, res.versionstamp, sizeof(prev));
-	}
-	T_OK(committed, "20 interleaved writes from two handles commit");
-	T_OK(increasing, "their versionstamps are strictly increasing");
-	T_EQ(vs_version(prev), 20, "the last is version 20");
-	T_OK(get_at(db[0], "c", NOW, &e) == 1 && e.value.len == 2 &&
-	    memcmp(e.value.p, "19", 2) == 0 &&
-	    memcmp(e.versionstamp, prev, sizeof(prev)) == 0,
-	    "each handle sees the other's last write");
-
-	if ((raw = raw_open(path)) == NULL)
-		goto out;
+		T_BAIL("two handles on %s: %s", path, err);
+	T_OK(err_is(set_bytes(db[1], "c", "19", &res), KV_OK) &&
+	    res.committed, "a write before the lock is taken");
+	memcpy(prev, res.versionstamp, sizeof(prev));
+	raw = raw_open(path);
 	T_EQ(sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL), SQLITE_OK,
 	    "another connection takes the write lock");
 	T_OK(err_is(set_bytes(db[0], "c", "busy", &res), KV_ERR_BUSY),
@@ -1370,7 +1427,6 @@ test_concurrency(void)
 	T_OK(get_at(db[1], "c", NOW, &e) == 1 && e.value.len == 4 &&
 	    memcmp(e.value.p, "free", 4) == 0, "visible to the other handle");
 	sqlite3_close(raw);
-out:
 	kv_close(db[0]);
 	kv_close(db[1]);
 }
@@ -1395,18 +1451,12 @@ test_values(void)
 	int			 ok;
 
 	db_path(path, sizeof(path), "values.sqlite3");
-	if ((big = malloc(BIG_VALUE)) == NULL || (key = malloc(2048)) == NULL) {
-		free(big);
-		return;
-	}
+	if ((big = malloc(BIG_VALUE)) == NULL || (key = malloc(2048)) == NULL)
+		T_BAIL("out of memory");
 	for (size_t i = 0; i < BIG_VALUE; i++)
 		big[i] = (uint8_t)(i * 31 + 7);
-	if ((db = open_rw(path)) == NULL || (raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		free(big);
-		free(key);
-		return;
-	}
+	db = open_rw(path);
+	raw = raw_open(path);
 	for (size_t i = 0; i < sizeof(encs) / sizeof(encs[0]); i++) {
 		for (size_t j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++) {
 			snprintf(name, sizeof(name), "val_%d_%zu",
