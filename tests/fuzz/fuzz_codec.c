@@ -6,12 +6,27 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "arena.h"
 #include "codec.h"
 #include "v8scalar.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Bit for bit: a NaN keeps its payload, -0 stays -0. */
+static int
+same_value(const struct v8s_value *a, const struct v8s_value *b)
+{
+	if (a->kind != b->kind)
+		return 0;
+	if (a->kind == V8S_NUMBER)
+		return memcmp(&a->num, &b->num, sizeof(a->num)) == 0;
+	return a->neg == b->neg && a->ndigits == b->ndigits &&
+	    (a->ndigits == 0 || memcmp(a->digits, b->digits,
+	    a->ndigits * sizeof(a->digits[0])) == 0);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -20,8 +35,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct kv_range		*ranges;
 	struct kv_write		 w;
 	struct kv_bytes		*keys;
-	struct v8s_value	 v;
-	uint8_t			 out[256];
+	struct v8s_value	 v, again;
+	uint8_t			*out;
 	size_t			 n, len;
 
 	arena_init(&a, 4096);
@@ -32,8 +47,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)codec_decode_watch(data, size, &a, &keys, &n);
 	arena_fini(&a);
 	if (v8s_decode(data, size, &v) == V8S_OK) {
-		/* What decodes must encode again. */
-		(void)v8s_encode(&v, out, sizeof(out), &len);
+		/* What decodes must encode again, to the same value. */
+		if ((out = malloc(v8s_encoded_max(&v))) == NULL ||
+		    v8s_encode(&v, out, v8s_encoded_max(&v), &len) != V8S_OK ||
+		    v8s_decode(out, len, &again) != V8S_OK ||
+		    !same_value(&v, &again))
+			abort();
+		free(out);
+		v8s_fini(&again);
 		v8s_fini(&v);
 	}
 	return 0;
