@@ -34,7 +34,7 @@ export DENOKV_FCGI_BIN DENOKV_SRCDIR DENO NODE
 # requests leave the database's data_version alone, which is easiest while
 # nothing else (expiring keys from other suites) is going on. tripwire
 # (the proof that the crash tripwire fires) runs a small stack of its own.
-ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch process tripwire"
+ALL_SUITES="raw_protocol kv_basic two_instances compat node_client housekeeper watch process tripwire"
 SUITES=${SUITES:-$ALL_SUITES}
 
 N=0      # test points emitted
