@@ -1039,6 +1039,275 @@ test_v8_sum(void)
 	kv_close(db);
 }
 
+/* --- V8 sum: every refusal, odd bounds, KvU64 targets, the size limit ---- */
+
+/* A V8 operand or bound of any size, in a caller's buffer. */
+struct v8buf {
+	const uint8_t	*p;
+	size_t		 len;
+};
+
+#define V8_NONE		((struct v8buf){ NULL, 0 })
+
+/*
+ * One write: a set of "side" (to show the write is all or nothing), then
+ * a sum of op onto key with the given encoding, bounds and clamp.
+ */
+static enum kv_err
+v8_sum_with_side(struct kv_db *db, const char *key, struct v8buf op,
+    enum kv_encoding enc, struct v8buf lo, struct v8buf hi, int clamp)
+{
+	struct kv_write_result	 res;
+	struct kv_mutation	 m[2];
+
+	m[0] = mut(KV_MUT_SET, "side", "x", 1, KV_ENC_BYTES);
+	m[1] = mut(KV_MUT_SUM, key, op.p, op.len, enc);
+	m[1].sum_min = (struct kv_bytes){ lo.p, lo.len };
+	m[1].sum_max = (struct kv_bytes){ hi.p, hi.len };
+	m[1].sum_clamp = clamp;
+	return write_muts(db, m, 2, &res);
+}
+
+/* A V8 bigint of two 64-bit digits: lo + hi * 2^64, with a sign. */
+static size_t
+v8_bigint2(uint64_t lo, uint64_t hi, int neg, uint8_t out[20])
+{
+	out[0] = 0xFF;
+	out[1] = 0x0F;
+	out[2] = 'Z';
+	out[3] = (uint8_t)((16 << 1) | (neg ? 1 : 0));
+	le64(lo, out + 4);
+	le64(hi, out + 12);
+	return 20;
+}
+
+/* A V8 bigint of n digits, all ones: 2^(64n) - 1. The caller frees it. */
+static uint8_t *
+v8_bigint_ones(size_t n, size_t *len)
+{
+	uint64_t	 bitfield = (uint64_t)n * 8 * 2;
+	uint8_t		*p;
+	size_t		 i = 3;
+
+	if ((p = malloc(3 + 5 + n * 8)) == NULL)
+		T_BAIL("out of memory");
+	p[0] = 0xFF;
+	p[1] = 0x0F;
+	p[2] = 'Z';
+	do {
+		p[i++] = (uint8_t)((bitfield & 0x7f) | (bitfield > 0x7f ?
+		    0x80 : 0));
+		bitfield >>= 7;
+	} while (bitfield != 0);
+	memset(p + i, 0xFF, n * 8);
+	*len = i + n * 8;
+	return p;
+}
+
+static int
+v8_is_nan(struct kv_db *db, const char *key)
+{
+	struct v8s_value	 v;
+	int			 ok;
+
+	if (get_v8(db, key, &v) != 0)
+		return 0;
+	ok = v.kind == V8S_NUMBER && v.num != v.num;
+	v8s_fini(&v);
+	return ok;
+}
+
+/* The refused write changed nothing: no side key, same data version. */
+static int
+unchanged(struct kv_db *db, int64_t v0)
+{
+	struct kv_entry	 e;
+
+	return get_at(db, "side", NOW, &e) == 0 && version_of(db) == v0;
+}
+
+static void
+test_v8_sum_refusals(struct kv_db *db)
+{
+	static const uint8_t	 str_hi[] = { 0xFF, 0x0F, '"', 2, 'h', 'i' };
+	static const uint8_t	 short_num[] = { 0xFF, 0x0F, 'N', 0, 0 };
+	static const uint8_t	 object[] = { 0xFF, 0x0F, 'o', '{', 0 };
+	struct v8op		 o;
+	uint8_t			 ten[11];
+	int64_t			 v0;
+	struct v8buf		 s = { str_hi, sizeof(str_hi) };
+	struct v8buf		 t = { short_num, sizeof(short_num) };
+	struct v8buf		 obj = { object, sizeof(object) };
+	struct v8buf		 num10 = { ten, v8_num(10, ten) };
+
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "e", &o), KV_OK), "set number 5 for the"
+	    " refusals");
+	v0 = version_of(db);
+	T_OK(err_is(v8_sum_with_side(db, "e", s, KV_ENC_V8, V8_NONE, V8_NONE,
+	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a V8 string operand is KV_ERR_SUM_INVALID_V8, nothing written");
+	T_OK(err_is(v8_sum_with_side(db, "e", obj, KV_ENC_V8, V8_NONE,
+	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a V8 object operand is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", t, KV_ENC_V8, V8_NONE, V8_NONE,
+	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a truncated V8 double is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", V8_NONE, KV_ENC_V8, V8_NONE,
+	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "an empty V8 operand is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_BYTES, V8_NONE,
+	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a bytes-encoded operand is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, s, V8_NONE,
+	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a V8 string as min is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, V8_NONE, t,
+	    1), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a truncated V8 max is KV_ERR_SUM_INVALID_V8, also with clamp");
+	T_OK(v8_is_num(db, "e", 5), "after all the refusals the value is"
+	    " still 5");
+}
+
+static void
+test_v8_sum_bounds(struct kv_db *db)
+{
+	struct v8op	 o;
+	double		 nan = __builtin_nan("");
+
+	/* min > max: min applies first, then max (denokv's order). */
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "mm", &o), KV_OK), "set number 5");
+	o = num_op(1);
+	o.lolen = v8_num(10, o.lo);
+	o.hilen = v8_num(0, o.hi);
+	T_OK(err_is(v8_sum(db, "mm", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
+	    v8_is_num(db, "mm", 5),
+	    "min 10 > max 0 without clamp: 6 is out of range, refused");
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "mm", &o), KV_OK) && v8_is_num(db, "mm", 0),
+	    "min 10 > max 0 with clamp: 6 rises to 10, then falls to 0");
+	o = big_op(1, 0);
+	T_OK(err_is(v8_sum(db, "mmb", &o), KV_OK), "set bigint 1n");
+	o.lolen = v8_bigint(100, 0, o.lo);
+	o.hilen = v8_bigint(50, 0, o.hi);
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "mmb", &o), KV_OK) &&
+	    v8_is_bigint(db, "mmb", 0, 50, 0),
+	    "bigint min 100n > max 50n with clamp: 2n ends at 50n");
+
+	/* NaN never compares, so it never bounds anything. */
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK), "set number 5");
+	o = num_op(1);
+	o.lolen = v8_num(nan, o.lo);
+	o.hilen = v8_num(nan, o.hi);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 6),
+	    "NaN min and max without clamp: 5 + 1 = 6");
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 7),
+	    "NaN min and max with clamp: 6 + 1 = 7, not clamped to NaN");
+	o = num_op(nan);
+	o.hilen = v8_num(100, o.hi);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
+	    "a NaN operand with max 100 stores NaN (NaN is not above 100)");
+	o = num_op(1);
+	o.lolen = v8_num(0, o.lo);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
+	    "NaN + 1 with min 0 stays NaN");
+	o = num_op(__builtin_inf());
+	T_OK(err_is(v8_sum(db, "inf", &o), KV_OK) &&
+	    err_is(v8_sum(db, "inf", &o), KV_OK) &&
+	    v8_is_num(db, "inf", __builtin_inf()), "Infinity + Infinity ="
+	    " Infinity");
+}
+
+static void
+test_v8_sum_u64_target(struct kv_db *db)
+{
+	struct kv_write_result	 res;
+	struct v8op		 o;
+	uint8_t			 buf[8], two[20];
+	int64_t			 v0;
+
+	le64(7, buf);
+	T_OK(err_is(write1(db, mut(KV_MUT_SET, "u7", buf, 8, KV_ENC_LE64),
+	    &res), KV_OK), "set KvU64 7");
+	v0 = version_of(db);
+	o = big_op(1, 1);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH) &&
+	    u64_is(db, "u7", 7),
+	    "KvU64 + -1n is KV_ERR_SUM_TYPE_MISMATCH, value unchanged");
+	T_OK(err_is(v8_sum_with_side(db, "u7", (struct v8buf){ two,
+	    v8_bigint2(0, 1, 0, two) }, KV_ENC_V8, V8_NONE, V8_NONE, 0),
+	    KV_ERR_SUM_TYPE_MISMATCH) && unchanged(db, v0),
+	    "KvU64 + 2^64n is KV_ERR_SUM_TYPE_MISMATCH, nothing written");
+	o = big_op(5, 0);
+	o.hilen = v8_bigint(100, 0, o.hi);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_U64_MINMAX),
+	    "KvU64 + 5n with max 100n is KV_ERR_SUM_U64_MINMAX");
+	o = big_op(5, 0);
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	    "KvU64 + 5n with clamp and no bounds is KV_ERR_SUM_TYPE_MISMATCH");
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	    "KvU64 + number 5 is KV_ERR_SUM_TYPE_MISMATCH");
+	T_OK(u64_is(db, "u7", 7) && version_of(db) == v0,
+	    "the refusals left KvU64 7 and the data version");
+	o = big_op(UINT64_MAX, 0);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
+	    "KvU64 7 + (2^64-1)n wraps to KvU64 6, as KvU64 sums do");
+	o = big_op(0, 0);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
+	    "KvU64 6 + 0n = KvU64 6");
+}
+
+/* The stored V8 encoding may not pass the 64 KiB value limit. */
+static void
+test_v8_sum_size_limit(struct kv_db *db)
+{
+	struct kv_entry	 e;
+	uint8_t		*big;
+	size_t		 len, stored;
+	int64_t		 v0;
+
+	/* 8191 digits: 65528 magnitude bytes, 65534 encoded. */
+	big = v8_bigint_ones(8191, &len);
+	T_EQ(len, 65534, "2^524224 - 1 takes 65534 bytes as V8");
+	T_OK(err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
+	    KV_ENC_V8, V8_NONE, V8_NONE, 0), KV_OK),
+	    "a sum onto a missing key stores a 65534-byte bigint");
+	stored = get_at(db, "huge", NOW, &e) == 1 ? e.value.len : 0;
+	T_EQ(stored, 65534, "stored as 65534 bytes");
+	v0 = version_of(db);
+	/* Another 8191 digits: the sum needs 8192, 65542 bytes encoded. */
+	T_OK(err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
+	    KV_ENC_V8, V8_NONE, V8_NONE, 0), KV_ERR_SUM_OUT_OF_RANGE),
+	    "a sum whose result would take 65542 bytes is"
+	    " KV_ERR_SUM_OUT_OF_RANGE (a 400, not a retryable 5xx)");
+	stored = get_at(db, "huge", NOW, &e) == 1 ? e.value.len : 0;
+	T_OK(stored == 65534 && version_of(db) == v0 &&
+	    get_at(db, "side", NOW, &e) == 1,
+	    "the value and the data version are unchanged");
+	free(big);
+}
+
+static void
+test_v8_sum_edges(void)
+{
+	struct kv_db	*db;
+	char		 path[PATH_MAX];
+
+	db_path(path, sizeof(path), "v8edges.sqlite3");
+	db = open_rw(path);
+	test_v8_sum_refusals(db);
+	test_v8_sum_bounds(db);
+	test_v8_sum_u64_target(db);
+	test_v8_sum_size_limit(db);
+	kv_close(db);
+}
+
 /* --- versionstamped keys -------------------------------------------------- */
 
 static void
@@ -1517,6 +1786,7 @@ main(void)
 	test_checks();
 	test_le64();
 	test_v8_sum();
+	test_v8_sum_edges();
 	test_versionstamped_key();
 	test_expiry();
 	test_enqueue();
