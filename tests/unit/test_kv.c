@@ -8,6 +8,8 @@
  * database is a fresh file under a mkdtemp directory removed at the end;
  * the SQLite files are also inspected directly with sqlite3.
  */
+#include <sys/stat.h>
+
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
@@ -1557,6 +1559,47 @@ out:
 	kv_close(db);
 }
 
+/* --- checkpoints (what the housekeeper runs) ------------------------------ */
+
+static long long
+file_size(const char *path)
+{
+	struct stat	 sb;
+
+	return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+static void
+test_checkpoint(void)
+{
+	struct kv_write_result	 res;
+	struct kv_entry		 e;
+	struct kv_db		*db;
+	char			 path[PATH_MAX], wal[PATH_MAX + 4], key[16];
+	int			 frames = -1, done = -1, ok = 1;
+
+	db_path(path, sizeof(path), "ckpt.sqlite3");
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	db = open_rw(path);
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		if (set_bytes(db, key, "value", &res) != KV_OK)
+			ok = 0;
+	}
+	T_OK(ok && file_size(wal) > 0, "20 writes leave frames in the WAL"
+	    " (%lld bytes)", file_size(wal));
+	T_OK(err_is(kv_checkpoint(db, 0, &frames, &done), KV_OK) &&
+	    frames > 0 && done == frames,
+	    "a passive checkpoint copies all %d frames (%d)", frames, done);
+	T_OK(file_size(wal) > 0, "and keeps the WAL file's size");
+	T_OK(err_is(kv_checkpoint(db, 1, &frames, &done), KV_OK) &&
+	    file_size(wal) == 0, "a truncating checkpoint empties the WAL"
+	    " file (%lld bytes)", file_size(wal));
+	T_OK(get_at(db, "k19", NOW, &e) == 1 && version_of(db) == 20,
+	    "the data is all there afterwards");
+	kv_close(db);
+}
+
 /* --- two connections ------------------------------------------------------ */
 
 #define CONC_ROUNDS	25
@@ -1790,6 +1833,7 @@ main(void)
 	test_versionstamped_key();
 	test_expiry();
 	test_enqueue();
+	test_checkpoint();
 	test_concurrency();
 	test_values();
 	arena_fini(&A);
