@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tripwire_lib.sh: the crash and sanitizer tripwire of the end-to-end tests,
 # sourced by run.sh (and by tripwire.sh, which proves that it fires).
 #
@@ -46,7 +47,9 @@ tripwire_children() {
 		name=$(basename "$f" .pid)
 		[ "$name" = nginx ] && continue
 		pid=$(cat "$f" 2>/dev/null)
-		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
+		if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+			continue
+		fi
 		printf '%s %s: %s\n' "$name" "$pid" "$(pgrep -P "$pid" 2>/dev/null | sort -n | tr '\n' ' ')"
 	done
 }
