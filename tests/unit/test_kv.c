@@ -2,7 +2,8 @@
  * test_kv.c: unit tests of the storage engine (src/kv_sqlite.c) through
  * kv.h, printing TAP. Focus: denokv's on-disk schema and WAL mode,
  * versionstamps, range reads, checks and all-or-nothing writes, KvU64 and
- * V8 sum/min/max, versionstamped keys, expiry, the queue table, two
+ * V8 sum/min/max (every refusal, bound and size case), versionstamped
+ * keys, expiry, the queue table, passive and truncating checkpoints, two
  * connections on one file writing at the same time (two threads), and
  * byte-exact value round trips. Every
  * database is a fresh file under a mkdtemp directory removed at the end;
