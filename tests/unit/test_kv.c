@@ -5,9 +5,9 @@
  * V8 sum/min/max (every refusal, bound and size case), versionstamped
  * keys, expiry, the queue table, passive and truncating checkpoints, two
  * connections on one file writing at the same time (two threads), and
- * byte-exact value round trips. Every
- * database is a fresh file under a mkdtemp directory removed at the end;
- * the SQLite files are also inspected directly with sqlite3.
+ * byte-exact value round trips. Every database is a fresh file under a
+ * mkdtemp directory removed at the end; the SQLite files are also
+ * inspected directly with sqlite3. A failed setup step bails out.
  */
 #include <sys/stat.h>
 
