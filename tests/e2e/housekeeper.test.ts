@@ -31,8 +31,9 @@ kvTest("an expired entry: a watcher is told, the sweep deletes its row and bumps
   try {
     const first = await stream.read();
     assert.equal(first.value![0].versionstamp, null);
-    const r = await kv.set(k, "short-lived", { expireIn: 1000 });
+    // Before the call: the client adds expireIn to its clock when it sends.
     const setAt = Date.now();
+    const r = await kv.set(k, "short-lived", { expireIn: 1000 });
     const v0 = await version();
     assert.equal(await rows(key), 1, "the row is in the file");
     // The watcher sees the set, then (with no further write) the key gone.
