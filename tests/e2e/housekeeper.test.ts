@@ -5,11 +5,13 @@
 // its checkpoints move committed data from the WAL into the database file. Nothing here calls the server to do either: the suite only
 // writes, waits and looks at the SQLite files with sqlite3 and grep.
 //
-// Not covered: the truncating checkpoint, which starts once the WAL has
-// grown past HK_WAL_TRUNCATE_FRAMES (64 MiB); writing that much is too slow
-// for an end-to-end suite.
+// The truncating checkpoint starts once the WAL holds more than
+// HK_WAL_TRUNCATE_FRAMES (16384 pages, 64 MiB) at a pass. The WAL only gets
+// there while a reader keeps an old snapshot (nothing can be copied past
+// it, so nothing restarts the WAL): the last test holds one open with
+// sqlite3 while it writes 72 MiB, lets go, and watches the WAL file shrink.
 
-import { assert, DB, encodeKey, hex, kvTest, run, sleep, sqlite, uniquePrefix } from "./helpers.ts";
+import { assert, DB, encodeKey, hex, kvTest, run, RUN_DIR, sleep, sqlite, uniquePrefix } from "./helpers.ts";
 
 // Polls cond every 100 ms for up to ms; returns whether it became true.
 async function eventually(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
@@ -71,3 +73,45 @@ kvTest("a checkpoint moves a committed value from the WAL into the database file
   assert.ok(await has(`${DB}-wal`), "the committed value is not in the WAL");
   assert.ok(await eventually(() => has(DB), 10_000), "the value did not reach the database file within 10 s: no checkpoint ran");
 }, { timeout: 30_000 });
+
+kvTest("a WAL grown past 64 MiB behind a reader is truncated once the reader leaves", async (kv, p) => {
+  const walSize = () => Deno.statSync(`${DB}-wal`).size;
+  const log = `${RUN_DIR}/server.log`;
+  const logBefore = Deno.readTextFileSync(log).length;
+  // A reader in the middle of a transaction, holding its snapshot.
+  const reader = new Deno.Command("sqlite3", { args: [DB], stdin: "piped", stdout: "piped", stderr: "piped" }).spawn();
+  const w = reader.stdin.getWriter();
+  const out = reader.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  await w.write(new TextEncoder().encode("begin;\nselect 'snapshot', count(*) from data_version;\n"));
+  let got = "";
+  while (!got.includes("snapshot|")) {
+    const r = await out.read();
+    assert.ok(!r.done, `sqlite3 ended before taking its snapshot: ${got}`);
+    got += r.value;
+  }
+  // 72 MiB in 96 commits of twelve 64000-byte values (under 800 KiB each).
+  const value = new Uint8Array(64000).fill(0x5a);
+  try {
+    for (let c = 0; c < 96; c += 8) {
+      await Promise.all(Array.from({ length: 8 }, (_, j) => {
+        const op = kv.atomic();
+        for (let i = 0; i < 12; i++) op.set([...p, c + j, i], value);
+        return op.commit();
+      }));
+    }
+    const grown = walSize();
+    assert.ok(grown > 64 * 1024 * 1024, `the WAL grew to only ${grown} bytes behind the reader`);
+  } finally {
+    await w.write(new TextEncoder().encode("commit;\n.quit\n"));
+    await w.close();
+    await reader.status;
+  }
+  assert.ok(await eventually(async () => walSize() < 1024 * 1024, 15_000), `the WAL is still ${walSize()} bytes 15 s after the reader left`);
+  assert.match(Deno.readTextFileSync(log).slice(logBefore), /housekeeper\[\d+\]: WAL truncated after \d+ frames/);
+  // Delete the 72 MiB again: later suites need not read past it.
+  for (let c = 0; c < 96; c++) {
+    const op = kv.atomic();
+    for (let i = 0; i < 12; i++) op.delete([...p, c, i]);
+    await op.commit();
+  }
+}, { timeout: 120_000 });
