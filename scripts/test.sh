@@ -2,8 +2,9 @@
 # test.sh: sets up a fresh Debian machine, then runs every test: the C unit
 # tests and the end-to-end suites (real nginx, caddy, the real binary and
 # the real Deno CLI) on a normal build and on an AddressSanitizer +
-# UndefinedBehaviorSanitizer build, then `make distcheck`. Ends with the
-# line "N passed, N failed".
+# UndefinedBehaviorSanitizer build (which also compiles in the test-only
+# faults that prove the end-to-end tests notice a crash or a leak), then
+# `make distcheck`. Ends with the line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -42,7 +43,7 @@ run_suite() {
 }
 
 run_suite "build" "$src/build"
-run_suite "build with ASan + UBSan" "$src/build-asan" --enable-sanitizers
+run_suite "build with ASan + UBSan" "$src/build-asan" --enable-sanitizers --enable-test-faults
 
 echo "== make distcheck" >&2
 if (cd "$src/build" && make -s distcheck >/tmp/distcheck.log 2>&1); then

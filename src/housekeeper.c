@@ -64,12 +64,13 @@ return_expired_leases(struct kv_db *db)
 static void
 checkpoint(struct kv_db *db)
 {
-	int	 frames, done;
+	int	 frames, after, done;
 
 	if (kv_checkpoint(db, 0, &frames, &done) != KV_OK)
 		return;
+	/* The truncating call reports the emptied WAL: log what it found. */
 	if (frames >= HK_WAL_TRUNCATE_FRAMES &&
-	    kv_checkpoint(db, 1, &frames, &done) == KV_OK)
+	    kv_checkpoint(db, 1, &after, &done) == KV_OK)
 		log_info("WAL truncated after %d frames", frames);
 }
 

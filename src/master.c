@@ -27,6 +27,7 @@
 
 #include "conf.h"
 #include "housekeeper.h"
+#include "leakcheck.h"
 #include "listen.h"
 #include "log.h"
 #include "master.h"
@@ -164,6 +165,14 @@ child_reset_signals(void)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* Every way out of a child that has set itself up. */
+static void __attribute__((noreturn))
+child_exit(int status)
+{
+	leakcheck_before_exit();
+	_exit(status);
+}
+
 /* Runs in the child: never returns. */
 static void
 child_main(struct master *m, enum child_kind kind, pid_t master_pid)
@@ -180,20 +189,20 @@ child_main(struct master *m, enum child_kind kind, pid_t master_pid)
 	if (kind == CHILD_HOUSEKEEPER) {
 		log_settag("housekeeper");
 		close(m->listen_fd);
-		_exit(housekeeper_run(&m->conf, m->shm));
+		child_exit(housekeeper_run(&m->conf, m->shm));
 	}
 	log_settag("worker");
 	if (server_init(&srv, &m->conf, m->listen_fd, m->shm, err,
 	    sizeof(err)) != 0) {
 		log_errorx("cannot open database %s: %s", m->conf.sqlite_path,
 		    err);
-		_exit(EXIT_NO_RESTART);
+		child_exit(EXIT_NO_RESTART);
 	}
 	/* Read back from SQLite, so the log shows what is really in force. */
 	log_debug("database open, synchronous=%s", kv_synchronous(srv.db));
 	rc = worker_run(&srv);
 	server_fini(&srv);
-	_exit(rc);
+	child_exit(rc);
 }
 
 static int

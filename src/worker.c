@@ -30,6 +30,7 @@
 #include "http.h"
 #include "kv_limits.h"
 #include "log.h"
+#include "testfault.h"
 #include "worker.h"
 
 #define ARENA_CHUNK			(64 * 1024)
@@ -248,6 +249,7 @@ admit(struct request *rq, enum route *route)
 		*route = ROUTE_ANSWERED;
 		return KV_OK;
 	}
+	testfault_request(path);
 	*route = route_path(path, &rq->baselen, &rq->endpoint);
 	rq->counted_as = route_endpoint(*route);
 	rq->base = path;

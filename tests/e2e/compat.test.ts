@@ -21,12 +21,16 @@ Deno.mkdirSync(DIR, { recursive: true });
 
 type Row = { key: Deno.KvKey; value: unknown; versionstamp: string };
 
-// Stop an instance without failing the compat test over how it stopped
-// (shutdown itself is tested elsewhere): the file must be usable either way.
-async function stopQuietly(name: string) {
+// Stops an instance: it must stop cleanly on SIGTERM before the Deno CLI
+// opens its file. Only called once the test body passed (a throw from a
+// finally block would hide the body's own error).
+async function stopInstance(name: string) {
   const r = await run([STACK, "stop-server", RUN_DIR, name]);
-  if (r.code !== 0) console.log(`# stop-server ${name}: exit ${r.code}: ${r.stderr.trim()}`);
+  assert.equal(r.code, 0, `instance ${name} did not stop cleanly on SIGTERM: ${r.stderr.trim()}`);
 }
+
+// The key ["compat", "gone"] as the KV key codec encodes it, in SQL hex.
+const GONE_KEY_HEX = "02636f6d7061740002676f6e6500";
 
 function normalize(rows: Row[]) {
   // KvU64 compares by value; everything else structurally.
@@ -65,24 +69,26 @@ plainTest("a file written by the Deno CLI's local KV is served with the same val
     await local.atomic().sum(["compat", "counter"], 1n).commit();
     await local.set(["compat", "log", local.commitVersionstamp()], "versionstamped");
     await local.set(["compat", "later"], "lives an hour", { expireIn: 3600_000 });
-    await local.set(["compat", "gone"], "expires at once", { expireIn: 1 });
+    // Expired below, in the file itself: Deno's own sweep could otherwise
+    // delete the row before the server ever sees it.
+    await local.set(["compat", "gone"], "expires in the file", { expireIn: 7200_000 });
     await local.set(["compat", "deleted"], "x");
     await local.delete(["compat", "deleted"]);
-    await new Promise((r) => setTimeout(r, 50));
-    // Deno's local backend keeps showing an expired entry until its sweep
-    // (about once a minute); leave it out of the comparison.
     const listed = (await collect(local.list({ prefix: ["compat"] }))) as Row[];
     written.push(...listed.filter((r) => r.key[1] !== "gone"));
   } finally {
     local.close();
   }
   assert.equal(written.length, 16, `the local KV listed ${written.length} entries`);
-  // The expired row is normally still in the file (Deno sweeps it later);
-  // the server must hide it.
+  // Expire ["compat", "gone"] a minute ago, with the Deno CLI closed: the
+  // file now holds exactly one expired row, which the server must never
+  // serve (its reads hide it until its housekeeper deletes it).
+  await sqlite(path, `update kv set expiration_ms = ${Date.now() - 60_000} where k = x'${GONE_KEY_HEX}'`);
   const expiredRows = await sqlite(path, "select count(*) from kv where expiration_ms >= 0 and expiration_ms < (strftime('%s','now') * 1000)");
-  if (expiredRows !== "1") console.log(`# the local KV already swept the expired row (${expiredRows} left)`);
+  assert.equal(expiredRows, "1", "the file should hold the one expired row");
 
   const env = await startServer("compat1", { DB: path });
+  let passed = false;
   try {
     const remote = await withTimeout(Deno.openKv(env.H2C_URL), 30_000, "open compat1");
     try {
@@ -105,8 +111,10 @@ plainTest("a file written by the Deno CLI's local KV is served with the same val
     } finally {
       remote.close();
     }
+    passed = true;
   } finally {
-    await stopQuietly("compat1");
+    if (passed) await stopInstance("compat1");
+    else await run([STACK, "stop-server", RUN_DIR, "compat1"]);
   }
   assert.equal(await sqlite(path, "pragma integrity_check"), "ok");
 }, 120_000);
@@ -114,6 +122,7 @@ plainTest("a file written by the Deno CLI's local KV is served with the same val
 plainTest("a file written through denokv-fcgi opens in the Deno CLI's local KV with the same entries", async () => {
   const path = `${DIR}/from-server.sqlite`;
   const env = await startServer("compat2", { DB: path });
+  let passed = false;
   let served: Row[] = [];
   let lastVs = "";
   try {
@@ -136,8 +145,10 @@ plainTest("a file written through denokv-fcgi opens in the Deno CLI's local KV w
     } finally {
       remote.close();
     }
+    passed = true;
   } finally {
-    await stopQuietly("compat2");
+    if (passed) await stopInstance("compat2");
+    else await run([STACK, "stop-server", RUN_DIR, "compat2"]);
   }
   assert.equal(served.length, 17, `listed ${served.length} entries through the server`);
   assert.equal(await sqlite(path, "pragma integrity_check"), "ok");

@@ -598,6 +598,55 @@ kvTest("sum of a number onto a bigint is refused and changes nothing", async (kv
   assert.equal((await kv.get([...p, "side"])).versionstamp, null, "the set in the refused commit was applied");
 });
 
+// Every V8 sum refusal the Deno client can send (its mutate() drops
+// min/max/clamp; raw_protocol sends those): a 400 with the server's reason,
+// the whole commit refused, nothing changed.
+kvTest("V8 sum refusals reach the user as 400s with their reason and change nothing", async (kv, p) => {
+  const n = [...p, "n"], u = [...p, "u"], side = [...p, "side"];
+  const rn = await kv.set(n, 5);
+  const ru = await kv.set(u, new Deno.KvU64(7n));
+  const cases: [Deno.KvKey, unknown, RegExp, string][] = [
+    [n, "five", /status=400.*not valid V8 numbers or bigints/s, "a string operand (SUM_INVALID_V8)"],
+    [n, { five: 5 }, /status=400.*not valid V8 numbers or bigints/s, "an object operand (SUM_INVALID_V8)"],
+    [u, -1n, /status=400.*Cannot sum values of different types/s, "KvU64 + a negative bigint"],
+    [u, 2n ** 64n, /status=400.*Cannot sum values of different types/s, "KvU64 + 2^64n"],
+    [u, 1, /status=400.*Cannot sum values of different types/s, "KvU64 + a number"],
+  ];
+  for (const [key, value, re, what] of cases) {
+    await assertRejects(
+      kv.atomic().set(side, 1).mutate({ type: "sum", key, value: value as Deno.KvU64 }).commit(),
+      re,
+      what,
+    );
+  }
+  assert.deepEqual(await kv.get(n), { key: n, value: 5, versionstamp: rn.versionstamp });
+  assert.deepEqual(await kv.get(u), { key: u, value: new Deno.KvU64(7n), versionstamp: ru.versionstamp });
+  assert.equal((await kv.get(side)).versionstamp, null, "a set in a refused commit was applied");
+  // The boundary cases that are accepted: KvU64 + (2^64-1)n wraps, as KvU64 sums do.
+  await kv.atomic().mutate({ type: "sum", key: u, value: (2n ** 64n - 1n) as unknown as Deno.KvU64 }).commit();
+  assert.equal((await kv.get<Deno.KvU64>(u)).value!.value, 6n);
+});
+
+kvTest("a V8 sum whose result would pass 64 KiB is refused with a 400, the value kept", async (kv, p) => {
+  const k = [...p, "huge"];
+  // 8191 64-bit digits: 65534 bytes as V8, just under the value limit.
+  const big = 2n ** (64n * 8191n) - 1n;
+  await kv.atomic().mutate({ type: "sum", key: k, value: big as unknown as Deno.KvU64 }).commit();
+  const before = await kv.get<bigint>(k);
+  assert.equal(before.value, big, "the 65534-byte bigint was stored");
+  // Twice that needs 8192 digits: 65542 bytes, over the limit. A 5xx here
+  // would make the client retry for ever.
+  await assertRejects(
+    kv.atomic().set([...p, "side"], 1).mutate({ type: "sum", key: k, value: big as unknown as Deno.KvU64 }).commit(),
+    /status=400.*would exceed its range limit/s,
+    "a sum past 64 KiB",
+  );
+  const after = await kv.get<bigint>(k);
+  assert.equal(after.versionstamp, before.versionstamp);
+  assert.equal(after.value, big);
+  assert.equal((await kv.get([...p, "side"])).versionstamp, null);
+});
+
 kvTest("server refusal reaches the user: KvU64 sum onto a string", async (kv, p) => {
   const k = [...p, "s"];
   const r = await kv.set(k, "hello");

@@ -28,6 +28,9 @@
 #
 # Environment (run.sh sets them): RUN_DIR, DENOKV_FCGI_BIN, DENOKV_SRCDIR,
 # DENO, DENO_DIR; KEEP=1 keeps the files.
+# It kills or replaces server processes on purpose, so the crash
+# tripwire (tripwire_lib.sh) counts only crash signals and sanitizer reports.
+# tripwire-allow: process-model
 
 # SC2016: conditions given to `wait_until ... eval '...'` expand at each poll.
 # shellcheck disable=SC2016,SC2317

@@ -5,6 +5,9 @@
 //
 // It runs its own instance "ops" (scripts/stack.sh start-server) on its
 // own database, so that nothing but this suite moves its counters.
+// It kills or replaces server processes on purpose, so the crash
+// tripwire (tripwire_lib.sh) counts only crash signals and sanitizer reports.
+// tripwire-allow: process-model
 
 import {
   assert,

@@ -55,6 +55,10 @@
 #   DENO, DENO_DIR   Deno CLI (default: $DENOKV_SRCDIR/node_modules/.bin/deno)
 #   TARGET_USER      user to drop to (default nobody); TARGET_GROUP (default:
 #                    the user's primary group)
+#
+# It kills and replaces workers on purpose (run.sh's crash tripwire,
+# tests/e2e/tripwire_lib.sh, lets that pass):
+# tripwire-allow: process-model
 
 # SC2016: the conditions given to `wait_until ... eval '...'` are meant to be
 # expanded at each poll. SC2317: functions run from traps and wait_until.

@@ -7,6 +7,9 @@
 //
 // Timing assertions are lower bounds (a retry never comes before its
 // delay) or generous upper bounds (within seconds, for milliseconds).
+// It kills or replaces server processes on purpose, so the crash
+// tripwire (tripwire_lib.sh) counts only crash signals and sanitizer reports.
+// tripwire-allow: process-model
 
 import v8 from "node:v8";
 import {

@@ -4,6 +4,7 @@
 // as it was (a known entry and the data_version counter), and leave the
 // server answering the next request.
 
+import { deserialize, serialize } from "node:v8";
 import {
   assert,
   AtomicWriteStatus,
@@ -213,6 +214,64 @@ plainTest("LE64 sum, min and max on the wire", async () => {
   assert.equal(hex(e!.value), hex(u64le(42n)));
 });
 
+// V8 sums with bounds: the Deno client's mutate() cannot send min, max or
+// clamp, other KV Connect clients can. V8 values come from node:v8, which
+// is V8's own serializer.
+const v8 = (x: unknown) => new Uint8Array(serialize(x));
+const V8 = ValueEncoding.V8;
+const v8sum = (key: Uint8Array, x: unknown, min?: unknown, max?: unknown, clamp = false) => ({
+  key,
+  type: MutationType.SUM,
+  value: { data: v8(x), encoding: V8 },
+  sumMin: min === undefined ? undefined : v8(min),
+  sumMax: max === undefined ? undefined : v8(max),
+  sumClamp: clamp,
+});
+async function v8get(key: Uint8Array): Promise<unknown> {
+  const e = await raw.get(key);
+  assert.ok(e, `no entry at ${hex(key)}`);
+  assert.equal(e.encoding, V8);
+  return deserialize(e.value);
+}
+
+plainTest("V8 sum with min > max: refused without clamp; with clamp min applies, then max (denokv's order)", async () => {
+  const k = K("v8-minmax"), kb = K("v8-minmax-big");
+  await raw.write({ mutations: [v8sum(k, 5), v8sum(kb, 1n)] });
+  const r = await raw.post("atomic_write", encAtomicWrite({ mutations: [v8sum(k, 1, 10, 0)] }));
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.text, /would exceed its range limit/);
+  assert.equal(await v8get(k), 5);
+  const w = await raw.write({ mutations: [v8sum(k, 1, 10, 0, true), v8sum(kb, 1n, 100n, 50n, true)] });
+  assert.equal(w.status, AtomicWriteStatus.SUCCESS);
+  assert.equal(await v8get(k), 0, "6 rises to min 10, then falls to max 0");
+  assert.equal(await v8get(kb), 50n, "2n rises to 100n, then falls to 50n");
+});
+
+plainTest("V8 sum with NaN bounds: NaN never bounds, with or without clamp", async () => {
+  const k = K("v8-nan");
+  await raw.write({ mutations: [v8sum(k, 5)] });
+  await raw.write({ mutations: [v8sum(k, 1, NaN, NaN)] });
+  assert.equal(await v8get(k), 6);
+  await raw.write({ mutations: [v8sum(k, 1, NaN, NaN, true)] });
+  assert.equal(await v8get(k), 7);
+  await raw.write({ mutations: [v8sum(k, NaN, undefined, 100)] });
+  assert.ok(Number.isNaN(await v8get(k)), "NaN is not above 100: stored");
+});
+
+plainTest("V8 sum with bounds: in range, clamped, refused", async () => {
+  const k = K("v8-bounds");
+  await raw.write({ mutations: [v8sum(k, 10)] });
+  const r = await raw.post("atomic_write", encAtomicWrite({ mutations: [setBytes(K("v8-bounds-side"), bytes("x")), v8sum(k, 5, undefined, 12)] }));
+  assert.equal(r.status, 400, r.text);
+  assert.equal(await raw.get(K("v8-bounds-side")), null, "all or nothing");
+  await raw.write({ mutations: [v8sum(k, 5, undefined, 12, true)] });
+  assert.equal(await v8get(k), 12);
+  await raw.write({ mutations: [v8sum(k, -20, 0, undefined, true)] });
+  assert.equal(await v8get(k), 0);
+  await raw.write({ mutations: [v8sum(k, 3, 0, 100)] });
+  assert.equal(await v8get(k), 3);
+});
+
 async function queueRowsWithPayload(payload: Uint8Array) {
   const out = await sqlite(DB, `select ts, id, backoff_schedule, keys_if_undelivered from queue where hex(data) = '${hex(payload).toUpperCase()}'`, ["-json"]);
   return (out ? JSON.parse(out) : []) as { ts: number; id: string; backoff_schedule: string; keys_if_undelivered: string }[];
@@ -299,9 +358,9 @@ refused("protobuf read to /nope", 404, () =>
   rawFetch(new URL("nope", H1_URL).href, { method: "POST", headers: raw.headers(), body: READ_KNOWN() }));
 refused("text body to /nope is a metadata exchange: not JSON", 400, () =>
   rawFetch(new URL("nope", H1_URL).href, { method: "POST", headers: raw.headers({ "content-type": "text/plain" }), body: "hello" }));
-// Whether or not watch is implemented, garbage is a 4xx (never a 5xx, which
-// the Deno client retries forever).
-refused("malformed protobuf to watch", [400, 404], () => raw.post("watch", new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])));
+// The watch endpoint exists (404 would mean it does not) and refuses garbage
+// with a 400 (never a 5xx, which the Deno client retries forever).
+refused("malformed protobuf to watch", 400, () => raw.post("watch", new Uint8Array([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])));
 refused("GET on snapshot_read", 405, () => raw.post("snapshot_read", null, {}, "GET"));
 refused("PUT on atomic_write", 405, () => raw.post("atomic_write", WRITE_CANARY("c-put"), {}, "PUT"), [K("c-put")]);
 refused("GET on the metadata endpoint", 405, () => fetchRaw(H1_URL, "GET"));
@@ -321,6 +380,35 @@ refused("metadata with invalid JSON", 400, () => metadataExchange(H1_URL, { body
 refused("metadata without supportedVersions", 400, () => metadataExchange(H1_URL, { body: "{}" }));
 refused("metadata with a wrong token", 401, () => metadataExchange(H1_URL, { token: "wrong-token-123456" }));
 refused("metadata without Authorization", 401, () => metadataExchange(H1_URL, { token: null }));
+
+// ---------------------------------------------------------------------------
+// Refusals: V8 sums (each also carries the canary). The targets exist:
+// KNOWN holds bytes, V8N a V8 number, U64 a KvU64.
+
+const V8N = K("v8-target-n"), U64 = K("v8-target-u64");
+await raw.write({
+  mutations: [
+    { key: V8N, type: MutationType.SET, value: { data: v8(5), encoding: V8 } },
+    { key: U64, type: MutationType.SET, value: { data: u64le(7n), encoding: ValueEncoding.LE64 } },
+  ],
+});
+const sumRefused = (name: string, m: ReturnType<typeof v8sum>, reason: RegExp) =>
+  refused(name, 400, async () => {
+    const r = await raw.post("atomic_write", encAtomicWrite({ mutations: [setBytes(K(`c-${name}`), bytes("x")), m] }));
+    assert.match(r.text, reason, `${name}: ${r.text}`);
+    return r;
+  }, [K(`c-${name}`)]);
+const INVALID_V8 = /not valid V8 numbers or bigints/;
+sumRefused("V8 sum with a string operand", v8sum(V8N, "five"), INVALID_V8);
+sumRefused("V8 sum with a truncated double", { ...v8sum(V8N, 1), value: { data: new Uint8Array([0xff, 0x0f, 0x4e, 0]), encoding: V8 } }, INVALID_V8);
+sumRefused("V8 sum with an empty operand", { ...v8sum(V8N, 1), value: { data: new Uint8Array(0), encoding: V8 } }, INVALID_V8);
+sumRefused("V8 sum with a string as min", v8sum(V8N, 1, "zero"), INVALID_V8);
+sumRefused("V8 sum with a truncated max", { ...v8sum(V8N, 1), sumMax: new Uint8Array([0xff, 0x0f, 0x5a]) }, INVALID_V8);
+sumRefused("V8 sum with a bigint max on a number", v8sum(V8N, 1, undefined, 10n), /different types than the operand/);
+sumRefused("V8 sum of a bigint onto a number", v8sum(V8N, 1n), /Cannot sum values of different types/);
+sumRefused("V8 sum of -1n onto a KvU64", v8sum(U64, -1n), /Cannot sum values of different types/);
+sumRefused("V8 sum of 2^64n onto a KvU64", v8sum(U64, 2n ** 64n), /Cannot sum values of different types/);
+sumRefused("V8 sum of 1n with max 10n onto a KvU64", v8sum(U64, 1n, undefined, 10n), /Cannot use min\/max parameters with KvU64/);
 
 // ---------------------------------------------------------------------------
 // Refusals: limits (each request also carries a valid mutation, the canary)

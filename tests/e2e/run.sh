@@ -32,8 +32,12 @@ export DENOKV_FCGI_BIN DENOKV_SRCDIR DENO NODE
 
 # Every suite, in order. raw_protocol goes first: it asserts that refused
 # requests leave the database's data_version alone, which is easiest while
-# nothing else (expiring keys from other suites) is going on.
-ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch watch_storm watch_limits busy storage_faults request_body slow_clients accept_backoff request_paths queue queue_node backup ops litestream process lifecycle crash"
+# nothing else (expiring keys from other suites) is going on. housekeeper
+# runs after watch: its 72 MiB WAL test slows the disk for a while, and
+# watch's timing-sensitive tests have failed after it on the ASan build.
+# tripwire (the proof that the crash tripwire fires) runs a small stack of
+# its own.
+ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch housekeeper watch_storm watch_limits busy storage_faults request_body slow_clients accept_backoff request_paths queue queue_node backup ops litestream process lifecycle crash tripwire"
 SUITES=${SUITES:-$ALL_SUITES}
 
 N=0      # test points emitted
@@ -231,6 +235,50 @@ node_test() { # node_test NAME FILE
 	run_suite "$1" env NO_COLOR=1 RUN_DIR="$RUN_DIR" "$NODE" --test-reporter=tap "$2"
 }
 
+# --- crash and sanitizer tripwire (tests/e2e/tripwire_lib.sh) -------------
+# After every suite, and once more after the stack has stopped (sanitizer
+# builds report leaks when the children leave): fail if the logs show a
+# crashed child, a sanitizer report or an nginx upstream error, or if the
+# servers' workers changed, unless the suite says it does that on purpose.
+# shellcheck source=tests/e2e/tripwire_lib.sh
+. "$E2E_DIR/tripwire_lib.sh"
+TRIPWIRE_STATE=
+
+# The first check reads the logs from their start, the stack's start-up too.
+tripwire_begin() {
+	TRIPWIRE_STATE=$RUN_DIR/suites/tripwire-state
+	tripwire_mark "$RUN_DIR" "$TRIPWIRE_STATE"
+	: >"$TRIPWIRE_STATE.logs"
+}
+
+# tripwire_check NAME: two TAP points for what happened since the last check.
+tripwire_check() {
+	local name=$1 allow=0 f found crash workers
+	[ -n "$TRIPWIRE_STATE" ] || return 0
+	for f in "$E2E_DIR/$name".test.ts "$E2E_DIR/$name".test.mjs "$E2E_DIR/$name".sh; do
+		tripwire_allows_process_model "$f" && allow=1
+	done
+	found=$(tripwire_scan "$RUN_DIR" "$TRIPWIRE_STATE" "$allow")
+	crash=$(printf '%s\n' "$found" | grep -v '^workers ' | grep -v '^$' | head -n 30)
+	workers=$(printf '%s\n' "$found" | grep '^workers ' | head -n 10)
+	if [ -z "$crash" ]; then
+		tap ok "$name: tripwire: no crashed child, sanitizer report or nginx upstream error in the logs"
+	else
+		tap not_ok "$name: tripwire: no crashed child, sanitizer report or nginx upstream error in the logs" \
+			"the logs under $RUN_DIR show (kind, file, line):" "$crash"
+	fi
+	if [ "$name" != teardown ]; then
+		if [ -z "$workers" ]; then
+			tap ok "$name: tripwire: every server kept its workers"
+		else
+			tap not_ok "$name: tripwire: every server kept its workers" \
+				"a worker was replaced, so one died (respawned by the master):" "$workers"
+		fi
+	fi
+	tripwire_mark "$RUN_DIR" "$TRIPWIRE_STATE"
+}
+# --- end of the tripwire ----------------------------------------------------
+
 # shellcheck disable=SC2317 # invoked by trap
 cleanup_on_signal() {
 	trap - INT TERM
@@ -288,6 +336,7 @@ if H2C_PORT=$H2C_PORT H1_PORT=$H1_PORT "$STACK" start "$RUN_DIR" \
 	>"$RUN_DIR/stack-start.out" 2>&1; then
 	STACK_UP=1
 	tap ok "setup: stack starts (nginx h2c :$H2C_PORT, h1 :$H1_PORT, denokv-fcgi)"
+	tripwire_begin
 else
 	tap not_ok "setup: stack starts (nginx + denokv-fcgi, metadata exchange 200)" \
 		"$(cat "$RUN_DIR/stack-start.out")"
@@ -311,6 +360,7 @@ for suite in $SUITES; do
 	else
 		tap not_ok "$suite: known suite" "no suite file for $suite in $E2E_DIR"
 	fi
+	tripwire_check "$suite"
 done
 
 if [ $STACK_UP = 1 ]; then
@@ -329,6 +379,7 @@ if [ $STACK_UP = 1 ]; then
 	else
 		tap not_ok "teardown: nginx and denokv-fcgi stop on SIGTERM" "$(cat "$RUN_DIR/stop.out")"
 	fi
+	tripwire_check teardown
 fi
 
 echo "1..$N"

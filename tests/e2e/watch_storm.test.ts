@@ -15,6 +15,9 @@
 // no frame mixes two commits); and every watch ends on the final entries,
 // equal to a read afterwards. Waits are generous deadlines; the time it
 // took is printed, never asserted tightly.
+// It kills or replaces server processes on purpose, so the crash
+// tripwire (tripwire_lib.sh) counts only crash signals and sanitizer reports.
+// tripwire-allow: process-model
 
 import { assert, RUN_DIR, sleep, startServer, uniquePrefix, withTimeout } from "./helpers.ts";
 import { Caddy, startCaddy, streamsPerWorker } from "./watch_lib.ts";

@@ -2,13 +2,15 @@
  * test_kv.c: unit tests of the storage engine (src/kv_sqlite.c) through
  * kv.h, printing TAP. Focus: denokv's on-disk schema and WAL mode,
  * versionstamps, range reads, checks and all-or-nothing writes, KvU64 and
- * V8 sum/min/max, versionstamped keys, expiry, the queue table, two
- * connections on one file, a write's bounded wait for a lock another
- * process holds, the SQLite error table, a damaged file answered as a
- * storage fault, the mode of the files kv_open creates, and byte-exact
- * value round trips. Every
- * database is a fresh file under a mkdtemp directory removed at the end;
- * the SQLite files are also inspected directly with sqlite3.
+ * V8 sum/min/max (every refusal, bound and size case), versionstamped
+ * keys, expiry, the queue table, passive and truncating checkpoints, two
+ * connections on one file writing at the same time (two threads), a
+ * write's bounded wait for a lock another process holds, the SQLite error
+ * table, a damaged file answered as a storage fault, the mode of the files
+ * kv_open creates, and byte-exact value round trips. Every database is a
+ * fresh file under a mkdtemp directory removed at the end; the SQLite
+ * files are also inspected directly with sqlite3. A failed setup step
+ * bails out.
  */
 #include <sys/stat.h>
 
@@ -16,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +89,7 @@ open_rw(const char *path)
 	struct kv_db	*db = open_db(path, 0, 0, err, sizeof(err));
 
 	if (db == NULL)
-		printf("# kv_open %s: %s\n", path, err);
+		T_BAIL("kv_open %s: %s", path, err);
 	return db;
 }
 
@@ -96,11 +99,8 @@ raw_open(const char *path)
 	sqlite3	*db = NULL;
 
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK) {
-		printf("# sqlite3_open %s failed\n", path);
-		sqlite3_close(db);
-		return NULL;
-	}
+	    SQLITE_OK)
+		T_BAIL("sqlite3_open %s: %s", path, sqlite3_errmsg(db));
 	return db;
 }
 
@@ -452,19 +452,16 @@ test_schema(void)
 	struct kv_entry		 e;
 	struct kv_db		*db, *db2;
 	sqlite3			*raw;
-	char			 path[PATH_MAX], sql[256], text[64];
+	char			 path[PATH_MAX], sql[256], text[64], err[256];
 
 	db_path(path, sizeof(path), "schema.sqlite3");
-	db = open_rw(path);
+	db = open_db(path, 0, 0, err, sizeof(err));
 	T_OK(db != NULL, "kv_open creates a new database");
 	if (db == NULL)
-		return;
+		T_BAIL("kv_open %s: %s", path, err);
 	T_OK(access(path, F_OK) == 0, "the database file exists");
 	T_OK(!kv_is_read_only(db), "a read-write handle is not read-only");
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	raw = raw_open(path);
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		snprintf(sql, sizeof(sql), "select count(*) from sqlite_master"
 		    " where type = 'table' and name = '%s'", tables[i]);
@@ -548,15 +545,14 @@ test_read_only(void)
 	kv_close(db);
 
 	db_path(path, sizeof(path), "ro.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "k", "v", &res), KV_OK) && res.committed,
 	    "write before opening read-only");
 	kv_close(db);
 	db = open_db(path, 1, 0, err, sizeof(err));
 	T_OK(db != NULL, "read-only open of a KV database (%s)", err);
 	if (db == NULL)
-		return;
+		T_BAIL("read-only open of %s: %s", path, err);
 	T_OK(kv_is_read_only(db), "kv_is_read_only is set");
 	T_EQ(get_at(db, "k", NOW, &e), 1, "read-only handle reads data");
 	T_OK(err_is(set_bytes(db, "k2", "v", &res), KV_ERR_READ_ONLY),
@@ -581,8 +577,7 @@ test_versionstamps(void)
 	int			 same = 1;
 
 	db_path(path, sizeof(path), "vs.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "a", "1", &res), KV_OK) && res.committed,
 	    "first write commits");
 	memcpy(vs1, res.versionstamp, sizeof(vs1));
@@ -637,8 +632,7 @@ test_ranges(void)
 	static const char *const v[] = { "va", "vb", "vc", "vd", "ve" };
 
 	db_path(path, sizeof(path), "ranges.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	for (int i = 0; i < 5; i++)
 		m[i] = mut(KV_MUT_SET, k[i], v[i], 2, KV_ENC_BYTES);
 	T_OK(err_is(write_muts(db, m, 5, &res), KV_OK) && res.committed,
@@ -694,8 +688,7 @@ test_delete(void)
 	char			 path[PATH_MAX];
 
 	db_path(path, sizeof(path), "delete.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "d1", "x", &res), KV_OK), "set d1");
 	T_OK(err_is(set_bytes(db, "d2", "y", &res), KV_OK), "set d2");
 	T_OK(err_is(write1(db, mut(KV_MUT_DELETE, "d1", NULL, 0, 0), &res),
@@ -724,8 +717,7 @@ test_checks(void)
 	int64_t			 v0;
 
 	db_path(path, sizeof(path), "checks.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(set_bytes(db, "c1", "x", &res), KV_OK), "set c1");
 	memcpy(vs1, res.versionstamp, sizeof(vs1));
 	memset(c, 0, sizeof(c));
@@ -780,10 +772,7 @@ test_checks(void)
 	c[4].key = str("w1");
 	c[4].must_be_absent = 1;			/* fails */
 	m = mut(KV_MUT_SET, "w5", "1", 1, KV_ENC_BYTES);
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	raw = raw_open(path);
 	T_OK(err_is(write_full(db, c, 5, &m, 1, &q, 1, &res), KV_OK) &&
 	    !res.committed, "write with three failing checks of five fails");
 	T_EQ(res.n_failed_checks, 3, "three failed checks are reported");
@@ -838,8 +827,7 @@ test_le64(void)
 	int64_t			 v0;
 
 	db_path(path, sizeof(path), "le64.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	T_OK(err_is(le64_op(db, KV_MUT_SUM, "s", 5), KV_OK),
 	    "sum on a missing key");
 	T_OK(u64_is(db, "s", 5), "stores the operand");
@@ -952,8 +940,7 @@ test_v8_sum(void)
 	    0, 0, 0, 0, 0, 0, 0 };
 
 	db_path(path, sizeof(path), "v8sum.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	o = big_op(5, 0);
 	T_OK(o.oplen == sizeof(five) && memcmp(o.op, five, sizeof(five)) == 0,
 	    "test helper encodes 5n as FF 0F 5A 10 05 00..");
@@ -1061,6 +1048,275 @@ test_v8_sum(void)
 	kv_close(db);
 }
 
+/* --- V8 sum: every refusal, odd bounds, KvU64 targets, the size limit ---- */
+
+/* A V8 operand or bound of any size, in a caller's buffer. */
+struct v8buf {
+	const uint8_t	*p;
+	size_t		 len;
+};
+
+#define V8_NONE		((struct v8buf){ NULL, 0 })
+
+/*
+ * One write: a set of "side" (to show the write is all or nothing), then
+ * a sum of op onto key with the given encoding, bounds and clamp.
+ */
+static enum kv_err
+v8_sum_with_side(struct kv_db *db, const char *key, struct v8buf op,
+    enum kv_encoding enc, struct v8buf lo, struct v8buf hi, int clamp)
+{
+	struct kv_write_result	 res;
+	struct kv_mutation	 m[2];
+
+	m[0] = mut(KV_MUT_SET, "side", "x", 1, KV_ENC_BYTES);
+	m[1] = mut(KV_MUT_SUM, key, op.p, op.len, enc);
+	m[1].sum_min = (struct kv_bytes){ lo.p, lo.len };
+	m[1].sum_max = (struct kv_bytes){ hi.p, hi.len };
+	m[1].sum_clamp = clamp;
+	return write_muts(db, m, 2, &res);
+}
+
+/* A V8 bigint of two 64-bit digits: lo + hi * 2^64, with a sign. */
+static size_t
+v8_bigint2(uint64_t lo, uint64_t hi, int neg, uint8_t out[20])
+{
+	out[0] = 0xFF;
+	out[1] = 0x0F;
+	out[2] = 'Z';
+	out[3] = (uint8_t)((16 << 1) | (neg ? 1 : 0));
+	le64(lo, out + 4);
+	le64(hi, out + 12);
+	return 20;
+}
+
+/* A V8 bigint of n digits, all ones: 2^(64n) - 1. The caller frees it. */
+static uint8_t *
+v8_bigint_ones(size_t n, size_t *len)
+{
+	uint64_t	 bitfield = (uint64_t)n * 8 * 2;
+	uint8_t		*p;
+	size_t		 i = 3;
+
+	if ((p = malloc(3 + 5 + n * 8)) == NULL)
+		T_BAIL("out of memory");
+	p[0] = 0xFF;
+	p[1] = 0x0F;
+	p[2] = 'Z';
+	do {
+		p[i++] = (uint8_t)((bitfield & 0x7f) | (bitfield > 0x7f ?
+		    0x80 : 0));
+		bitfield >>= 7;
+	} while (bitfield != 0);
+	memset(p + i, 0xFF, n * 8);
+	*len = i + n * 8;
+	return p;
+}
+
+static int
+v8_is_nan(struct kv_db *db, const char *key)
+{
+	struct v8s_value	 v;
+	int			 ok;
+
+	if (get_v8(db, key, &v) != 0)
+		return 0;
+	ok = v.kind == V8S_NUMBER && v.num != v.num;
+	v8s_fini(&v);
+	return ok;
+}
+
+/* The refused write changed nothing: no side key, same data version. */
+static int
+unchanged(struct kv_db *db, int64_t v0)
+{
+	struct kv_entry	 e;
+
+	return get_at(db, "side", NOW, &e) == 0 && version_of(db) == v0;
+}
+
+static void
+test_v8_sum_refusals(struct kv_db *db)
+{
+	static const uint8_t	 str_hi[] = { 0xFF, 0x0F, '"', 2, 'h', 'i' };
+	static const uint8_t	 short_num[] = { 0xFF, 0x0F, 'N', 0, 0 };
+	static const uint8_t	 object[] = { 0xFF, 0x0F, 'o', '{', 0 };
+	struct v8op		 o;
+	uint8_t			 ten[11];
+	int64_t			 v0;
+	struct v8buf		 s = { str_hi, sizeof(str_hi) };
+	struct v8buf		 t = { short_num, sizeof(short_num) };
+	struct v8buf		 obj = { object, sizeof(object) };
+	struct v8buf		 num10 = { ten, v8_num(10, ten) };
+
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "e", &o), KV_OK), "set number 5 for the"
+	    " refusals");
+	v0 = version_of(db);
+	T_OK(err_is(v8_sum_with_side(db, "e", s, KV_ENC_V8, V8_NONE, V8_NONE,
+	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a V8 string operand is KV_ERR_SUM_INVALID_V8, nothing written");
+	T_OK(err_is(v8_sum_with_side(db, "e", obj, KV_ENC_V8, V8_NONE,
+	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a V8 object operand is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", t, KV_ENC_V8, V8_NONE, V8_NONE,
+	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a truncated V8 double is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", V8_NONE, KV_ENC_V8, V8_NONE,
+	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "an empty V8 operand is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_BYTES, V8_NONE,
+	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a bytes-encoded operand is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, s, V8_NONE,
+	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a V8 string as min is KV_ERR_SUM_INVALID_V8");
+	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, V8_NONE, t,
+	    1), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
+	    "a truncated V8 max is KV_ERR_SUM_INVALID_V8, also with clamp");
+	T_OK(v8_is_num(db, "e", 5), "after all the refusals the value is"
+	    " still 5");
+}
+
+static void
+test_v8_sum_bounds(struct kv_db *db)
+{
+	struct v8op	 o;
+	double		 nan = __builtin_nan("");
+
+	/* min > max: min applies first, then max (denokv's order). */
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "mm", &o), KV_OK), "set number 5");
+	o = num_op(1);
+	o.lolen = v8_num(10, o.lo);
+	o.hilen = v8_num(0, o.hi);
+	T_OK(err_is(v8_sum(db, "mm", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
+	    v8_is_num(db, "mm", 5),
+	    "min 10 > max 0 without clamp: 6 is out of range, refused");
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "mm", &o), KV_OK) && v8_is_num(db, "mm", 0),
+	    "min 10 > max 0 with clamp: 6 rises to 10, then falls to 0");
+	o = big_op(1, 0);
+	T_OK(err_is(v8_sum(db, "mmb", &o), KV_OK), "set bigint 1n");
+	o.lolen = v8_bigint(100, 0, o.lo);
+	o.hilen = v8_bigint(50, 0, o.hi);
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "mmb", &o), KV_OK) &&
+	    v8_is_bigint(db, "mmb", 0, 50, 0),
+	    "bigint min 100n > max 50n with clamp: 2n ends at 50n");
+
+	/* NaN never compares, so it never bounds anything. */
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK), "set number 5");
+	o = num_op(1);
+	o.lolen = v8_num(nan, o.lo);
+	o.hilen = v8_num(nan, o.hi);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 6),
+	    "NaN min and max without clamp: 5 + 1 = 6");
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 7),
+	    "NaN min and max with clamp: 6 + 1 = 7, not clamped to NaN");
+	o = num_op(nan);
+	o.hilen = v8_num(100, o.hi);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
+	    "a NaN operand with max 100 stores NaN (NaN is not above 100)");
+	o = num_op(1);
+	o.lolen = v8_num(0, o.lo);
+	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
+	    "NaN + 1 with min 0 stays NaN");
+	o = num_op(__builtin_inf());
+	T_OK(err_is(v8_sum(db, "inf", &o), KV_OK) &&
+	    err_is(v8_sum(db, "inf", &o), KV_OK) &&
+	    v8_is_num(db, "inf", __builtin_inf()), "Infinity + Infinity ="
+	    " Infinity");
+}
+
+static void
+test_v8_sum_u64_target(struct kv_db *db)
+{
+	struct kv_write_result	 res;
+	struct v8op		 o;
+	uint8_t			 buf[8], two[20];
+	int64_t			 v0;
+
+	le64(7, buf);
+	T_OK(err_is(write1(db, mut(KV_MUT_SET, "u7", buf, 8, KV_ENC_LE64),
+	    &res), KV_OK), "set KvU64 7");
+	v0 = version_of(db);
+	o = big_op(1, 1);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH) &&
+	    u64_is(db, "u7", 7),
+	    "KvU64 + -1n is KV_ERR_SUM_TYPE_MISMATCH, value unchanged");
+	T_OK(err_is(v8_sum_with_side(db, "u7", (struct v8buf){ two,
+	    v8_bigint2(0, 1, 0, two) }, KV_ENC_V8, V8_NONE, V8_NONE, 0),
+	    KV_ERR_SUM_TYPE_MISMATCH) && unchanged(db, v0),
+	    "KvU64 + 2^64n is KV_ERR_SUM_TYPE_MISMATCH, nothing written");
+	o = big_op(5, 0);
+	o.hilen = v8_bigint(100, 0, o.hi);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_U64_MINMAX),
+	    "KvU64 + 5n with max 100n is KV_ERR_SUM_U64_MINMAX");
+	o = big_op(5, 0);
+	o.clamp = 1;
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	    "KvU64 + 5n with clamp and no bounds is KV_ERR_SUM_TYPE_MISMATCH");
+	o = num_op(5);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	    "KvU64 + number 5 is KV_ERR_SUM_TYPE_MISMATCH");
+	T_OK(u64_is(db, "u7", 7) && version_of(db) == v0,
+	    "the refusals left KvU64 7 and the data version");
+	o = big_op(UINT64_MAX, 0);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
+	    "KvU64 7 + (2^64-1)n wraps to KvU64 6, as KvU64 sums do");
+	o = big_op(0, 0);
+	T_OK(err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
+	    "KvU64 6 + 0n = KvU64 6");
+}
+
+/* The stored V8 encoding may not pass the 64 KiB value limit. */
+static void
+test_v8_sum_size_limit(struct kv_db *db)
+{
+	struct kv_entry	 e;
+	uint8_t		*big;
+	size_t		 len, stored;
+	int64_t		 v0;
+
+	/* 8191 digits: 65528 magnitude bytes, 65534 encoded. */
+	big = v8_bigint_ones(8191, &len);
+	T_EQ(len, 65534, "2^524224 - 1 takes 65534 bytes as V8");
+	T_OK(err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
+	    KV_ENC_V8, V8_NONE, V8_NONE, 0), KV_OK),
+	    "a sum onto a missing key stores a 65534-byte bigint");
+	stored = get_at(db, "huge", NOW, &e) == 1 ? e.value.len : 0;
+	T_EQ(stored, 65534, "stored as 65534 bytes");
+	v0 = version_of(db);
+	/* Another 8191 digits: the sum needs 8192, 65542 bytes encoded. */
+	T_OK(err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
+	    KV_ENC_V8, V8_NONE, V8_NONE, 0), KV_ERR_SUM_OUT_OF_RANGE),
+	    "a sum whose result would take 65542 bytes is"
+	    " KV_ERR_SUM_OUT_OF_RANGE (a 400, not a retryable 5xx)");
+	stored = get_at(db, "huge", NOW, &e) == 1 ? e.value.len : 0;
+	T_OK(stored == 65534 && version_of(db) == v0 &&
+	    get_at(db, "side", NOW, &e) == 1,
+	    "the value and the data version are unchanged");
+	free(big);
+}
+
+static void
+test_v8_sum_edges(void)
+{
+	struct kv_db	*db;
+	char		 path[PATH_MAX];
+
+	db_path(path, sizeof(path), "v8edges.sqlite3");
+	db = open_rw(path);
+	test_v8_sum_refusals(db);
+	test_v8_sum_bounds(db);
+	test_v8_sum_u64_target(db);
+	test_v8_sum_size_limit(db);
+	kv_close(db);
+}
+
 /* --- versionstamped keys -------------------------------------------------- */
 
 static void
@@ -1075,8 +1331,7 @@ test_versionstamped_key(void)
 	enum kv_err		 err;
 
 	db_path(path, sizeof(path), "vskey.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
+	db = open_rw(path);
 	for (int w = 0; w < 2; w++) {
 		T_OK(err_is(write1(db, mut(KV_MUT_SET_VERSIONSTAMPED_KEY, "vk",
 		    "x", 1, KV_ENC_BYTES), &res), KV_OK) && res.committed,
@@ -1091,10 +1346,8 @@ test_versionstamped_key(void)
 	arena_reset(&A);
 	err = kv_snapshot_read(db, &r, 1, NOW, &A, &out);
 	T_OK(err_is(err, KV_OK) && out.n == 2, "two versionstamped keys");
-	if (err != KV_OK || out.n != 2) {
-		kv_close(db);
-		return;
-	}
+	if (err != KV_OK || out.n != 2)
+		T_BAIL("the versionstamped-key tests need both keys");
 	T_OK(out.entries[0].key.len == 24 &&
 	    memcmp(out.entries[0].key.p, want[0], 24) == 0,
 	    "key = key + 0x02 + 20 lowercase hex of the versionstamp + 0x00");
@@ -1125,12 +1378,8 @@ test_expiry(void)
 	int64_t			 rows;
 
 	db_path(path, sizeof(path), "expiry.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	db = open_rw(path);
+	raw = raw_open(path);
 	T_OK(err_is(set_expiring(db, "e_past", "p", 1, KV_ENC_BYTES,
 	    NOW - 1000), KV_OK), "set e_past expiring before now");
 	T_OK(err_is(set_expiring(db, "e_now", "n", 1, KV_ENC_BYTES, NOW),
@@ -1269,12 +1518,8 @@ test_enqueue(void)
 	char			 path[PATH_MAX];
 
 	db_path(path, sizeof(path), "queue.sqlite3");
-	if ((db = open_rw(path)) == NULL)
-		return;
-	if ((raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		return;
-	}
+	db = open_rw(path);
+	raw = raw_open(path);
 	memset(q, 0, sizeof(q));
 	q[0].payload = str("hello");
 	q[0].deadline_ms = NOW + 5000;
@@ -1321,7 +1566,146 @@ out:
 	kv_close(db);
 }
 
+/* --- checkpoints (what the housekeeper runs) ------------------------------ */
+
+static long long
+file_size(const char *path)
+{
+	struct stat	 sb;
+
+	return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+static void
+test_checkpoint(void)
+{
+	struct kv_write_result	 res;
+	struct kv_entry		 e;
+	struct kv_db		*db;
+	char			 path[PATH_MAX], wal[PATH_MAX + 4], key[16];
+	int			 frames = -1, done = -1, ok = 1;
+
+	db_path(path, sizeof(path), "ckpt.sqlite3");
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	db = open_rw(path);
+	for (int i = 0; i < 20; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		if (set_bytes(db, key, "value", &res) != KV_OK)
+			ok = 0;
+	}
+	T_OK(ok && file_size(wal) > 0, "20 writes leave frames in the WAL"
+	    " (%lld bytes)", file_size(wal));
+	T_OK(err_is(kv_checkpoint(db, 0, &frames, &done), KV_OK) &&
+	    frames > 0 && done == frames,
+	    "a passive checkpoint copies all %d frames (%d)", frames, done);
+	T_OK(file_size(wal) > 0, "and keeps the WAL file's size");
+	T_OK(err_is(kv_checkpoint(db, 1, &frames, &done), KV_OK) &&
+	    file_size(wal) == 0, "a truncating checkpoint empties the WAL"
+	    " file (%lld bytes)", file_size(wal));
+	T_OK(get_at(db, "k19", NOW, &e) == 1 && version_of(db) == 20,
+	    "the data is all there afterwards");
+	kv_close(db);
+}
+
 /* --- two connections ------------------------------------------------------ */
+
+#define CONC_ROUNDS	25
+
+/* One of two threads, each with its own handle, adding 1 to one KvU64. */
+struct conc_writer {
+	struct kv_db		*db;
+	pthread_barrier_t	*round;
+	struct arena		 a;		/* its own: A is not shared */
+	uint64_t		 version[CONC_ROUNDS];	/* 0: that write failed */
+	enum kv_err		 err;		/* the first failure */
+};
+
+/*
+ * Both threads leave the barrier together every round, so their two
+ * writes really contend for the write lock (BEGIN IMMEDIATE and the busy
+ * timeout must sort them out), and the commits interleave by construction.
+ */
+static void *
+conc_writer_run(void *arg)
+{
+	struct conc_writer	*w = arg;
+	struct kv_write_result	 res;
+	struct kv_mutation	 m;
+	struct kv_write		 wr;
+	uint8_t			 one[8];
+	enum kv_err		 err;
+
+	le64(1, one);
+	m = mut(KV_MUT_SUM, "ctr", one, 8, KV_ENC_LE64);
+	memset(&wr, 0, sizeof(wr));
+	wr.mutations = &m;
+	wr.n_mutations = 1;
+	for (int i = 0; i < CONC_ROUNDS; i++) {
+		pthread_barrier_wait(w->round);
+		arena_reset(&w->a);
+		err = kv_atomic_write(w->db, &wr, NOW, &w->a, &res);
+		w->version[i] = err == KV_OK && res.committed ?
+		    vs_version(res.versionstamp) : 0;
+		if (w->version[i] == 0 && w->err == KV_OK)
+			w->err = err != KV_OK ? err : KV_ERR_INTERNAL;
+	}
+	return NULL;
+}
+
+static void
+test_concurrent_writers(const char *path)
+{
+	struct conc_writer	 w[2];
+	pthread_barrier_t	 round;
+	pthread_t		 t[2];
+	uint8_t			 seen[2 * CONC_ROUNDS + 1];
+	char			 err[256];
+	int			 increasing = 1, each_once = 1, started = 0;
+
+	memset(w, 0, sizeof(w));
+	memset(seen, 0, sizeof(seen));
+	pthread_barrier_init(&round, NULL, 2);
+	for (int i = 0; i < 2; i++) {
+		/* A generous busy timeout: a lost race waits, never fails. */
+		if ((w[i].db = open_db(path, 0, 10000, err, sizeof(err))) == NULL)
+			T_BAIL("kv_open %s: %s", path, err);
+		w[i].round = &round;
+		arena_init(&w[i].a, 64 * 1024);
+	}
+	for (int i = 0; i < 2; i++)
+		started += pthread_create(&t[i], NULL, conc_writer_run,
+		    &w[i]) == 0;
+	if (started != 2)
+		T_BAIL("pthread_create failed");
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&round);
+
+	T_OK(err_is(w[0].err, KV_OK) && err_is(w[1].err, KV_OK),
+	    "2 x %d writes from two handles, started together each round,"
+	    " all commit", CONC_ROUNDS);
+	for (int i = 0; i < 2; i++) {
+		for (int r = 0; r < CONC_ROUNDS; r++) {
+			uint64_t	 v = w[i].version[r];
+
+			if (r > 0 && v <= w[i].version[r - 1])
+				increasing = 0;
+			if (v == 0 || v > 2 * CONC_ROUNDS || seen[v]++)
+				each_once = 0;
+		}
+	}
+	T_OK(increasing, "each handle's versionstamps strictly increase");
+	T_OK(each_once, "together they are versions 1..%d, each exactly once",
+	    2 * CONC_ROUNDS);
+	T_OK(u64_is(w[0].db, "ctr", 2 * CONC_ROUNDS) &&
+	    u64_is(w[1].db, "ctr", 2 * CONC_ROUNDS),
+	    "the counter is %d on both handles: no increment lost",
+	    2 * CONC_ROUNDS);
+	for (int i = 0; i < 2; i++) {
+		kv_close(w[i].db);
+		arena_fini(&w[i].a);
+	}
+}
 
 static void
 test_concurrency(void)
@@ -1331,36 +1715,20 @@ test_concurrency(void)
 	struct kv_db		*db[2];
 	sqlite3			*raw;
 	uint8_t			 prev[KV_VERSIONSTAMP_BYTES];
-	char			 path[PATH_MAX], err[256], val[16];
-	int			 increasing = 1, committed = 1;
+	char			 path[PATH_MAX], err[256];
 
 	db_path(path, sizeof(path), "conc.sqlite3");
+	test_concurrent_writers(path);
+
+	/* Short busy timeouts: the lock below is held on purpose. */
 	db[0] = open_db(path, 0, 50, err, sizeof(err));
 	db[1] = open_db(path, 0, 50, err, sizeof(err));
-	T_OK(db[0] != NULL && db[1] != NULL,
-	    "two handles on one file (%s)", err);
 	if (db[0] == NULL || db[1] == NULL)
-		goto out;
-	memset(prev, 0, sizeof(prev));
-	for (int i = 0; i < 20; i++) {
-		snprintf(val, sizeof(val), "%d", i);
-		if (set_bytes(db[i % 2], "c", val, &res) != KV_OK ||
-		    !res.committed)
-			committed = 0;
-		if (memcmp(res.versionstamp, prev, sizeof(prev)) <= 0)
-			increasing = 0;
-		memcpy(prev, res.versionstamp, sizeof(prev));
-	}
-	T_OK(committed, "20 interleaved writes from two handles commit");
-	T_OK(increasing, "their versionstamps are strictly increasing");
-	T_EQ(vs_version(prev), 20, "the last is version 20");
-	T_OK(get_at(db[0], "c", NOW, &e) == 1 && e.value.len == 2 &&
-	    memcmp(e.value.p, "19", 2) == 0 &&
-	    memcmp(e.versionstamp, prev, sizeof(prev)) == 0,
-	    "each handle sees the other's last write");
-
-	if ((raw = raw_open(path)) == NULL)
-		goto out;
+		T_BAIL("two handles on %s: %s", path, err);
+	T_OK(err_is(set_bytes(db[1], "c", "19", &res), KV_OK) &&
+	    res.committed, "a write before the lock is taken");
+	memcpy(prev, res.versionstamp, sizeof(prev));
+	raw = raw_open(path);
 	T_EQ(sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL), SQLITE_OK,
 	    "another connection takes the write lock");
 	T_OK(err_is(set_bytes(db[0], "c", "busy", &res), KV_ERR_BUSY),
@@ -1378,7 +1746,6 @@ test_concurrency(void)
 	T_OK(get_at(db[1], "c", NOW, &e) == 1 && e.value.len == 4 &&
 	    memcmp(e.value.p, "free", 4) == 0, "visible to the other handle");
 	sqlite3_close(raw);
-out:
 	kv_close(db[0]);
 	kv_close(db[1]);
 }
@@ -1639,18 +2006,12 @@ test_values(void)
 	int			 ok;
 
 	db_path(path, sizeof(path), "values.sqlite3");
-	if ((big = malloc(BIG_VALUE)) == NULL || (key = malloc(2048)) == NULL) {
-		free(big);
-		return;
-	}
+	if ((big = malloc(BIG_VALUE)) == NULL || (key = malloc(2048)) == NULL)
+		T_BAIL("out of memory");
 	for (size_t i = 0; i < BIG_VALUE; i++)
 		big[i] = (uint8_t)(i * 31 + 7);
-	if ((db = open_rw(path)) == NULL || (raw = raw_open(path)) == NULL) {
-		kv_close(db);
-		free(big);
-		free(key);
-		return;
-	}
+	db = open_rw(path);
+	raw = raw_open(path);
 	for (size_t i = 0; i < sizeof(encs) / sizeof(encs[0]); i++) {
 		for (size_t j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++) {
 			snprintf(name, sizeof(name), "val_%d_%zu",
@@ -1711,9 +2072,11 @@ main(void)
 	test_checks();
 	test_le64();
 	test_v8_sum();
+	test_v8_sum_edges();
 	test_versionstamped_key();
 	test_expiry();
 	test_enqueue();
+	test_checkpoint();
 	test_concurrency();
 	test_busy_bound();
 	test_error_table();

@@ -763,11 +763,19 @@ test_copy_fini(void)
 	    c.num == 1.5, "copy of a number");
 	v8s_fini(&c);
 
+	/* A freed value is zeroed, so a second fini frees nothing twice. */
+	dec_hex("ff0f5a31070000000000000000000000000000000400000000000000",
+	    &a);
+	v8s_fini(&a);
+	v8s_fini(&a);
 	memset(&z, 0, sizeof(z));
-	v8s_fini(&z);
+	ok(memcmp(&a, &z, sizeof(z)) == 0,
+	    "fini twice on a decoded bigint leaves it all zero");
 	v8s_fini(&z);
 	v8s_fini(NULL);
-	ok(1, "fini on a zeroed value, twice, and on NULL is a no-op");
+	memset(&c, 0, sizeof(c));
+	ok(memcmp(&z, &c, sizeof(c)) == 0,
+	    "fini on a zeroed value, and on NULL, changes nothing");
 }
 
 /* xorshift64*: deterministic, so failures reproduce. */
