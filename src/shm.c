@@ -316,6 +316,27 @@ leave_line(struct shm_segment *s, int slot, uint64_t t)
 	abandon(s, t);
 }
 
+/*
+ * The stall repair: the line has stood still at `from` for a second and no
+ * live process owns it (its owner died between taking and recording it, or
+ * gave up when the table of notes was full). Passes it and every following
+ * ticket before `mine` that no live process owns either, at once: they
+ * were all taken before this writer took its own, so their owners had the
+ * same second to record them. A stuck holder with writers giving up behind
+ * it can leave thousands of unnoted tickets; one at a time, a second each,
+ * the line would stay stalled for as many seconds after the holder let go.
+ */
+static void
+skip_unowned(struct shm_segment *s, uint64_t from, uint64_t mine)
+{
+	uint64_t	 t = from;
+
+	while (t < mine && !ticket_owned(s, t)) {
+		advance(s, t);
+		t = atomic_load(&s->serving);
+	}
+}
+
 int
 shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
 {
@@ -349,8 +370,7 @@ shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
 			stall_since = now;
 		} else if (now - stall_since > STALL_CHECK_MS * 1000 &&
 		    !ticket_owned(s, now_serving)) {
-			/* Its owner died between taking and recording it. */
-			advance(s, now_serving);
+			skip_unowned(s, now_serving, t);
 			continue;
 		}
 		futex_sleep(&s->procs[slot].wake, word,

@@ -48,7 +48,8 @@
 /*
  * Tickets given up (dead processes, writers that stopped waiting) whose
  * turn has not come yet. One per process covers a stuck holder while every
- * other process gives up once; past that, the stall repair skips them.
+ * other process gives up once; past that, the stall repair skips them
+ * (all at once, a second after the line stopped).
  */
 #define SHM_ABANDONED		SHM_MAX_PROCS
 #define SHM_CHANGE_SLOTS	65536
