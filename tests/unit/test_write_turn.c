@@ -336,6 +336,48 @@ test_give_ups_past_the_table(void)
 	shm_destroy(seg);
 }
 
+/*
+ * The same with short timeouts (busy-timeout below the stall repair's
+ * second): no writer ever waits a whole second, so a repair that counts
+ * from each writer's own start never runs and the line would stay stuck
+ * at the first ticket the table could not note, for good. Writers that
+ * each wait 50 ms must get in again soon after the holder releases.
+ */
+static void
+test_short_timeouts_past_the_table(void)
+{
+	enum { BEYOND = 60 };
+	struct shm_segment	*seg = shm_create();
+	pid_t			 h;
+	int64_t			 t0;
+	int			 slot, rc = -1, attempts = 0;
+
+	reset_board();
+	T_OK(seg != NULL, "short timeouts: a signal segment");
+	if (seg == NULL)
+		return;
+	slot = shm_proc_claim(seg, getpid());
+	h = spawn_holder(seg);
+	T_OK(WAIT_FOR(atomic_load(&B->holding), 10000),
+	    "short timeouts: the holder has the turn");
+	for (int i = 0; i < SHM_ABANDONED + BEYOND; i++)
+		(void)shm_write_begin(seg, slot, 0);
+	atomic_store(&B->release, 1);
+	T_EQ(reap(seg, h), 0, "short timeouts: the holder releases");
+	t0 = now_ms();
+	while (rc != 0 && now_ms() - t0 < 15000) {
+		rc = shm_write_begin(seg, slot, 50);
+		attempts++;
+	}
+	T_EQ(rc, 0, "short timeouts: a writer waiting 50 ms at a time gets in"
+	    " again (after %d attempts, %lld ms)", attempts,
+	    (long long)(now_ms() - t0));
+	T_OK(now_ms() - t0 < 10000, "short timeouts: within 10 s");
+	if (rc == 0)
+		shm_write_end(seg, slot);
+	shm_destroy(seg);
+}
+
 int
 main(void)
 {
@@ -349,5 +391,6 @@ main(void)
 	test_line_behind_a_giver_up();
 	test_giving_up_races();
 	test_give_ups_past_the_table();
+	test_short_timeouts_past_the_table();
 	return t_done();
 }
