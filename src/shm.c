@@ -32,7 +32,7 @@
 #include "kv.h"
 #include "shm.h"
 
-/* A line that has not moved for this long is checked for a dead owner. */
+/* A ticket taken this long ago that nobody owns may be passed over. */
 #define STALL_CHECK_MS	1000
 #define WAIT_SLICE_MS	100
 
