@@ -271,7 +271,13 @@ kv_err_for_sqlite(int rc, int sys_errno)
 	case SQLITE_NOTADB:
 		return KV_ERR_CORRUPT;
 	case SQLITE_IOERR:
-		/* Some writes that find no room fail as I/O errors. */
+		/*
+		 * Some writes that find no room fail as I/O errors. A -shm
+		 * that could not grow comes without an errno: a full disk
+		 * (or quota) is what makes that fail.
+		 */
+		if (rc == SQLITE_IOERR_SHMSIZE)
+			return KV_ERR_DISK_FULL;
 		if (sys_errno == ENOSPC || sys_errno == EDQUOT)
 			return KV_ERR_DISK_FULL;
 		return KV_ERR_IO;
@@ -1200,6 +1206,35 @@ write_end(struct kv_db *k)
 		k->hooks->write_end(k->hooks->ctx);
 }
 
+/*
+ * A COMMIT that failed may have left its frames, commit mark included, in
+ * the WAL file: SQLite writes them before it records them in the
+ * wal-index, and a failure there (the -shm cannot grow on a full disk)
+ * fails the COMMIT. This connection never sees them, but recovery after a
+ * crash or restart would replay them, and the client, told the write
+ * failed, retries it: applied twice. A small commit at once (one that
+ * leaves the version row as it was) puts its frame over the first of
+ * them, which breaks their checksum chain, so recovery stops before them.
+ * A BUSY COMMIT wrote nothing. Best effort: where no frame could be
+ * written at all, none of the failed commit's was either.
+ */
+static void
+bury_failed_commit(struct kv_db *k)
+{
+	int	 rc;
+
+	/* Up and down again: SQLite writes no page an update leaves as it was. */
+	rc = sqlite3_exec(k->db, "begin immediate;"
+	    " update data_version set version = version + 1 where k = 0;"
+	    " update data_version set version = version - 1 where k = 0;"
+	    " commit", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_debug("database %s: overwriting a failed commit: %s",
+		    sqlite3_db_filename(k->db, "main"), sqlite3_errmsg(k->db));
+		rollback(k);
+	}
+}
+
 /* One attempt at the whole write inside BEGIN IMMEDIATE ... COMMIT. */
 static enum kv_err
 write_once(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
@@ -1226,8 +1261,12 @@ write_once(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
 	for (size_t i = 0; i < w->n_enqueues; i++)
 		if ((err = enqueue(k, &w->enqueues[i], a)) != KV_OK)
 			goto fail;
-	if ((err = exec_stmt(k, ST_COMMIT)) != KV_OK)
-		goto fail;
+	if ((err = exec_stmt(k, ST_COMMIT)) != KV_OK) {
+		rollback(k);
+		if (err != KV_ERR_BUSY)
+			bury_failed_commit(k);
+		return err;
+	}
 	res->committed = 1;
 	return KV_OK;
 fail:

@@ -33,7 +33,7 @@
 #include "metrics.h"
 #include "shm.h"
 
-/* A line that has not moved for this long is checked for a dead owner. */
+/* A ticket taken this long ago that nobody owns may be passed over. */
 #define STALL_CHECK_MS	1000
 #define WAIT_SLICE_MS	100
 
@@ -67,6 +67,7 @@ struct shm_segment {
 	struct shm_ticket_owner	 owners[SHM_TICKET_RING];
 	_Atomic uint64_t	 abandoned[SHM_ABANDONED];
 	_Atomic uint32_t	 n_abandoned;	/* >= the notes in abandoned[] */
+	_Atomic uint64_t	 aged;		/* see aged_bound() */
 	struct shm_proc		 procs[SHM_MAX_PROCS];
 	/* change notification */
 	_Atomic uint64_t	 ring_head;
@@ -321,18 +322,70 @@ leave_line(struct shm_segment *s, int slot, uint64_t t)
 	abandon(s, t);
 }
 
+/*
+ * The stall repair. A ticket that no live process holds or waits with may
+ * be passed over once it was taken at least a second ago: its owner had
+ * that long to record it, so it died, gave up (when the table of notes was
+ * full), or was skipped itself. s->aged marks which tickets are that old:
+ * every ticket below its bound (low 32 bits) was taken before its time
+ * (the low 32 bits of CLOCK_MONOTONIC in ms). A waiter that finds the mark
+ * a second old uses it and sets a new one at the newest ticket, so every
+ * ticket becomes passable a second or two after it was taken, whatever
+ * the waiters' own timeouts (busy-timeout may be far below a second), and
+ * at most one waiter a second scans the process slots.
+ */
+static uint64_t
+aged_mark(uint64_t next, uint32_t now_ms)
+{
+	return (uint64_t)(uint32_t)next << 32 | now_ms;
+}
+
+/* The first ticket not known to be a second old; `serving` if none is. */
+static uint64_t
+aged_bound(struct shm_segment *s, uint64_t serving)
+{
+	uint64_t	 mark = atomic_load(&s->aged), next;
+	uint32_t	 now = (uint32_t)(mono_us() / 1000);
+	int32_t		 ahead;
+
+	if ((uint32_t)(now - (uint32_t)mark) <= STALL_CHECK_MS)
+		return serving;
+	/* Tickets in flight span far less than 2^31: unwrap the bound. */
+	ahead = (int32_t)((uint32_t)(mark >> 32) - (uint32_t)serving);
+	next = atomic_load(&s->next_ticket);
+	/* The next ticket first, then the time: all below it are older. */
+	(void)atomic_compare_exchange_strong(&s->aged, &mark,
+	    aged_mark(next, (uint32_t)(mono_us() / 1000)));
+	return ahead > 0 ? serving + (uint64_t)ahead : serving;
+}
+
+/*
+ * Passes the turn over every ticket from `from` on that is a second old
+ * and owned by no live process, stopping at this writer's own ticket.
+ */
+static void
+skip_unowned(struct shm_segment *s, uint64_t from, uint64_t mine)
+{
+	uint64_t	 t = from, bound = aged_bound(s, from);
+
+	if (bound > mine)
+		bound = mine;
+	while (t < bound && !ticket_owned(s, t)) {
+		advance(s, t);
+		t = atomic_load(&s->serving);
+	}
+}
+
 int
 shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
 {
-	uint64_t	 t, start = mono_us(), stall_since, seen, now, deadline;
+	uint64_t	 t, start = mono_us(), now, deadline;
 	uint32_t	 word;
 
 	assert(slot >= 0 && slot < SHM_MAX_PROCS);
 	deadline = timeout_ms < 0 ? UINT64_MAX :
 	    start + (uint64_t)timeout_ms * 1000;
 	t = take_ticket(s, slot);
-	seen = atomic_load(&s->serving);
-	stall_since = start;
 	for (;;) {
 		word = atomic_load(&s->procs[slot].wake);
 		uint64_t now_serving = atomic_load(&s->serving);
@@ -344,19 +397,13 @@ shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
 			t = take_ticket(s, slot);
 			continue;
 		}
+		skip_unowned(s, now_serving, t);
+		if (atomic_load(&s->serving) != now_serving)
+			continue;
 		now = mono_us();
 		if (now >= deadline) {
 			leave_line(s, slot, t);
 			return -1;
-		}
-		if (now_serving != seen) {
-			seen = now_serving;
-			stall_since = now;
-		} else if (now - stall_since > STALL_CHECK_MS * 1000 &&
-		    !ticket_owned(s, now_serving)) {
-			/* Its owner died between taking and recording it. */
-			advance(s, now_serving);
-			continue;
 		}
 		futex_sleep(&s->procs[slot].wake, word,
 		    deadline - now < WAIT_SLICE_MS * 1000 ?

@@ -14,8 +14,8 @@
  *    take a ticket and are admitted strictly in ticket order (a ticket
  *    lock with a futex to sleep on). A process that dies holding or
  *    waiting for a ticket cannot wedge the queue: the master abandons its
- *    ticket when it reaps it, and a waiter that sees the line stalled for
- *    a second skips a ticket that no live process owns. A live holder
+ *    ticket when it reaps it, and a waiter passes over any ticket taken
+ *    over a second ago that no live process owns. A live holder
  *    that is stuck (an I/O stall, a lock held by another program) cannot
  *    hold the others for ever either: a waiter gives up after its timeout
  *    and leaves the line the way a dead process does, by abandoning its
@@ -48,7 +48,8 @@
 /*
  * Tickets given up (dead processes, writers that stopped waiting) whose
  * turn has not come yet. One per process covers a stuck holder while every
- * other process gives up once; past that, the stall repair skips them.
+ * other process gives up once; past that, the stall repair skips them
+ * (all at once, a second or two after they were taken).
  */
 #define SHM_ABANDONED		SHM_MAX_PROCS
 #define SHM_CHANGE_SLOTS	65536

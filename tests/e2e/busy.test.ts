@@ -12,6 +12,9 @@
 //     with SIGSTOP): a write behind it gets 503 after busy-timeout instead
 //     of waiting for ever, and once the stuck worker goes on, the line is
 //     intact: the next write is answered at once;
+//   - a stuck writer with more writers giving up behind it than the table
+//     of abandoned tickets holds, with a busy-timeout far below a second:
+//     writes resume within a couple of seconds once it goes on;
 //   - the two settings involved (busy-timeout, sqlite-file-mode) are
 //     validated with their bounds.
 import {
@@ -222,6 +225,63 @@ plainTest("a worker stuck holding the write turn: the write behind it gets 503 a
     await stopServer("busy");
   }
 }, 90_000);
+
+// A writer stuck inside its turn (strace holds its commit's fdatasync)
+// while writers with a 10 ms busy-timeout give up behind it more often
+// than the table of abandoned tickets holds (1024): once it goes on, the
+// line must pass the tickets the table could not note. No writer here
+// ever waits the second a repair used to count from its own start, so the
+// line stayed stuck for good.
+plainTest("a stuck writer with more give-ups behind it than can be noted: writes resume soon after it goes on", async () => {
+  const env = await startServer("giveups", {
+    DB: `${RUN_DIR}/giveups.sqlite`,
+    SERVER_ARGS: "--workers 3 --busy-timeout 10",
+  });
+  let tracer: Deno.ChildProcess | null = null;
+  try {
+    const c = await RawClient.open(env.H1_URL);
+    const p = uniquePrefix("giveups");
+    const k = (n: number) => encodeKey([...p, n]);
+    assert.equal((await timedWrite(c, k(0), "v")).r.status, 200, "a first write");
+    const workers = await workerPids(env.SOCKET, env.PID);
+    tracer = new Deno.Command("strace", {
+      args: ["-qq", "-o", "/dev/null", "-e", "trace=fdatasync,fsync", "-e", "inject=fdatasync,fsync:delay_enter=600000000",
+        ...workers.flatMap((w) => ["-p", String(w)])],
+      env: { ASAN_OPTIONS: "detect_leaks=0" },
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await sleep(1000);
+    const stuck = timedWrite(c, k(1), "stuck");
+    await sleep(500);
+    let refused = 0;
+    const burst = async (from: number) => {
+      for (let i = 0; i < 600; i++) {
+        if ((await timedWrite(c, k(from + i), "x")).r.status === 503) refused++;
+      }
+    };
+    await Promise.all([burst(100), burst(1000)]);
+    assert.ok(refused > 1100, `writes behind the stuck one gave up more often than the table holds (${refused} 503s)`);
+    tracer.kill("SIGKILL");
+    await tracer.status;
+    tracer = null;
+    const first = await stuck;
+    assert.equal(first.r.status, 200, `the stuck write commits once it goes on (${first.r.status})`);
+    let status = 0, tries = 0;
+    const t0 = performance.now();
+    while (status !== 200 && performance.now() - t0 < 15_000) {
+      status = (await timedWrite(c, k(5000 + tries), "after")).r.status;
+      tries++;
+    }
+    assert.equal(status, 200, `a write succeeds again within 15 s (${tries} tries, ${(performance.now() - t0).toFixed(0)} ms)`);
+  } finally {
+    if (tracer) {
+      try { tracer.kill("SIGKILL"); } catch { /* gone */ }
+      await tracer.status;
+    }
+    await stopServer("giveups");
+  }
+}, 120_000);
 
 plainTest("settings: busy-timeout and sqlite-file-mode are validated (--check-config)", async () => {
   const bin = Deno.env.get("DENOKV_FCGI_BIN")!;

@@ -10,10 +10,12 @@
 //     is full" in text/plain, and nothing of it is applied; every write
 //     acknowledged before is read back intact, over HTTP/1.1 and with the
 //     Deno CLI;
-//   - no process dies meanwhile: neither the workers (SQLITE_FULL at commit,
-//     the -shm growing) nor the housekeeper (its checkpoints fail for want
-//     of room); the fault is logged at error level a bounded number of
-//     times, and shows in sd_notify STATUS=;
+//   - no process dies meanwhile: neither the workers (SQLITE_FULL at commit)
+//     nor the housekeeper (its checkpoints fail for want of room); the
+//     fault is logged at error level a bounded number of times, and shows
+//     in sd_notify STATUS=. (The WAL here stays far below the 4062 frames
+//     at which the -shm grows; a -shm that cannot grow is covered by
+//     tests/unit/test_kv.c, "failed commit".)
 //   - once space is freed, writes succeed again without a restart (a
 //     kv.set() the Deno CLI kept retrying meanwhile commits by itself), and
 //     the file passes integrity_check with everything acknowledged in it.

@@ -12,7 +12,9 @@
  * files are also inspected directly with sqlite3. A failed setup step
  * bails out.
  */
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -1826,6 +1828,8 @@ test_error_table(void)
 		{ SQLITE_FULL, ENOSPC, KV_ERR_DISK_FULL, 507 },
 		{ SQLITE_IOERR_WRITE, ENOSPC, KV_ERR_DISK_FULL, 507 },
 		{ SQLITE_IOERR_SHMSIZE, EDQUOT, KV_ERR_DISK_FULL, 507 },
+		/* SQLite keeps no errno for a -shm that could not grow */
+		{ SQLITE_IOERR_SHMSIZE, 0, KV_ERR_DISK_FULL, 507 },
 		{ SQLITE_CORRUPT, 0, KV_ERR_CORRUPT, 500 },
 		{ SQLITE_NOTADB, 0, KV_ERR_CORRUPT, 500 },
 		{ SQLITE_IOERR_READ, EIO, KV_ERR_IO, 500 },
@@ -2055,6 +2059,145 @@ test_values(void)
 	free(key);
 }
 
+/* --- a COMMIT that fails after its frames reached the WAL ----------------- */
+
+/*
+ * A VFS over the default one whose xShmMap, while armed, refuses to grow
+ * the wal-index past its first region, as on a full disk: SQLite then
+ * fails with SQLITE_IOERR_SHMSIZE (and no errno). It asks for the region
+ * after it wrote the committing transaction's frames to the WAL, so a
+ * COMMIT fails with its frames, commit mark included, in the WAL file.
+ */
+static sqlite3_vfs		 shim_vfs;
+static const sqlite3_io_methods	*shim_base_methods;
+static sqlite3_io_methods	 shim_methods;
+static int			 shim_shm_full;
+
+static int
+shim_shm_map(sqlite3_file *f, int region, int size, int extend,
+    void volatile **pp)
+{
+	if (shim_shm_full && region > 0 && extend)
+		return SQLITE_IOERR_SHMSIZE;
+	return shim_base_methods->xShmMap(f, region, size, extend, pp);
+}
+
+static int
+shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
+    int *out)
+{
+	sqlite3_vfs	*base = vfs->pAppData;
+	int		 rc = base->xOpen(base, name, f, flags, out);
+
+	if (rc == SQLITE_OK && (flags & SQLITE_OPEN_MAIN_DB) &&
+	    f->pMethods != NULL) {
+		if (shim_base_methods == NULL) {
+			shim_base_methods = f->pMethods;
+			shim_methods = *f->pMethods;
+			shim_methods.xShmMap = shim_shm_map;
+		}
+		f->pMethods = &shim_methods;
+	}
+	return rc;
+}
+
+/* Makes the shim the default VFS, so that kv_open uses it. */
+static int
+shim_register(void)
+{
+	sqlite3_vfs	*base = sqlite3_vfs_find(NULL);
+
+	if (base == NULL)
+		return -1;
+	shim_vfs = *base;
+	shim_vfs.zName = "test-shm-full";
+	shim_vfs.pAppData = base;
+	shim_vfs.xOpen = shim_open;
+	return sqlite3_vfs_register(&shim_vfs, 1) == SQLITE_OK ? 0 : -1;
+}
+
+/*
+ * A child process writes (a reader pins the WAL so it only grows) until a
+ * write fails because the wal-index cannot grow, and then dies without
+ * closing, as a crashed or killed server does. The client was told that
+ * write failed (507: the disk is full) and will retry it, so recovery
+ * must not bring it back: it would then be applied twice.
+ */
+static void
+test_failed_commit_stays_failed(void)
+{
+	struct {
+		int		 failed_at;	/* write number, -1: none */
+		enum kv_err	 err;
+		int		 visible_after;	/* the child still saw it */
+	}			*out;
+	char			 path[PATH_MAX], key[32];
+	static char		 value[60000];
+	struct kv_db		*db;
+	struct kv_entry		 e;
+	pid_t			 pid;
+	int			 status;
+
+	db_path(path, sizeof(path), "failed_commit.sqlite");
+	out = mmap(NULL, sizeof(*out), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (out == MAP_FAILED || shim_register() != 0) {
+		T_OK(0, "failed commit: a shared page and the test VFS");
+		return;
+	}
+	out->failed_at = -1;
+	memset(value, 'v', sizeof(value));
+	if ((pid = fork()) == 0) {
+		struct kv_options	 opt = { .sync = KV_SYNC_OFF };
+		struct kv_write_result	 res;
+		char			 err[256];
+		sqlite3			*pin;
+		enum kv_err		 r = KV_OK;
+
+		if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL ||
+		    (pin = raw_open(path)) == NULL ||
+		    sqlite3_exec(pin, "begin; select count(*) from kv", NULL,
+		    NULL, NULL) != SQLITE_OK)
+			_exit(2);
+		shim_shm_full = 1;
+		for (int i = 0; i < 1000 && r == KV_OK; i++) {
+			snprintf(key, sizeof(key), "big%04d", i);
+			r = write1(db, mut(KV_MUT_SET, key, value,
+			    sizeof(value), KV_ENC_BYTES), &res);
+			if (r != KV_OK) {
+				out->failed_at = i;
+				out->err = r;
+				out->visible_after = get_at(db, key, NOW,
+				    &e) == 1;
+			}
+		}
+		_exit(0);	/* no close: the process dies */
+	}
+	T_OK(pid > 0 && waitpid(pid, &status, 0) == pid &&
+	    WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "failed commit: the writer ran and died");
+	shim_shm_full = 0;
+	T_OK(out->failed_at > 0, "failed commit: a write failed once the"
+	    " wal-index could not grow (write %d)", out->failed_at);
+	T_OK(out->err == KV_ERR_DISK_FULL, "failed commit: as a full disk"
+	    " (%s), which the client retries", kv_err_name(out->err));
+	T_EQ(out->visible_after, 0, "failed commit: the write was not visible"
+	    " afterwards");
+	if ((db = open_rw(path)) != NULL && out->failed_at > 0) {
+		snprintf(key, sizeof(key), "big%04d", out->failed_at);
+		T_EQ(get_at(db, key, NOW, &e), 0, "failed commit: after the"
+		    " crash and recovery the refused write is still absent"
+		    " (else the client's retry applies it twice)");
+		snprintf(key, sizeof(key), "big%04d", out->failed_at - 1);
+		T_EQ(get_at(db, key, NOW, &e), 1, "failed commit: the write"
+		    " before it is there");
+	} else
+		T_OK(0, "failed commit: the file opens again");
+	kv_close(db);
+	sqlite3_vfs_unregister(&shim_vfs);
+	munmap(out, sizeof(*out));
+}
+
 int
 main(void)
 {
@@ -2082,6 +2225,7 @@ main(void)
 	test_error_table();
 	test_corrupt_fault();
 	test_file_mode();
+	test_failed_commit_stays_failed();
 	test_values();
 	arena_fini(&A);
 	remove_tmpdir();

@@ -294,6 +294,90 @@ test_giving_up_races(void)
 	shm_destroy(seg);
 }
 
+/*
+ * A holder stuck while writers give up again and again (each timed-out
+ * request takes a new ticket and abandons it) leaves more abandoned
+ * tickets than the table of notes holds. Once the holder releases, the
+ * next writer must not wait a second per ticket beyond the table (the
+ * stall repair's pace): it is admitted after one stall check.
+ */
+static void
+test_give_ups_past_the_table(void)
+{
+	enum { BEYOND = 60 };
+	struct shm_segment	*seg = shm_create();
+	pid_t			 h;
+	int64_t			 t0, waited;
+	int			 slot, rc, refused = 0;
+
+	reset_board();
+	T_OK(seg != NULL, "past the table: a signal segment");
+	if (seg == NULL)
+		return;
+	slot = shm_proc_claim(seg, getpid());
+	h = spawn_holder(seg);
+	T_OK(WAIT_FOR(atomic_load(&B->holding), 10000),
+	    "past the table: the holder has the turn");
+	for (int i = 0; i < SHM_ABANDONED + BEYOND; i++)
+		refused += shm_write_begin(seg, slot, 0) != 0;
+	T_EQ(refused, SHM_ABANDONED + BEYOND, "past the table: %d writes"
+	    " gave up behind the holder", SHM_ABANDONED + BEYOND);
+	atomic_store(&B->release, 1);
+	T_EQ(reap(seg, h), 0, "past the table: the holder releases");
+	t0 = now_ms();
+	rc = shm_write_begin(seg, slot, 20000);
+	waited = now_ms() - t0;
+	T_EQ(rc, 0, "past the table: the next writer is admitted (after"
+	    " %lld ms)", (long long)waited);
+	T_OK(waited < 10000, "past the table: within 10 s, not a second per"
+	    " ticket the table could not note (%d of them)", BEYOND);
+	if (rc == 0)
+		shm_write_end(seg, slot);
+	shm_destroy(seg);
+}
+
+/*
+ * The same with short timeouts (busy-timeout below the stall repair's
+ * second): no writer ever waits a whole second, so a repair that counts
+ * from each writer's own start never runs and the line would stay stuck
+ * at the first ticket the table could not note, for good. Writers that
+ * each wait 50 ms must get in again soon after the holder releases.
+ */
+static void
+test_short_timeouts_past_the_table(void)
+{
+	enum { BEYOND = 60 };
+	struct shm_segment	*seg = shm_create();
+	pid_t			 h;
+	int64_t			 t0;
+	int			 slot, rc = -1, attempts = 0;
+
+	reset_board();
+	T_OK(seg != NULL, "short timeouts: a signal segment");
+	if (seg == NULL)
+		return;
+	slot = shm_proc_claim(seg, getpid());
+	h = spawn_holder(seg);
+	T_OK(WAIT_FOR(atomic_load(&B->holding), 10000),
+	    "short timeouts: the holder has the turn");
+	for (int i = 0; i < SHM_ABANDONED + BEYOND; i++)
+		(void)shm_write_begin(seg, slot, 0);
+	atomic_store(&B->release, 1);
+	T_EQ(reap(seg, h), 0, "short timeouts: the holder releases");
+	t0 = now_ms();
+	while (rc != 0 && now_ms() - t0 < 15000) {
+		rc = shm_write_begin(seg, slot, 50);
+		attempts++;
+	}
+	T_EQ(rc, 0, "short timeouts: a writer waiting 50 ms at a time gets in"
+	    " again (after %d attempts, %lld ms)", attempts,
+	    (long long)(now_ms() - t0));
+	T_OK(now_ms() - t0 < 10000, "short timeouts: within 10 s");
+	if (rc == 0)
+		shm_write_end(seg, slot);
+	shm_destroy(seg);
+}
+
 int
 main(void)
 {
@@ -306,5 +390,7 @@ main(void)
 	test_stuck_holder();
 	test_line_behind_a_giver_up();
 	test_giving_up_races();
+	test_give_ups_past_the_table();
+	test_short_timeouts_past_the_table();
 	return t_done();
 }
