@@ -6,8 +6,9 @@
 #
 # Cases:
 #   - the socket file: mode, owner and group as configured whatever the
-#     umask; a stale socket is replaced; a live one, a regular file and a
-#     symlink are refused (exit 2) and left alone; a socket swapped for a
+#     umask; a stale socket is replaced; a live one (even one whose
+#     listener no longer accepts), a regular file and a symlink are
+#     refused (exit 2) and left alone; a socket swapped for a
 #     symlink between bind() and the ownership change (strace delays bind)
 #     does not make root change the symlink's target;
 #   - configuration precedence: command line > environment > file;
@@ -182,6 +183,33 @@ check "socket: a socket another server listens on is not taken over (exit 2, 'is
 	"$([ $rc = 2 ] && grep -q "$S/live.sock is in use" "$P/live.log" && [ "$still" = connected ]; echo $?)" \
 	"exit status $rc; $(cat "$P/live.log")" "connect afterwards: $still"
 stop_pid "$LIVE"
+
+# A hung server: it listens but no longer accepts, and its backlog is full
+# (perl, since socat always accepts). Start-up must not wait for it.
+bg "$P/hung-listener.out" perl -e '
+	use Socket qw(AF_UNIX SOCK_STREAM SOCK_NONBLOCK pack_sockaddr_un);
+	my $p = shift; my @c;
+	socket(my $l, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+	bind($l, pack_sockaddr_un($p)) or die "bind: $!";
+	listen($l, 0) or die "listen: $!";
+	for (1 .. 8) {
+		socket(my $c, AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0) or die "$!";
+		if (!connect($c, pack_sockaddr_un($p))) { $| = 1; print "FULL\n"; last }
+		push @c, $c;
+	}
+	sleep 300;' "$S/hung.sock"
+HUNG=$LAST_BG
+wait_until 5 grep -q FULL "$P/hung-listener.out"
+t0=$(ms_now)
+timeout 20 "$BIN" --sqlite-path "$S/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+	--listen "unix:$S/hung.sock" --workers 1 >"$P/hung.log" 2>&1 </dev/null
+rc=$?
+t1=$(ms_now)
+check "socket: a listener that no longer accepts (backlog full) is in use: start-up refuses at once (exit 2 in $((t1 - t0)) ms, not a hang)" \
+	"$(grep -q FULL "$P/hung-listener.out" && [ $rc = 2 ] && grep -q "$S/hung.sock is in use" "$P/hung.log" &&
+		[ -S "$S/hung.sock" ]; echo $?)" \
+	"exit status $rc (124: still waiting after 20 s)" "listener: $(cat "$P/hung-listener.out")" "$(cat "$P/hung.log")"
+stop_pid "$HUNG"
 
 # A regular file and a symlink at the socket path.
 echo "precious" >"$S/victim"
