@@ -21,6 +21,11 @@
 #     SIGTERM still stops the master within shutdown-timeout + 1 s;
 #   - a retiring worker that outlives shutdown-timeout (SIGSTOPped) is
 #     killed;
+#   - SIGHUP and SIGTERM at once: the master stops in time and no child of
+#     the generation that was starting dies of the signal;
+#   - reloads faster than retirees finish (256 workers, old processes
+#     stopped): the oldest retirees make room in the signal segment's
+#     process slots, and every new worker starts;
 #   - shutdown-timeout expiring: a request held open longer than the
 #     timeout does not keep the master from exiting;
 #   - crash loop: quick deaths are restarted with a growing delay;
@@ -380,6 +385,64 @@ rc=$RC
 check "reload to fewer workers, then SIGTERM: the master exits 0 within shutdown-timeout + 1 s (took $((t1 - t0)) ms; allowed 2000 ms + 4 s of slack)" \
 	"$([ "$rc" = 0 ] && [ $((t1 - t0)) -le 6000 ]; echo $?)" "exit status ${rc:-still running after 12 s}" "$(tail -n 8 "$RLOG")"
 kill_tree "$M"
+
+# --- SIGHUP and SIGTERM at once ----------------------------------------------------
+
+# The new generation is told to stop while it is still starting: it must
+# leave as a stop, not die of the signal (logged as a crash). Five rounds,
+# since the moment is a race.
+H=$P/hupterm
+mkdir -p "$H"
+deaths=0
+bad=
+for r in 1 2 3 4 5; do
+	srv "hupterm$r" --sqlite-path "$H/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+		--listen "unix:$H/h.sock" --workers 4 --shutdown-timeout 1 --log-level debug
+	M=$SRV
+	wait_until 20 started 4 "$P/hupterm$r.log"
+	t0=$(ms_now)
+	kill -HUP "$M"
+	kill -TERM "$M"
+	wait_until 12 eval '! alive $M'
+	t1=$(ms_now)
+	exit_of "$M"
+	[ "$RC" = 0 ] && [ $((t1 - t0)) -le 6000 ] || bad+="round $r: exit status ${RC:-still running} after $((t1 - t0)) ms; "
+	deaths=$((deaths + $(grep -c 'killed by signal' "$P/hupterm$r.log")))
+	kill_tree "$M"
+done
+check "SIGHUP then SIGTERM at once, 5 times: the master exits 0 within shutdown-timeout + 1 s and no child dies of the signal ($deaths signal deaths logged)" \
+	"$([ -z "$bad" ] && [ "$deaths" = 0 ]; echo $?)" "${bad:-every round stopped in time}" \
+	"$(grep -h 'killed by signal' "$P"/hupterm*.log | head -n 5)"
+
+# --- reloads faster than retirees finish ---------------------------------------------
+
+# Every child holds a process slot of the signal segment (1024) until it
+# is reaped. With 256 workers and every old process stuck (SIGSTOP), four
+# reloads in a row put more processes beside each new generation than
+# there are slots: the retirees nearest their deadline must make room,
+# or the new workers cannot start and the master gives up.
+F=$P/room
+mkdir -p "$F"
+srv room --sqlite-path "$F/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+	--listen "unix:$F/f.sock" --workers 256 --shutdown-timeout 300 --log-level debug
+M=$SRV
+wait_until 60 started 256 "$P/room.log"
+for i in 1 2 3 4; do
+	for c in $(pgrep -P "$M"); do kill -STOP "$c"; done
+	kill -HUP "$M"
+	wait_until 60 eval 'started $((256 * (i + 1))) "$P/room.log" || grep -q "giving up" "$P/room.log"'
+done
+sleep 0.5
+opened=$(grep -c 'database open, synchronous=' "$P/room.log")
+kids=$(pgrep -P "$M" | wc -l)
+code=$(fcgi "$F/f.sock" "$TOKEN")
+check "four reloads with 256 workers while every old process is stuck: all 1280 workers started ($opened), none short of a process slot, $kids children (at most 1024), the oldest retirees killed to make room, and it serves (HTTP $code)" \
+	"$([ "$opened" = 1280 ] && [ "$kids" -le 1024 ] && alive "$M" && [ "$code" = 200 ] &&
+		! grep -qE 'no free process slot|not restarting it|giving up' "$P/room.log" &&
+		grep -q 'leave no room for a new generation: killing' "$P/room.log"; echo $?)" \
+	"$(grep -E 'no free process slot|not restarting|giving up|leave no room|too many' "$P/room.log" | sort | uniq -c | sort -rn | head -n 6)"
+kill_tree "$M"
+wait "$M" 2>/dev/null
 
 # --- shutdown-timeout expiring -----------------------------------------------------
 
