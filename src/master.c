@@ -226,15 +226,18 @@ spawn(struct master *m, struct child *c, enum child_kind kind)
  * Starts a whole generation into emptied slots. Every slot is cleared, not
  * only the new count's: after a reload to fewer workers, a slot past the
  * new count must not keep an old pid (stop would wait for it for ever) or
- * a pending respawn.
+ * a pending respawn. Returns how many workers were forked.
  */
-static void
+static int
 spawn_generation(struct master *m)
 {
+	int	 started = 0;
+
 	memset(m->slots, 0, sizeof(m->slots));
 	for (int i = 0; i < m->conf.workers; i++)
-		spawn(m, &m->slots[i], CHILD_WORKER);
+		started += spawn(m, &m->slots[i], CHILD_WORKER) == 0;
 	spawn(m, housekeeper_slot(m), CHILD_HOUSEKEEPER);
+	return started;
 }
 
 /* uptime_ms < 0: not known (a process of a retired generation). */
@@ -524,7 +527,7 @@ retire(struct master *m, pid_t pid)
 static void
 reload(struct master *m)
 {
-	struct conf	 fresh;
+	struct conf	 fresh, running;
 	struct child	 old[MAX_WORKERS + 1];
 	char		 err[1024];
 
@@ -546,11 +549,29 @@ reload(struct master *m)
 	 */
 	make_room(m, fresh.workers + 1);
 	memcpy(old, m->slots, sizeof(old));
-	conf_fini(&m->conf);
+	running = m->conf;
 	m->conf = fresh;
-	log_init("master", m->conf.log_level);
 	m->generation++;
-	spawn_generation(m);
+	if (spawn_generation(m) == 0) {
+		/*
+		 * Not one new worker could be forked (fork fails: a task or
+		 * memory limit): retiring the old ones would leave nobody to
+		 * serve, so they go on with the running configuration.
+		 */
+		log_warnx("reload failed, keeping the running configuration"
+		    " and workers: no new worker could be started");
+		for (int i = 0; i <= MAX_WORKERS; i++)
+			if (m->slots[i].pid > 0)
+				retire(m, m->slots[i].pid);
+		memcpy(m->slots, old, sizeof(old));
+		conf_fini(&m->conf);
+		m->conf = running;
+		m->generation--;
+		sd_notify(0, "READY=1");
+		return;
+	}
+	conf_fini(&running);
+	log_init("master", m->conf.log_level);
 	for (int i = 0; i <= MAX_WORKERS; i++)
 		if (old[i].pid > 0)
 			retire(m, old[i].pid);

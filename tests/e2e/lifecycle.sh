@@ -23,6 +23,8 @@
 #     killed;
 #   - SIGHUP and SIGTERM at once: the master stops in time and no child of
 #     the generation that was starting dies of the signal;
+#   - fork failing during a reload (strace injects EAGAIN): the running
+#     workers are kept and serve; the next reload works;
 #   - reloads faster than retirees finish (256 workers, old processes
 #     stopped): the oldest retirees make room in the signal segment's
 #     process slots, and every new worker starts;
@@ -413,6 +415,41 @@ done
 check "SIGHUP then SIGTERM at once, 5 times: the master exits 0 within shutdown-timeout + 1 s and no child dies of the signal ($deaths signal deaths logged)" \
 	"$([ -z "$bad" ] && [ "$deaths" = 0 ]; echo $?)" "${bad:-every round stopped in time}" \
 	"$(grep -h 'killed by signal' "$P"/hupterm*.log | head -n 5)"
+
+# --- fork failing during a reload --------------------------------------------------
+
+# strace makes every fork of the master fail (EAGAIN, as a task limit
+# would) while it is attached.
+K=$P/fork
+mkdir -p "$K"
+srv fork --sqlite-path "$K/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+	--listen "unix:$K/k.sock" --workers 2 --log-level debug
+M=$SRV
+wait_until 20 started 2 "$P/fork.log"
+before=$(workers "$M" "$P/fork.log" | sort | tr '\n' ' ')
+bg "$P/fork-strace.log" strace -qq -o /dev/null -p "$M" -e trace=clone,clone3 \
+	-e inject=clone:error=EAGAIN -e inject=clone3:error=EAGAIN
+STRACE=$LAST_BG
+wait_until 10 grep -q '^TracerPid:[[:space:]]*[1-9]' "/proc/$M/status"
+kill -HUP "$M"
+wait_until 10 grep -q 'fork: ' "$P/fork.log"
+sleep 0.5
+during=$(workers "$M" "$P/fork.log" | sort | tr '\n' ' ')
+code=$(fcgi "$K/k.sock" "$TOKEN")
+stop_pid "$STRACE"
+check "fork failing during a reload: the running workers are kept (${during:-none}; were $before), serve (HTTP $code), and the log says the reload failed" \
+	"$([ "$during" = "$before" ] && [ "$code" = 200 ] &&
+		grep -q 'reload failed, keeping the running configuration and workers' "$P/fork.log"; echo $?)" \
+	"$(grep -v '^<7>' "$P/fork.log" | tail -n 6)"
+kill -HUP "$M"
+wait_until 20 started 4 "$P/fork.log"
+wait_until 10 eval '[ "$(workers "$M" "$P/fork.log" | wc -l)" = 2 ]'
+after=$(workers "$M" "$P/fork.log" | sort | tr '\n' ' ')
+code=$(fcgi "$K/k.sock" "$TOKEN")
+check "fork working again, the next reload starts a new generation ($after) that serves (HTTP $code)" \
+	"$([ "$(wc -w <<<"$after")" = 2 ] && [ "$after" != "$before" ] && [ "$code" = 200 ]; echo $?)" \
+	"$(tail -n 6 "$P/fork.log")"
+stop_pid "$M"
 
 # --- reloads faster than retirees finish ---------------------------------------------
 
