@@ -44,6 +44,11 @@
 #define MAX_RETIRING		SHM_MAX_PROCS
 /* How long SIGKILLed processes get to be reaped before the master leaves. */
 #define KILL_GRACE_MS		1000
+/*
+ * How long a reload waits for the retirees it killed to make room: up to
+ * a generation of them at once, on a loaded machine (then it goes on).
+ */
+#define ROOM_WAIT_MS		5000
 /* A child that dies sooner than this after starting counts as a crash loop. */
 #define FAST_FAIL_MS		1000
 #define BACKOFF_FIRST_MS	100
@@ -498,7 +503,7 @@ make_room(struct master *m, int needed)
 	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
-	deadline = now_ms() + KILL_GRACE_MS;
+	deadline = now_ms() + ROOM_WAIT_MS;
 	reap(m);
 	while (n_children(m) + needed > SHM_MAX_PROCS && now_ms() < deadline) {
 		(void)sigtimedwait(&chld, NULL, &tick);
