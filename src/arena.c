@@ -10,6 +10,29 @@
 
 #define ARENA_ALIGN	16
 
+/*
+ * In an AddressSanitizer build the room of a chunk that no allocation has
+ * been given stays poisoned, and every allocation is followed by a poisoned
+ * gap: a read or write past the end of an arena allocation is reported like
+ * one past a malloc'd block, which the fuzz targets and the sanitizer run
+ * of the tests rely on. Elsewhere the macros do nothing and the gap is 0.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN	1
+#endif
+#endif
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define ARENA_REDZONE	ARENA_ALIGN
+#else
+#define ASAN_POISON_MEMORY_REGION(p, n)		((void)(p), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(p, n)	((void)(p), (void)(n))
+#define ARENA_REDZONE	0
+#endif
+
 struct arena_chunk {
 	struct arena_chunk	*next;
 	size_t			 size;	/* usable bytes after the header */
@@ -31,6 +54,7 @@ arena_fini(struct arena *a)
 
 	for (c = a->head; c != NULL; c = next) {
 		next = c->next;
+		ASAN_UNPOISON_MEMORY_REGION(c->data, c->size);
 		free(c);
 	}
 	a->head = NULL;
@@ -48,11 +72,13 @@ arena_reset(struct arena *a)
 			keep = c;
 			continue;
 		}
+		ASAN_UNPOISON_MEMORY_REGION(c->data, c->size);
 		free(c);
 	}
 	if (keep != NULL) {
 		keep->next = NULL;
 		keep->used = 0;
+		ASAN_POISON_MEMORY_REGION(keep->data, keep->size);
 	}
 	a->head = keep;
 }
@@ -61,10 +87,13 @@ void *
 arena_alloc(struct arena *a, size_t n)
 {
 	struct arena_chunk	*c = a->head;
-	size_t			 size;
+	size_t			 want = n, size;
 	void			*p;
 
-	n = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+	/* Rounding a size this close to SIZE_MAX would wrap to a small one. */
+	if (n > SIZE_MAX - ARENA_ALIGN - ARENA_REDZONE)
+		return NULL;
+	n = (n + ARENA_REDZONE + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 	if (n == 0)
 		n = ARENA_ALIGN;
 	if (c == NULL || c->size - c->used < n) {
@@ -75,6 +104,7 @@ arena_alloc(struct arena *a, size_t n)
 			return NULL;
 		c->size = size;
 		c->used = 0;
+		ASAN_POISON_MEMORY_REGION(c->data, size);
 		/*
 		 * An oversized chunk goes behind the current one so the
 		 * current one's free room stays in use.
@@ -83,6 +113,7 @@ arena_alloc(struct arena *a, size_t n)
 			c->next = a->head->next;
 			a->head->next = c;
 			c->used = n;
+			ASAN_UNPOISON_MEMORY_REGION(c->data, want);
 			return c->data;
 		}
 		c->next = a->head;
@@ -90,6 +121,7 @@ arena_alloc(struct arena *a, size_t n)
 	}
 	p = (char *)c->data + c->used;
 	c->used += n;
+	ASAN_UNPOISON_MEMORY_REGION(p, want);
 	return p;
 }
 

@@ -93,20 +93,24 @@ out:
 }
 
 /*
- * A socket file left at path: 1 if a server still accepts on it, 0 if it
- * is stale (nobody listening), -1 on another error (errno set).
+ * A socket file left at path: 1 if a server still listens on it, 0 if it
+ * is stale (nobody listening), -1 on another error (errno set). The probe
+ * does not block: a listener that has stopped accepting (a hung server,
+ * its backlog full) would otherwise hold start-up for ever, and it is
+ * still a listener (EAGAIN).
  */
 static int
 socket_in_use(const struct sockaddr_un *sun)
 {
 	int	 fd, rc, saved;
 
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) < 0)
 		return -1;
 	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
 	saved = errno;
 	close(fd);
-	if (rc == 0)
+	if (rc == 0 || saved == EAGAIN)
 		return 1;
 	errno = saved;
 	return saved == ECONNREFUSED || saved == ENOENT ? 0 : -1;
@@ -137,7 +141,7 @@ remove_stale_socket(const struct sockaddr_un *sun, char *errbuf,
 	switch (socket_in_use(sun)) {
 	case 1:
 		snprintf(errbuf, errlen, "%s is in use: another server is"
-		    " accepting connections on it", path);
+		    " listening on it", path);
 		return -1;
 	case -1:
 		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));

@@ -38,13 +38,19 @@
 
 #define MAX_WORKERS		256
 /*
- * The most retiring processes kept at once; past it they are killed. Each
- * child holds a process slot of the signal segment until it is reaped, so
- * a full generation must always find free slots beside the retirees.
+ * Room to track every retiring process. What bounds them is the signal
+ * segment: each child holds one of its SHM_MAX_PROCS process slots until
+ * it is reaped, and a new generation starts while the one before it and
+ * the retirees still hold theirs; make_room() keeps the sum in bounds.
  */
-#define MAX_RETIRING		(SHM_MAX_PROCS - (MAX_WORKERS + 1))
+#define MAX_RETIRING		SHM_MAX_PROCS
 /* How long SIGKILLed processes get to be reaped before the master leaves. */
 #define KILL_GRACE_MS		1000
+/*
+ * How long a reload waits for the retirees it killed to make room: up to
+ * a generation of them at once, on a loaded machine (then it goes on).
+ */
+#define ROOM_WAIT_MS		5000
 /* A child that dies sooner than this after starting counts as a crash loop. */
 #define FAST_FAIL_MS		1000
 #define BACKOFF_FIRST_MS	100
@@ -152,17 +158,26 @@ notify_status(struct master *m)
 
 /* --- children ------------------------------------------------------------- */
 
+/*
+ * Stop signals stay blocked: a SIGTERM that comes while the child is still
+ * starting (a reload followed at once by a stop) waits for the worker's or
+ * the housekeeper's own handling, which blocks them too and takes them in
+ * its wait, instead of killing the child midway as a signal death that
+ * looks like a crash in the log.
+ */
 static void
 child_reset_signals(void)
 {
-	sigset_t	 none;
+	sigset_t	 stop;
 
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGHUP, SIG_IGN);	/* reload is the master's business */
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigprocmask(SIG_SETMASK, &stop, NULL);
 }
 
 /* Every way out of a child that has set itself up. */
@@ -233,15 +248,18 @@ spawn(struct master *m, struct child *c, enum child_kind kind)
  * Starts a whole generation into emptied slots. Every slot is cleared, not
  * only the new count's: after a reload to fewer workers, a slot past the
  * new count must not keep an old pid (stop would wait for it for ever) or
- * a pending respawn.
+ * a pending respawn. Returns how many workers were forked.
  */
-static void
+static int
 spawn_generation(struct master *m)
 {
+	int	 started = 0;
+
 	memset(m->slots, 0, sizeof(m->slots));
 	for (int i = 0; i < m->conf.workers; i++)
-		spawn(m, &m->slots[i], CHILD_WORKER);
+		started += spawn(m, &m->slots[i], CHILD_WORKER) == 0;
 	spawn(m, housekeeper_slot(m), CHILD_HOUSEKEEPER);
+	return started;
 }
 
 /* uptime_ms < 0: not known (a process of a retired generation). */
@@ -452,6 +470,65 @@ keep_fixed_settings(const struct conf *old, struct conf *new)
 	new->allow_root = old->allow_root;
 }
 
+/* Children not yet reaped: the current generation and the retirees. */
+static int
+n_children(const struct master *m)
+{
+	int	 n = m->n_retiring;
+
+	for (int i = 0; i <= MAX_WORKERS; i++)
+		n += m->slots[i].pid > 0;
+	return n;
+}
+
+/*
+ * Frees process slots for `needed' new children: a child that finds no
+ * slot cannot serve (and is not restarted), so when reloads come faster
+ * than retirees finish, the retirees nearest their deadline (the first
+ * to be killed anyway) are killed now and reaped before the new
+ * generation starts. Waits for SIGCHLD only, so a stop signal that
+ * arrives meanwhile stays pending for the main loop.
+ */
+static void
+make_room(struct master *m, int needed)
+{
+	struct timespec	 tick = { 0, 50 * 1000000L };
+	sigset_t	 chld;
+	int64_t		 deadline;
+	int		 excess = n_children(m) + needed - SHM_MAX_PROCS;
+
+	if (excess <= 0)
+		return;
+	/* Retirees killed already are on their way out. */
+	for (int i = 0; i < m->n_retiring; i++)
+		excess -= m->retiring[i].deadline_ms == 0;
+	if (excess > 0)
+		log_warnx("reload: %d retiring processes leave no room for a"
+		    " new generation: killing %d of them", m->n_retiring,
+		    excess);
+	for (; excess > 0; excess--) {
+		struct retiree	*first = NULL;
+
+		for (int i = 0; i < m->n_retiring; i++)
+			if (m->retiring[i].deadline_ms != 0 && (first == NULL ||
+			    m->retiring[i].deadline_ms < first->deadline_ms))
+				first = &m->retiring[i];
+		if (first == NULL)
+			break;
+		if (is_unreaped_child(first->pid))
+			kill(first->pid, SIGKILL);
+		first->deadline_ms = 0;
+	}
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	deadline = now_ms() + ROOM_WAIT_MS;
+	reap(m);
+	while (n_children(m) + needed > SHM_MAX_PROCS && now_ms() < deadline) {
+		(void)sigtimedwait(&chld, NULL, &tick);
+		reap(m);
+	}
+}
+
 /* Tells a process of an earlier generation to finish and tracks it. */
 static void
 retire(struct master *m, pid_t pid)
@@ -473,7 +550,7 @@ retire(struct master *m, pid_t pid)
 static void
 reload(struct master *m)
 {
-	struct conf	 fresh;
+	struct conf	 fresh, running;
 	struct child	 old[MAX_WORKERS + 1];
 	char		 err[1024];
 
@@ -493,12 +570,31 @@ reload(struct master *m)
 	 * The new generation starts accepting on the shared socket before
 	 * the old one is told to finish, so no request finds nobody home.
 	 */
+	make_room(m, fresh.workers + 1);
 	memcpy(old, m->slots, sizeof(old));
-	conf_fini(&m->conf);
+	running = m->conf;
 	m->conf = fresh;
-	log_init("master", m->conf.log_level);
 	m->generation++;
-	spawn_generation(m);
+	if (spawn_generation(m) == 0) {
+		/*
+		 * Not one new worker could be forked (fork fails: a task or
+		 * memory limit): retiring the old ones would leave nobody to
+		 * serve, so they go on with the running configuration.
+		 */
+		log_warnx("reload failed, keeping the running configuration"
+		    " and workers: no new worker could be started");
+		for (int i = 0; i <= MAX_WORKERS; i++)
+			if (m->slots[i].pid > 0)
+				retire(m, m->slots[i].pid);
+		memcpy(m->slots, old, sizeof(old));
+		conf_fini(&m->conf);
+		m->conf = running;
+		m->generation--;
+		sd_notify(0, "READY=1");
+		return;
+	}
+	conf_fini(&running);
+	log_init("master", m->conf.log_level);
 	for (int i = 0; i <= MAX_WORKERS; i++)
 		if (old[i].pid > 0)
 			retire(m, old[i].pid);
@@ -509,16 +605,6 @@ reload(struct master *m)
 }
 
 /* --- stop ------------------------------------------------------------------ */
-
-static int
-n_children(const struct master *m)
-{
-	int	 n = m->n_retiring;
-
-	for (int i = 0; i <= MAX_WORKERS; i++)
-		n += m->slots[i].pid > 0;
-	return n;
-}
 
 /* Signals every tracked child; only pids not yet reaped are tracked. */
 static void

@@ -6,8 +6,9 @@
 #
 # Cases:
 #   - the socket file: mode, owner and group as configured whatever the
-#     umask; a stale socket is replaced; a live one, a regular file and a
-#     symlink are refused (exit 2) and left alone; a socket swapped for a
+#     umask; a stale socket is replaced; a live one (even one whose
+#     listener no longer accepts), a regular file and a symlink are
+#     refused (exit 2) and left alone; a socket swapped for a
 #     symlink between bind() and the ownership change (strace delays bind)
 #     does not make root change the symlink's target;
 #   - configuration precedence: command line > environment > file;
@@ -20,6 +21,13 @@
 #     SIGTERM still stops the master within shutdown-timeout + 1 s;
 #   - a retiring worker that outlives shutdown-timeout (SIGSTOPped) is
 #     killed;
+#   - SIGHUP and SIGTERM at once: the master stops in time and no child of
+#     the generation that was starting dies of the signal;
+#   - fork failing during a reload (strace injects EAGAIN): the running
+#     workers are kept and serve; the next reload works;
+#   - reloads faster than retirees finish (256 workers, old processes
+#     stopped): the oldest retirees make room in the signal segment's
+#     process slots, and every new worker starts;
 #   - shutdown-timeout expiring: a request held open longer than the
 #     timeout does not keep the master from exiting;
 #   - crash loop: quick deaths are restarted with a growing delay;
@@ -185,6 +193,33 @@ check "socket: a socket another server listens on is not taken over (exit 2, 'is
 	"$([ $rc = 2 ] && grep -q "$S/live.sock is in use" "$P/live.log" && [ "$still" = connected ]; echo $?)" \
 	"exit status $rc; $(cat "$P/live.log")" "connect afterwards: $still"
 stop_pid "$LIVE"
+
+# A hung server: it listens but no longer accepts, and its backlog is full
+# (perl, since socat always accepts). Start-up must not wait for it.
+bg "$P/hung-listener.out" perl -e '
+	use Socket qw(AF_UNIX SOCK_STREAM SOCK_NONBLOCK pack_sockaddr_un);
+	my $p = shift; my @c;
+	socket(my $l, AF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+	bind($l, pack_sockaddr_un($p)) or die "bind: $!";
+	listen($l, 0) or die "listen: $!";
+	for (1 .. 8) {
+		socket(my $c, AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0) or die "$!";
+		if (!connect($c, pack_sockaddr_un($p))) { $| = 1; print "FULL\n"; last }
+		push @c, $c;
+	}
+	sleep 300;' "$S/hung.sock"
+HUNG=$LAST_BG
+wait_until 5 grep -q FULL "$P/hung-listener.out"
+t0=$(ms_now)
+timeout 20 "$BIN" --sqlite-path "$S/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+	--listen "unix:$S/hung.sock" --workers 1 >"$P/hung.log" 2>&1 </dev/null
+rc=$?
+t1=$(ms_now)
+check "socket: a listener that no longer accepts (backlog full) is in use: start-up refuses at once (exit 2 in $((t1 - t0)) ms, not a hang)" \
+	"$(grep -q FULL "$P/hung-listener.out" && [ $rc = 2 ] && grep -q "$S/hung.sock is in use" "$P/hung.log" &&
+		[ -S "$S/hung.sock" ]; echo $?)" \
+	"exit status $rc (124: still waiting after 20 s)" "listener: $(cat "$P/hung-listener.out")" "$(cat "$P/hung.log")"
+stop_pid "$HUNG"
 
 # A regular file and a symlink at the socket path.
 echo "precious" >"$S/victim"
@@ -355,6 +390,99 @@ rc=$RC
 check "reload to fewer workers, then SIGTERM: the master exits 0 within shutdown-timeout + 1 s (took $((t1 - t0)) ms; allowed 2000 ms + 4 s of slack)" \
 	"$([ "$rc" = 0 ] && [ $((t1 - t0)) -le 6000 ]; echo $?)" "exit status ${rc:-still running after 12 s}" "$(tail -n 8 "$RLOG")"
 kill_tree "$M"
+
+# --- SIGHUP and SIGTERM at once ----------------------------------------------------
+
+# The new generation is told to stop while it is still starting: it must
+# leave as a stop, not die of the signal (logged as a crash). Five rounds,
+# since the moment is a race.
+H=$P/hupterm
+mkdir -p "$H"
+deaths=0
+bad=
+for r in 1 2 3 4 5; do
+	srv "hupterm$r" --sqlite-path "$H/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+		--listen "unix:$H/h.sock" --workers 4 --shutdown-timeout 1 --log-level debug
+	M=$SRV
+	wait_until 20 started 4 "$P/hupterm$r.log"
+	t0=$(ms_now)
+	kill -HUP "$M"
+	kill -TERM "$M"
+	wait_until 12 eval '! alive $M'
+	t1=$(ms_now)
+	exit_of "$M"
+	[ "$RC" = 0 ] && [ $((t1 - t0)) -le 6000 ] || bad+="round $r: exit status ${RC:-still running} after $((t1 - t0)) ms; "
+	deaths=$((deaths + $(grep -c 'killed by signal' "$P/hupterm$r.log")))
+	kill_tree "$M"
+done
+check "SIGHUP then SIGTERM at once, 5 times: the master exits 0 within shutdown-timeout + 1 s and no child dies of the signal ($deaths signal deaths logged)" \
+	"$([ -z "$bad" ] && [ "$deaths" = 0 ]; echo $?)" "${bad:-every round stopped in time}" \
+	"$(grep -h 'killed by signal' "$P"/hupterm*.log | head -n 5)"
+
+# --- fork failing during a reload --------------------------------------------------
+
+# strace makes every fork of the master fail (EAGAIN, as a task limit
+# would) while it is attached.
+K=$P/fork
+mkdir -p "$K"
+srv fork --sqlite-path "$K/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+	--listen "unix:$K/k.sock" --workers 2 --log-level debug
+M=$SRV
+wait_until 20 started 2 "$P/fork.log"
+before=$(workers "$M" "$P/fork.log" | sort | tr '\n' ' ')
+bg "$P/fork-strace.log" strace -qq -o /dev/null -p "$M" -e trace=clone,clone3 \
+	-e inject=clone:error=EAGAIN -e inject=clone3:error=EAGAIN
+STRACE=$LAST_BG
+wait_until 10 grep -q '^TracerPid:[[:space:]]*[1-9]' "/proc/$M/status"
+kill -HUP "$M"
+wait_until 10 grep -q 'fork: ' "$P/fork.log"
+sleep 0.5
+during=$(workers "$M" "$P/fork.log" | sort | tr '\n' ' ')
+code=$(fcgi "$K/k.sock" "$TOKEN")
+stop_pid "$STRACE"
+check "fork failing during a reload: the running workers are kept (${during:-none}; were $before), serve (HTTP $code), and the log says the reload failed" \
+	"$([ "$during" = "$before" ] && [ "$code" = 200 ] &&
+		grep -q 'reload failed, keeping the running configuration and workers' "$P/fork.log"; echo $?)" \
+	"$(grep -v '^<7>' "$P/fork.log" | tail -n 6)"
+kill -HUP "$M"
+wait_until 20 started 4 "$P/fork.log"
+wait_until 10 eval '[ "$(workers "$M" "$P/fork.log" | wc -l)" = 2 ]'
+after=$(workers "$M" "$P/fork.log" | sort | tr '\n' ' ')
+code=$(fcgi "$K/k.sock" "$TOKEN")
+check "fork working again, the next reload starts a new generation ($after) that serves (HTTP $code)" \
+	"$([ "$(wc -w <<<"$after")" = 2 ] && [ "$after" != "$before" ] && [ "$code" = 200 ]; echo $?)" \
+	"$(tail -n 6 "$P/fork.log")"
+stop_pid "$M"
+
+# --- reloads faster than retirees finish ---------------------------------------------
+
+# Every child holds a process slot of the signal segment (1024) until it
+# is reaped. With 256 workers and every old process stuck (SIGSTOP), four
+# reloads in a row put more processes beside each new generation than
+# there are slots: the retirees nearest their deadline must make room,
+# or the new workers cannot start and the master gives up.
+F=$P/room
+mkdir -p "$F"
+srv room --sqlite-path "$F/kv.sqlite" serve --access-token "$TOKEN" --allow-root \
+	--listen "unix:$F/f.sock" --workers 256 --shutdown-timeout 300 --log-level debug
+M=$SRV
+wait_until 60 started 256 "$P/room.log"
+for i in 1 2 3 4; do
+	for c in $(pgrep -P "$M"); do kill -STOP "$c"; done
+	kill -HUP "$M"
+	wait_until 60 eval 'started $((256 * (i + 1))) "$P/room.log" || grep -q "giving up" "$P/room.log"'
+done
+sleep 0.5
+opened=$(grep -c 'database open, synchronous=' "$P/room.log")
+kids=$(pgrep -P "$M" | wc -l)
+code=$(fcgi "$F/f.sock" "$TOKEN")
+check "four reloads with 256 workers while every old process is stuck: all 1280 workers started ($opened), none short of a process slot, $kids children (at most 1024), the oldest retirees killed to make room, and it serves (HTTP $code)" \
+	"$([ "$opened" = 1280 ] && [ "$kids" -le 1024 ] && alive "$M" && [ "$code" = 200 ] &&
+		! grep -qE 'no free process slot|not restarting it|giving up' "$P/room.log" &&
+		grep -q 'leave no room for a new generation: killing' "$P/room.log"; echo $?)" \
+	"$(grep -E 'no free process slot|not restarting|giving up|leave no room|too many' "$P/room.log" | sort | uniq -c | sort -rn | head -n 6)"
+kill_tree "$M"
+wait "$M" 2>/dev/null
 
 # --- shutdown-timeout expiring -----------------------------------------------------
 

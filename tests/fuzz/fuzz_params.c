@@ -4,7 +4,8 @@
  * the route chosen for that path. The input is the three values separated
  * by NUL bytes (a missing one is an absent parameter). Any crash or
  * sanitizer report is a bug, and so are these: a length accepted that is
- * not the decimal value of the text, a wrong token accepted, a path with a
+ * not the decimal value of the text, or a plain decimal that fits refused;
+ * a wrong token accepted, or the right one refused; a path with a
  * query string or longer than the URI, a route whose base is longer than
  * the path or that has no name. Build and run: tests/fuzz/run.sh.
  */
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "arena.h"
 #include "http.h"
@@ -56,6 +58,11 @@ check_content_length(const char *s)
 			__builtin_trap();
 	} else if (rc == 0 && s != NULL && *s != '\0')
 		__builtin_trap();
+	else if (rc < 0 && s != NULL && *s != '\0' &&
+	    s[strspn(s, "0123456789")] == '\0' &&
+	    strlen(s + strspn(s, "0")) < 20)
+		/* Refused: but digits worth less than 10^19 always fit. */
+		__builtin_trap();
 }
 
 static void
@@ -69,6 +76,10 @@ check_bearer(const char *h)
 
 	if (e == KV_OK && (h == NULL || strlen(h) != 7 + strlen(TOKEN) ||
 	    strcmp(h + 7, TOKEN) != 0))
+		__builtin_trap();
+	/* And the right token, after any spelling of the scheme, is taken. */
+	if (e != KV_OK && h != NULL && strlen(h) == 7 + strlen(TOKEN) &&
+	    strncasecmp(h, "bearer ", 7) == 0 && strcmp(h + 7, TOKEN) == 0)
 		__builtin_trap();
 }
 
