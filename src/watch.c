@@ -126,6 +126,8 @@ struct watch_hub {
 	size_t			 max_streams;	/* below the descriptor limit */
 	size_t			 out_bytes;	/* all streams' output buffers */
 	size_t			 out_budget;
+	size_t			 budget_drops;	/* since last logged */
+	size_t			 budget_freed;	/* their buffers, bytes */
 	struct arena		 arena;
 };
 
@@ -143,6 +145,43 @@ mono_ms(void)
 
 /* --- output --------------------------------------------------------------- */
 
+static void	drop(struct watch_hub *, struct watch_stream *);
+static void	out_release(struct watch_hub *, struct watch_stream *);
+
+/*
+ * Makes room in the budget for s to grow by more bytes, before it grows:
+ * one commit can queue a frame for every stream at once, so waiting for
+ * the end of the pass would let the worker hold a frame per stream. The
+ * other streams furthest behind go first; if s itself is furthest behind,
+ * it is the one to go (-1). A stream alone may hold one backlog
+ * (KV_MAX_WATCH_BACKLOG_BYTES) even past a smaller budget.
+ */
+static int
+out_make_room(struct watch_hub *h, struct watch_stream *s, size_t more)
+{
+	while (h->out_bytes + more > h->out_budget) {
+		struct watch_stream	*worst = NULL;
+
+		for (size_t i = 0; i < h->n_streams; i++)
+			if (h->streams[i] != s && (worst == NULL ||
+			    h->streams[i]->out_len > worst->out_len))
+				worst = h->streams[i];
+		if (worst == NULL || worst->out_len == 0) {
+			/* Only empty buffers kept for reuse are left. */
+			for (size_t i = 0; i < h->n_streams; i++)
+				if (h->streams[i] != s)
+					out_release(h, h->streams[i]);
+			return 0;
+		}
+		if (s->out_len >= worst->out_len)
+			return -1;
+		h->budget_drops++;
+		h->budget_freed += worst->out_cap;
+		drop(h, worst);
+	}
+	return 0;
+}
+
 static int
 out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 {
@@ -156,6 +195,11 @@ out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 	cap = s->out_cap ? s->out_cap : 1024;
 	while (cap < s->out_len + more)
 		cap *= 2;
+	if (out_make_room(h, s, cap - s->out_cap) != 0) {
+		h->budget_drops++;
+		h->budget_freed += s->out_cap;
+		return -1;
+	}
 	if ((p = realloc(s->out, cap)) == NULL)
 		return -1;
 	h->out_bytes += cap - s->out_cap;
@@ -406,23 +450,27 @@ slots_moved(struct watch_hub *h, const struct watch_stream *s)
 }
 
 /*
- * Calls visit on every open stream and drops those it fails (-1). drop()
- * moves the last stream into the dropped one's place, so that place is
- * visited again rather than skipped.
+ * Calls visit on every open stream and drops those it fails (-1). A visit
+ * may also drop other streams (the output budget). drop() moves the last
+ * stream into the dropped one's place, so the walk goes from the end:
+ * streams not visited yet all sit below the position being visited and
+ * stay there; at worst one already visited is visited again.
  */
 static void
 for_each_stream(struct watch_hub *h,
     int (*visit)(struct watch_hub *, struct watch_stream *, int64_t),
     int64_t now_wall)
 {
-	for (size_t i = 0; i < h->n_streams;) {
-		struct watch_stream	*s = h->streams[i];
+	for (size_t i = h->n_streams; i > 0;) {
+		struct watch_stream	*s;
 
-		if (visit(h, s, now_wall) != 0) {
-			drop(h, s);
+		if (--i >= h->n_streams) {
+			i = h->n_streams;
 			continue;
 		}
-		i++;
+		s = h->streams[i];
+		if (visit(h, s, now_wall) != 0)
+			drop(h, s);
 	}
 }
 
@@ -546,15 +594,19 @@ check_foreign(struct watch_hub *h)
 /*
  * Keeps the output buffers of all streams within the worker's budget: the
  * streams furthest behind go first (their clients reconnect and read
- * again), until a quarter of the budget is free.
+ * again), until a quarter of the budget is free. out_make_room() already
+ * keeps each growth within it; this frees the headroom and logs the drops
+ * of the whole pass once.
  */
 static void
 enforce_out_budget(struct watch_hub *h)
 {
-	size_t	 dropped = 0, freed = 0, goal = h->out_budget / 4 * 3;
+	size_t	 dropped = h->budget_drops, freed = h->budget_freed;
+	size_t	 goal = h->out_budget / 4 * 3;
 
+	h->budget_drops = h->budget_freed = 0;
 	if (h->out_bytes <= h->out_budget)
-		return;
+		goal = h->out_bytes;	/* within it: nothing to drop */
 	while (h->out_bytes > goal && h->n_streams > 0) {
 		struct watch_stream	*worst = h->streams[0];
 

@@ -11,7 +11,7 @@
 //   running out of descriptors.
 
 import { assert, encAtomicWrite, MutationType, parseEnvFile, RawClient, run, RUN_DIR, sleep, STACK, uniquePrefix, ValueEncoding, withTimeout } from "./helpers.ts";
-import { encWatch, fcgiRead, fcgiRequest, rawKey } from "./watch_lib.ts";
+import { encWatch, fcgiRead, fcgiRequest, rawKey, streamsPerWorker } from "./watch_lib.ts";
 
 const dec = new TextDecoder();
 const te = new TextEncoder();
@@ -103,6 +103,63 @@ test("watch output past the worker's budget drops the slowest streams, logs it, 
   } finally {
     closeAll(stalled);
     if (reader) closeAll([reader]);
+  }
+});
+
+// The worker's peak resident memory, in bytes (VmHWM).
+function peakRss(pid: number): number {
+  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmHWM:\s+(\d+) kB/m);
+  if (!m) throw new Error(`no VmHWM for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+// One commit that every stream watches must not let the worker queue a
+// frame for each of them before the budget is looked at: the budget bounds
+// what the worker holds at any moment, not only between two commits.
+test("one commit to many stalled streams keeps the worker's held output within its budget", async () => {
+  const env = await instance("wburst", "--workers 1 --watch-output-budget 1");
+  const raw = await RawClient.open(env.H1_URL);
+  const prefix = uniquePrefix("burst");
+  const keys = Array.from({ length: 10 }, (_, i) => rawKey([...prefix, `k${i}`]));
+  const watch = fcgiRequest("/v2/watch", encWatch(keys), raw.meta.databaseId, raw.meta.token);
+  const stalled: Deno.Conn[] = [];
+  try {
+    // Sixty streams of ten absent keys: tiny first frames, nothing held.
+    for (let i = 0; i < 60; i++) {
+      const c = await Deno.connect({ transport: "unix", path: env.SOCKET });
+      stalled.push(c);
+      await c.write(watch);
+      const r = await withTimeout(fcgiRead(c, headersAndFrame), 20_000, "initial frame");
+      assert.ok(headersAndFrame(r.stdout), `stream ${i}: ${dec.decode(r.stdout).slice(0, 120)}`);
+    }
+    const workers = [...streamsPerWorker(Number(env.PID)).keys()];
+    assert.equal(workers.length, 1, "one worker");
+    const before = peakRss(workers[0]);
+    // One write of ten 60 KiB values: a 600 KiB frame for every stream,
+    // which none of them reads.
+    const res = await raw.write({
+      mutations: keys.map((key, i) => ({
+        key,
+        type: MutationType.SET,
+        value: { data: new Uint8Array(60 * 1024).fill(i), encoding: ValueEncoding.BYTES },
+      })),
+    });
+    assert.ok(res, "the write committed");
+    let log = "";
+    for (const t0 = Date.now(); Date.now() - t0 < 10_000; await sleep(100)) {
+      log = Deno.readTextFileSync(env.LOG);
+      if (log.includes("over its budget")) break;
+    }
+    assert.match(log, /over its budget/, "the drop is logged");
+    const grew = peakRss(workers[0]) - before;
+    // Budget 1 MiB; the rest is the read of the ten values and the frame
+    // being built. Without the bound it is about 60 frames of 600 KiB.
+    assert.ok(grew < 16 * 1024 * 1024, `the worker's peak memory grew by ${(grew / 1048576).toFixed(1)} MiB`);
+    // The worker still answers.
+    const r = await raw.post("snapshot_read", new Uint8Array(0));
+    assert.ok(r.status < 500, `a read is still served (${r.status} ${r.text})`);
+  } finally {
+    closeAll(stalled);
   }
 });
 
