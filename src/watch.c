@@ -119,6 +119,12 @@ struct watch_hub {
 	struct shm_cursor	 changes;	/* where we are in the change ring */
 	struct watch_stream	*dirty;
 	int64_t			 next_keepalive_ms;
+	/*
+	 * No stream has an entry expiring before this (wall clock; 0: none).
+	 * Never later than the truth, so the streams are only walked for
+	 * expiry when one may be due, not on every commit.
+	 */
+	int64_t			 next_expiry_ms;
 	int64_t			 next_foreign_ms;
 	/* Every data version up to this one has been accounted for. */
 	uint64_t		 accounted;
@@ -363,6 +369,15 @@ finish(struct watch_hub *h, struct watch_stream *s)
 
 /* --- reading and sending ------------------------------------------------------ */
 
+/* Keeps the hub's next expiry no later than this stream's. */
+static void
+note_expiry(struct watch_hub *h, const struct watch_stream *s)
+{
+	if (s->expiry_ms != 0 && (h->next_expiry_ms == 0 ||
+	    s->expiry_ms < h->next_expiry_ms))
+		h->next_expiry_ms = s->expiry_ms;
+}
+
 static int
 same_entry(const struct watch_key *k, const struct kv_range_result *r)
 {
@@ -429,6 +444,7 @@ refresh(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
 				s->expiry_ms = exp;
 		}
 	}
+	note_expiry(h, s);
 	if (!changed)
 		return 0;
 	if (codec_encode_watch_frame(entries, s->n, &h->arena, &frame) !=
@@ -486,8 +502,10 @@ static int
 refresh_if_expired(struct watch_hub *h, struct watch_stream *s,
     int64_t now_wall)
 {
-	if (s->expiry_ms == 0 || s->expiry_ms > now_wall)
+	if (s->expiry_ms == 0 || s->expiry_ms > now_wall) {
+		note_expiry(h, s);
 		return 0;
+	}
 	return refresh(h, s, now_wall);
 }
 
@@ -717,12 +735,8 @@ next_timeout_ms(struct watch_hub *h)
 	int64_t	 now = mono_ms(), wall = kv_now_ms();
 	int64_t	 t = h->next_keepalive_ms - now;
 
-	for (size_t i = 0; i < h->n_streams; i++) {
-		int64_t	 e = h->streams[i]->expiry_ms;
-
-		if (e != 0 && e - wall < t)
-			t = e - wall;
-	}
+	if (h->next_expiry_ms != 0 && h->next_expiry_ms - wall < t)
+		t = h->next_expiry_ms - wall;
 	if (h->next_foreign_ms - now < t)
 		t = h->next_foreign_ms - now;
 	if (t < 0)
@@ -765,7 +779,11 @@ hub_main(void *arg)
 			    flush_out(h, s) != 0)
 				drop(h, s);
 		}
-		for_each_stream(h, refresh_if_expired, kv_now_ms());
+		if (h->next_expiry_ms != 0 && h->next_expiry_ms <= kv_now_ms()) {
+			/* The walk finds the next one. */
+			h->next_expiry_ms = 0;
+			for_each_stream(h, refresh_if_expired, kv_now_ms());
+		}
 		if (mono_ms() >= h->next_foreign_ms)
 			h->next_foreign_ms = mono_ms() + check_foreign(h);
 		if (mono_ms() >= h->next_keepalive_ms) {
