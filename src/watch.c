@@ -134,6 +134,7 @@ struct watch_hub {
 	size_t			 out_budget;
 	size_t			 budget_drops;	/* since last logged */
 	size_t			 budget_freed;	/* their buffers, bytes */
+	size_t			 out_peak;	/* most out_bytes since logged */
 	struct arena		 arena;
 };
 
@@ -154,6 +155,18 @@ mono_ms(void)
 static void	drop(struct watch_hub *, struct watch_stream *);
 static void	out_release(struct watch_hub *, struct watch_stream *);
 
+/* Gives back the empty buffers kept for reuse, but keep's. */
+static void
+release_idle(struct watch_hub *h, const struct watch_stream *keep)
+{
+	for (size_t i = 0; i < h->n_streams; i++) {
+		struct watch_stream	*s = h->streams[i];
+
+		if (s != keep && s->out_len == 0 && s->out_cap > 0)
+			out_release(h, s);
+	}
+}
+
 /*
  * Makes room in the budget for s to grow by more bytes, before it grows:
  * one commit can queue a frame for every stream at once, so waiting for
@@ -165,6 +178,9 @@ static void	out_release(struct watch_hub *, struct watch_stream *);
 static int
 out_make_room(struct watch_hub *h, struct watch_stream *s, size_t more)
 {
+	if (h->out_bytes + more <= h->out_budget)
+		return 0;
+	release_idle(h, s);
 	while (h->out_bytes + more > h->out_budget) {
 		struct watch_stream	*worst = NULL;
 
@@ -172,13 +188,8 @@ out_make_room(struct watch_hub *h, struct watch_stream *s, size_t more)
 			if (h->streams[i] != s && (worst == NULL ||
 			    h->streams[i]->out_len > worst->out_len))
 				worst = h->streams[i];
-		if (worst == NULL || worst->out_len == 0) {
-			/* Only empty buffers kept for reuse are left. */
-			for (size_t i = 0; i < h->n_streams; i++)
-				if (h->streams[i] != s)
-					out_release(h, h->streams[i]);
-			return 0;
-		}
+		if (worst == NULL || worst->out_len == 0)
+			return 0;	/* s alone: its backlog limit bounds it */
 		if (s->out_len >= worst->out_len)
 			return -1;
 		h->budget_drops++;
@@ -209,6 +220,8 @@ out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 	if ((p = realloc(s->out, cap)) == NULL)
 		return -1;
 	h->out_bytes += cap - s->out_cap;
+	if (h->out_bytes > h->out_peak)
+		h->out_peak = h->out_bytes;
 	s->out = p;
 	s->out_cap = cap;
 	return 0;
@@ -612,7 +625,8 @@ check_foreign(struct watch_hub *h)
 /*
  * Keeps the output buffers of all streams within the worker's budget: the
  * streams furthest behind go first (their clients reconnect and read
- * again), until a quarter of the budget is free. out_make_room() already
+ * again), until a quarter of the budget is free; empty buffers kept for
+ * reuse are given back before anyone is dropped. out_make_room() already
  * keeps each growth within it; this frees the headroom and logs the drops
  * of the whole pass once.
  */
@@ -623,7 +637,9 @@ enforce_out_budget(struct watch_hub *h)
 	size_t	 goal = h->out_budget / 4 * 3;
 
 	h->budget_drops = h->budget_freed = 0;
-	if (h->out_bytes <= h->out_budget)
+	if (h->out_bytes > h->out_budget)
+		release_idle(h, NULL);
+	else
 		goal = h->out_bytes;	/* within it: nothing to drop */
 	while (h->out_bytes > goal && h->n_streams > 0) {
 		struct watch_stream	*worst = h->streams[0];
@@ -631,20 +647,19 @@ enforce_out_budget(struct watch_hub *h)
 		for (size_t i = 1; i < h->n_streams; i++)
 			if (h->streams[i]->out_len > worst->out_len)
 				worst = h->streams[i];
-		if (worst->out_len == 0) {
-			/* Only empty buffers kept for reuse are left. */
-			for (size_t i = 0; i < h->n_streams; i++)
-				out_release(h, h->streams[i]);
+		if (worst->out_len == 0)
 			break;
-		}
 		freed += worst->out_cap;
 		dropped++;
 		drop(h, worst);
 	}
-	if (dropped > 0)
+	if (dropped > 0) {
 		log_warnx("watch output over its budget of %zu bytes: dropped"
 		    " the %zu slowest streams (%zu bytes); their clients will"
-		    " reconnect", h->out_budget, dropped, freed);
+		    " reconnect; at most %zu bytes were held", h->out_budget,
+		    dropped, freed, h->out_peak);
+		h->out_peak = h->out_bytes;
+	}
 }
 
 static int

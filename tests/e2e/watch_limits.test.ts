@@ -11,7 +11,7 @@
 //   running out of descriptors.
 
 import { assert, encAtomicWrite, MutationType, parseEnvFile, RawClient, run, RUN_DIR, sleep, STACK, uniquePrefix, ValueEncoding, withTimeout } from "./helpers.ts";
-import { encWatch, fcgiRead, fcgiRequest, rawKey, streamsPerWorker } from "./watch_lib.ts";
+import { encWatch, fcgiRead, fcgiRequest, rawKey } from "./watch_lib.ts";
 
 const dec = new TextDecoder();
 const te = new TextEncoder();
@@ -106,13 +106,6 @@ test("watch output past the worker's budget drops the slowest streams, logs it, 
   }
 });
 
-// The worker's peak resident memory, in bytes (VmHWM).
-function peakRss(pid: number): number {
-  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmHWM:\s+(\d+) kB/m);
-  if (!m) throw new Error(`no VmHWM for ${pid}`);
-  return Number(m[1]) * 1024;
-}
-
 // One commit that every stream watches must not let the worker queue a
 // frame for each of them before the budget is looked at: the budget bounds
 // what the worker holds at any moment, not only between two commits.
@@ -132,9 +125,6 @@ test("one commit to many stalled streams keeps the worker's held output within i
       const r = await withTimeout(fcgiRead(c, headersAndFrame), 20_000, "initial frame");
       assert.ok(headersAndFrame(r.stdout), `stream ${i}: ${dec.decode(r.stdout).slice(0, 120)}`);
     }
-    const workers = [...streamsPerWorker(Number(env.PID)).keys()];
-    assert.equal(workers.length, 1, "one worker");
-    const before = peakRss(workers[0]);
     // One write of ten 60 KiB values: a 600 KiB frame for every stream,
     // which none of them reads.
     const res = await raw.write({
@@ -150,11 +140,12 @@ test("one commit to many stalled streams keeps the worker's held output within i
       log = Deno.readTextFileSync(env.LOG);
       if (log.includes("over its budget")) break;
     }
-    assert.match(log, /over its budget/, "the drop is logged");
-    const grew = peakRss(workers[0]) - before;
-    // Budget 1 MiB; the rest is the read of the ten values and the frame
-    // being built. Without the bound it is about 60 frames of 600 KiB.
-    assert.ok(grew < 16 * 1024 * 1024, `the worker's peak memory grew by ${(grew / 1048576).toFixed(1)} MiB`);
+    // The log says how much the worker held at most (its own count of
+    // output buffers, which a sanitizer build does not inflate as it does
+    // resident memory). Without the bound: a frame for each of the 60.
+    const held = log.match(/over its budget of 1048576 bytes: dropped .* at most (\d+) bytes were held/);
+    assert.ok(held, `the drop is logged with what was held: ${log.slice(-400)}`);
+    assert.ok(Number(held[1]) <= 2 * 1048576, `the worker held at most ${held[1]} bytes of output`);
     // The worker still answers.
     const r = await raw.post("snapshot_read", new Uint8Array(0));
     assert.ok(r.status < 500, `a read is still served (${r.status} ${r.text})`);
