@@ -145,6 +145,12 @@ struct watch_hub {
 	struct shm_cursor	 changes;	/* where we are in the change ring */
 	struct watch_stream	*dirty;
 	int64_t			 next_keepalive_ms;
+	/*
+	 * No stream has an entry expiring before this (wall clock; 0: none).
+	 * Never later than the truth, so the streams are only walked for
+	 * expiry when one may be due, not on every commit.
+	 */
+	int64_t			 next_expiry_ms;
 	int64_t			 next_foreign_ms;
 	/* Every data version up to this one has been accounted for. */
 	uint64_t		 accounted;
@@ -152,6 +158,9 @@ struct watch_hub {
 	size_t			 max_streams;	/* below the descriptor limit */
 	size_t			 out_bytes;	/* all streams' output buffers */
 	size_t			 out_budget;
+	size_t			 budget_drops;	/* since last logged */
+	size_t			 budget_freed;	/* their buffers, bytes */
+	size_t			 out_peak;	/* most out_bytes since logged */
 	struct arena		 arena;
 	/* queue long polls */
 	struct kv_db		*qdb;		/* read-write: leases */
@@ -188,6 +197,53 @@ mono_ms(void)
 
 /* --- output --------------------------------------------------------------- */
 
+static void	drop(struct watch_hub *, struct watch_stream *);
+static void	out_release(struct watch_hub *, struct watch_stream *);
+
+/* Gives back the empty buffers kept for reuse, but keep's. */
+static void
+release_idle(struct watch_hub *h, const struct watch_stream *keep)
+{
+	for (size_t i = 0; i < h->n_streams; i++) {
+		struct watch_stream	*s = h->streams[i];
+
+		if (s != keep && s->out_len == 0 && s->out_cap > 0)
+			out_release(h, s);
+	}
+}
+
+/*
+ * Makes room in the budget for s to grow by more bytes, before it grows:
+ * one commit can queue a frame for every stream at once, so waiting for
+ * the end of the pass would let the worker hold a frame per stream. The
+ * other streams furthest behind go first; if s itself is furthest behind,
+ * it is the one to go (-1). A stream alone may hold one backlog
+ * (KV_MAX_WATCH_BACKLOG_BYTES) even past a smaller budget.
+ */
+static int
+out_make_room(struct watch_hub *h, struct watch_stream *s, size_t more)
+{
+	if (h->out_bytes + more <= h->out_budget)
+		return 0;
+	release_idle(h, s);
+	while (h->out_bytes + more > h->out_budget) {
+		struct watch_stream	*worst = NULL;
+
+		for (size_t i = 0; i < h->n_streams; i++)
+			if (h->streams[i] != s && (worst == NULL ||
+			    h->streams[i]->out_len > worst->out_len))
+				worst = h->streams[i];
+		if (worst == NULL || worst->out_len == 0)
+			return 0;	/* s alone: its backlog limit bounds it */
+		if (s->out_len >= worst->out_len)
+			return -1;
+		h->budget_drops++;
+		h->budget_freed += worst->out_cap;
+		drop(h, worst);
+	}
+	return 0;
+}
+
 static int
 out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 {
@@ -202,9 +258,16 @@ out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 	cap = s->out_cap ? s->out_cap : 1024;
 	while (cap < s->out_len + more)
 		cap *= 2;
+	if (out_make_room(h, s, cap - s->out_cap) != 0) {
+		h->budget_drops++;
+		h->budget_freed += s->out_cap;
+		return -1;
+	}
 	if ((p = realloc(s->out, cap)) == NULL)
 		return -1;
 	h->out_bytes += cap - s->out_cap;
+	if (h->out_bytes > h->out_peak)
+		h->out_peak = h->out_bytes;
 	s->out = p;
 	s->out_cap = cap;
 	return 0;
@@ -376,6 +439,15 @@ finish(struct watch_hub *h, struct watch_stream *s)
 
 /* --- reading and sending ------------------------------------------------------ */
 
+/* Keeps the hub's next expiry no later than this stream's. */
+static void
+note_expiry(struct watch_hub *h, const struct watch_stream *s)
+{
+	if (s->expiry_ms != 0 && (h->next_expiry_ms == 0 ||
+	    s->expiry_ms < h->next_expiry_ms))
+		h->next_expiry_ms = s->expiry_ms;
+}
+
 static int
 same_entry(const struct watch_key *k, const struct kv_range_result *r)
 {
@@ -442,6 +514,7 @@ refresh(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
 				s->expiry_ms = exp;
 		}
 	}
+	note_expiry(h, s);
 	if (!changed)
 		return 0;
 	if (codec_encode_watch_frame(entries, s->n, &h->arena, &frame) !=
@@ -465,23 +538,27 @@ slots_moved(struct watch_hub *h, const struct watch_stream *s)
 }
 
 /*
- * Calls visit on every open stream and drops those it fails (-1). drop()
- * moves the last stream into the dropped one's place, so that place is
- * visited again rather than skipped.
+ * Calls visit on every open stream and drops those it fails (-1). A visit
+ * may also drop other streams (the output budget). drop() moves the last
+ * stream into the dropped one's place, so the walk goes from the end:
+ * streams not visited yet all sit below the position being visited and
+ * stay there; at worst one already visited is visited again.
  */
 static void
 for_each_stream(struct watch_hub *h,
     int (*visit)(struct watch_hub *, struct watch_stream *, int64_t),
     int64_t now_wall)
 {
-	for (size_t i = 0; i < h->n_streams;) {
-		struct watch_stream	*s = h->streams[i];
+	for (size_t i = h->n_streams; i > 0;) {
+		struct watch_stream	*s;
 
-		if (visit(h, s, now_wall) != 0) {
-			drop(h, s);
+		if (--i >= h->n_streams) {
+			i = h->n_streams;
 			continue;
 		}
-		i++;
+		s = h->streams[i];
+		if (visit(h, s, now_wall) != 0)
+			drop(h, s);
 	}
 }
 
@@ -497,8 +574,10 @@ static int
 refresh_if_expired(struct watch_hub *h, struct watch_stream *s,
     int64_t now_wall)
 {
-	if (s->expiry_ms == 0 || s->expiry_ms > now_wall)
+	if (s->expiry_ms == 0 || s->expiry_ms > now_wall) {
+		note_expiry(h, s);
 		return 0;
+	}
 	return refresh(h, s, now_wall);
 }
 
@@ -605,35 +684,41 @@ check_foreign(struct watch_hub *h)
 /*
  * Keeps the output buffers of all streams within the worker's budget: the
  * streams furthest behind go first (their clients reconnect and read
- * again), until a quarter of the budget is free.
+ * again), until a quarter of the budget is free; empty buffers kept for
+ * reuse are given back before anyone is dropped. out_make_room() already
+ * keeps each growth within it; this frees the headroom and logs the drops
+ * of the whole pass once.
  */
 static void
 enforce_out_budget(struct watch_hub *h)
 {
-	size_t	 dropped = 0, freed = 0, goal = h->out_budget / 4 * 3;
+	size_t	 dropped = h->budget_drops, freed = h->budget_freed;
+	size_t	 goal = h->out_budget / 4 * 3;
 
-	if (h->out_bytes <= h->out_budget)
-		return;
+	h->budget_drops = h->budget_freed = 0;
+	if (h->out_bytes > h->out_budget)
+		release_idle(h, NULL);
+	else
+		goal = h->out_bytes;	/* within it: nothing to drop */
 	while (h->out_bytes > goal && h->n_streams > 0) {
 		struct watch_stream	*worst = h->streams[0];
 
 		for (size_t i = 1; i < h->n_streams; i++)
 			if (h->streams[i]->out_len > worst->out_len)
 				worst = h->streams[i];
-		if (worst->out_len == 0) {
-			/* Only empty buffers kept for reuse are left. */
-			for (size_t i = 0; i < h->n_streams; i++)
-				out_release(h, h->streams[i]);
+		if (worst->out_len == 0)
 			break;
-		}
 		freed += worst->out_cap;
 		dropped++;
 		drop(h, worst);
 	}
-	if (dropped > 0)
+	if (dropped > 0) {
 		log_warnx("watch output over its budget of %zu bytes: dropped"
 		    " the %zu slowest streams (%zu bytes); their clients will"
-		    " reconnect", h->out_budget, dropped, freed);
+		    " reconnect; at most %zu bytes were held", h->out_budget,
+		    dropped, freed, h->out_peak);
+		h->out_peak = h->out_bytes;
+	}
 }
 
 static int
@@ -1041,12 +1126,8 @@ next_timeout_ms(struct watch_hub *h)
 	int64_t	 now = mono_ms(), wall = kv_now_ms();
 	int64_t	 t = h->next_keepalive_ms - now;
 
-	for (size_t i = 0; i < h->n_streams; i++) {
-		int64_t	 e = h->streams[i]->expiry_ms;
-
-		if (e != 0 && e - wall < t)
-			t = e - wall;
-	}
+	if (h->next_expiry_ms != 0 && h->next_expiry_ms - wall < t)
+		t = h->next_expiry_ms - wall;
 	if (h->next_foreign_ms - now < t)
 		t = h->next_foreign_ms - now;
 	if (poll_timeout_ms(h) < t)
@@ -1099,7 +1180,11 @@ hub_main(void *arg)
 				poll_sent(h, s);
 		}
 		poll_timers(h);
-		for_each_stream(h, refresh_if_expired, kv_now_ms());
+		if (h->next_expiry_ms != 0 && h->next_expiry_ms <= kv_now_ms()) {
+			/* The walk finds the next one. */
+			h->next_expiry_ms = 0;
+			for_each_stream(h, refresh_if_expired, kv_now_ms());
+		}
 		if (mono_ms() >= h->next_foreign_ms)
 			h->next_foreign_ms = mono_ms() + check_foreign(h);
 		if (mono_ms() >= h->next_keepalive_ms) {

@@ -106,6 +106,54 @@ test("watch output past the worker's budget drops the slowest streams, logs it, 
   }
 });
 
+// One commit that every stream watches must not let the worker queue a
+// frame for each of them before the budget is looked at: the budget bounds
+// what the worker holds at any moment, not only between two commits.
+test("one commit to many stalled streams keeps the worker's held output within its budget", async () => {
+  const env = await instance("wburst", "--workers 1 --watch-output-budget 1");
+  const raw = await RawClient.open(env.H1_URL);
+  const prefix = uniquePrefix("burst");
+  const keys = Array.from({ length: 10 }, (_, i) => rawKey([...prefix, `k${i}`]));
+  const watch = fcgiRequest("/v2/watch", encWatch(keys), raw.meta.databaseId, raw.meta.token);
+  const stalled: Deno.Conn[] = [];
+  try {
+    // Sixty streams of ten absent keys: tiny first frames, nothing held.
+    for (let i = 0; i < 60; i++) {
+      const c = await Deno.connect({ transport: "unix", path: env.SOCKET });
+      stalled.push(c);
+      await c.write(watch);
+      const r = await withTimeout(fcgiRead(c, headersAndFrame), 20_000, "initial frame");
+      assert.ok(headersAndFrame(r.stdout), `stream ${i}: ${dec.decode(r.stdout).slice(0, 120)}`);
+    }
+    // One write of ten 60 KiB values: a 600 KiB frame for every stream,
+    // which none of them reads.
+    const res = await raw.write({
+      mutations: keys.map((key, i) => ({
+        key,
+        type: MutationType.SET,
+        value: { data: new Uint8Array(60 * 1024).fill(i), encoding: ValueEncoding.BYTES },
+      })),
+    });
+    assert.ok(res, "the write committed");
+    let log = "";
+    for (const t0 = Date.now(); Date.now() - t0 < 10_000; await sleep(100)) {
+      log = Deno.readTextFileSync(env.LOG);
+      if (log.includes("over its budget")) break;
+    }
+    // The log says how much the worker held at most (its own count of
+    // output buffers, which a sanitizer build does not inflate as it does
+    // resident memory). Without the bound: a frame for each of the 60.
+    const held = log.match(/over its budget of 1048576 bytes: dropped .* at most (\d+) bytes were held/);
+    assert.ok(held, `the drop is logged with what was held: ${log.slice(-400)}`);
+    assert.ok(Number(held[1]) <= 2 * 1048576, `the worker held at most ${held[1]} bytes of output`);
+    // The worker still answers.
+    const r = await raw.post("snapshot_read", new Uint8Array(0));
+    assert.ok(r.status < 500, `a read is still served (${r.status} ${r.text})`);
+  } finally {
+    closeAll(stalled);
+  }
+});
+
 test("a worker past its watch cap (from the open-files limit) answers 503 'too many open watches' and keeps serving", async () => {
   // 128 descriptors: the cap is 128 - 64 = 64 watches for the one worker.
   const env = await instance("wcap", "--workers 1", 128);
