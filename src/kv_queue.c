@@ -89,9 +89,11 @@ static const char *const queue_sql[QS__COUNT] = {
 	[QS_EXPIRED] = "select id, deadline from queue_running"
 	    " where deadline <= ?1 and " QUEUE_NAMEABLE
 	    " order by deadline limit ?2",
-	[QS_NEXT_EVENTS] = "select (select min(ts) from queue where "
-	    QUEUE_NAMEABLE "), (select min(deadline) from queue_running"
-	    " where " QUEUE_NAMEABLE ")",
+	/* First rows in index order: no scan past the earliest nameable. */
+	[QS_NEXT_EVENTS] = "select (select ts from queue where "
+	    QUEUE_NAMEABLE " order by ts limit 1), (select deadline from"
+	    " queue_running where " QUEUE_NAMEABLE " order by deadline"
+	    " limit 1)",
 	[QS_STATS] = "select (select count(*) from queue where ts <= ?1),"
 	    " (select count(*) from queue where ts > ?1),"
 	    " (select count(*) from queue_running),"
