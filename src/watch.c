@@ -852,9 +852,32 @@ expire_polls(struct watch_hub *h)
 }
 
 /*
+ * Whether the queue tables name an earlier moment than the one the hub
+ * sleeps until. Writers outside this server that fail a message (another
+ * instance on the file, the Deno CLI) put it back into `queue` without
+ * moving the data version and without waking this segment's sleepers.
+ */
+static int
+queue_moved_earlier(struct watch_hub *h)
+{
+	struct kv_queue_events	 ev;
+	int64_t			 next;
+
+	if (kv_queue_next_events(h->qdb, &ev) != KV_OK)
+		return 0;
+	next = ev.next_due_ms;
+	if (ev.next_lease_end_ms != 0 && (next == 0 ||
+	    ev.next_lease_end_ms < next))
+		next = ev.next_lease_end_ms;
+	return next != 0 && (h->queue_next_wall == 0 ||
+	    next < h->queue_next_wall);
+}
+
+/*
  * The timed parts: waits that ran out, the moment the queue tables named,
- * a retry after a failure, and enqueues by writers outside this server
- * (found, like foreign commits for watches, by the data version moving).
+ * a retry after a failure, and changes by writers outside this server:
+ * enqueues (found, like foreign commits for watches, by the data version
+ * moving) and retries (found by the queue's next moment moving earlier).
  */
 static void
 poll_timers(struct watch_hub *h)
@@ -872,7 +895,8 @@ poll_timers(struct watch_hub *h)
 	if (mono < h->next_queue_check_mono)
 		return;
 	h->next_queue_check_mono = mono + HUB_FOREIGN_CHECK_MS;
-	if (kv_current_version(h->qdb, &v) == KV_OK && v != h->queue_version)
+	if ((kv_current_version(h->qdb, &v) == KV_OK && v != h->queue_version)
+	    || queue_moved_earlier(h))
 		serve_polls(h);
 }
 

@@ -433,6 +433,45 @@ plainTest("an enqueue through another server on the same file reaches a parked p
   }
 });
 
+plainTest("a retry through another server on the same file reaches a parked poll", async () => {
+  await up();
+  const other = await startServer("q3", { DB: QDB });
+  try {
+    const q = await queue();
+    const t = tag("foreign-retry");
+    await q.enqueue({ t });
+    // The other server leases the message and fails it: its retry is due
+    // 100 ms later, a change to the queue tables alone (no new version).
+    const raw = await RawClient.open(other.H1_URL);
+    const post = (path: string, body: unknown) =>
+      raw.post(`queue/${path}`, JSON.stringify(body), { "content-type": "application/json" });
+    let id: string | undefined;
+    for (let n = 0; n < 50 && !id; n++) {
+      const r = await post("lease", { max: 10, waitMs: 0, leaseMs: 60000 });
+      assert.equal(r.status, 200, r.text);
+      for (const m of JSON.parse(r.text).messages) {
+        const d = new v8.Deserializer(Uint8Array.from(atob(m.payload), (c) => c.charCodeAt(0)));
+        d.readHeader();
+        if ((d.readValue() as Record<string, unknown>)?.t === t) id = m.id;
+        else await post("finish", { id: m.id, success: true });
+      }
+      if (!id) await sleep(100);
+    }
+    assert.ok(id, "the other server leased the test's message");
+    let attempt = 0;
+    const done = listen(q, t, (_v, info) => {
+      attempt = info.attempt;
+    }, () => attempt > 0, { waitMs: 30000 }, 10_000);
+    await sleep(500); // this server's poll is parked by now
+    const f = await post("finish", { id, success: false });
+    assert.equal(f.status, 200, f.text);
+    await done; // within 10 s, not at the end of the 30 s wait
+    assert.equal(attempt, 2);
+  } finally {
+    await stopServer("q3");
+  }
+});
+
 plainTest("file compatibility with the Deno CLI's local queue, both ways", async () => {
   const file = `${RUN_DIR}/queue-compat.sqlite`;
   const t = tag("compat");
