@@ -69,6 +69,8 @@
  * wait one turn of the loop so watch streams are served in between.
  */
 #define HUB_POLLS_PER_ROUND	16
+/* How soon leasing for polls is tried again while their answers drain. */
+#define HUB_POLL_DRAIN_MS	100
 /* Descriptors a worker keeps for itself besides its watch streams. */
 #define HUB_RESERVED_FDS	64
 
@@ -150,6 +152,7 @@ struct watch_hub {
 	uint64_t		 gap;		/* unrecorded version, looked at once */
 	size_t			 max_streams;	/* below the descriptor limit */
 	size_t			 out_bytes;	/* all streams' output buffers */
+	size_t			 poll_out_bytes;	/* of which long polls' */
 	size_t			 out_budget;
 	struct arena		 arena;
 	/* queue long polls */
@@ -204,6 +207,8 @@ out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 	if ((p = realloc(s->out, cap)) == NULL)
 		return -1;
 	h->out_bytes += cap - s->out_cap;
+	if (s->poll != NULL)
+		h->poll_out_bytes += cap - s->out_cap;
 	s->out = p;
 	s->out_cap = cap;
 	return 0;
@@ -214,6 +219,8 @@ static void
 out_release(struct watch_hub *h, struct watch_stream *s)
 {
 	h->out_bytes -= s->out_cap;
+	if (s->poll != NULL)
+		h->poll_out_bytes -= s->out_cap;
 	free(s->out);
 	s->out = NULL;
 	s->out_cap = 0;
@@ -599,18 +606,19 @@ check_foreign(struct watch_hub *h)
 }
 
 /*
- * Keeps the output buffers of all streams within the worker's budget: the
- * streams furthest behind go first (their clients reconnect and read
- * again), until a quarter of the budget is free.
+ * Keeps the output buffers of the watch streams within the worker's
+ * budget: the streams furthest behind go first (their clients reconnect
+ * and read again), until a quarter of the budget is free. Long polls'
+ * answers have a budget of their own (serve_polls).
  */
 static void
 enforce_out_budget(struct watch_hub *h)
 {
 	size_t	 dropped = 0, freed = 0, goal = h->out_budget / 4 * 3;
 
-	if (h->out_bytes <= h->out_budget)
+	if (h->out_bytes - h->poll_out_bytes <= h->out_budget)
 		return;
-	while (h->out_bytes > goal && h->n_streams > 0) {
+	while (h->out_bytes - h->poll_out_bytes > goal && h->n_streams > 0) {
 		struct watch_stream	*worst = h->streams[0];
 
 		for (size_t i = 1; i < h->n_streams; i++)
@@ -799,6 +807,15 @@ serve_polls(struct watch_hub *h)
 		if (poll_gone(h->polls.head)) {
 			drop(h, h->polls.head->stream);
 			continue;
+		}
+		/*
+		 * Answers not yet taken by slow clients hold leased messages
+		 * in memory: past the budget, due messages wait in the queue
+		 * (for other consumers) until those answers drain.
+		 */
+		if (h->poll_out_bytes >= h->out_budget) {
+			h->queue_retry_mono = mono_ms() + HUB_POLL_DRAIN_MS;
+			return;
 		}
 		arena_reset(&h->arena);
 		msgs = arena_alloc(&h->arena, h->polls.head->max * sizeof(*msgs));

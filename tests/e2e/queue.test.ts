@@ -472,6 +472,42 @@ plainTest("a retry through another server on the same file reaches a parked poll
   }
 });
 
+plainTest("long polls whose clients do not read hold at most the output budget in messages", async () => {
+  const file = `${RUN_DIR}/queue-slow.sqlite`;
+  const i = await startServer("qs", { DB: file, SERVER_ARGS: "--workers 1 --watch-output-budget 1" });
+  const conns: Deno.Conn[] = [];
+  try {
+    const raw = await RawClient.open(i.H1_URL);
+    // 300 messages of 64 KB, all due at one moment a few seconds ahead.
+    const due = Date.now() + 4000;
+    await sqlite(file, `with recursive n(x) as (select 1 union all select x + 1 from n where x < 300)
+      insert into queue select ${due}, printf('slow-%03d', x), zeroblob(65000), '[]', '[]' from n`);
+    // Three consumers park a poll for 100 messages each and never read.
+    const url = new URL(`${raw.dataUrl}/queue/lease`);
+    const body = JSON.stringify({ max: 100, waitMs: 20000, leaseMs: 60000 });
+    const head = [...raw.headers({ "content-type": "application/json" })]
+      .map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    for (let n = 0; n < 3; n++) {
+      const c = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+      conns.push(c);
+      await c.write(new TextEncoder().encode(
+        `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n${head}content-length: ${body.length}\r\n\r\n${body}`,
+      ));
+    }
+    await sleep(Math.max(0, due - Date.now()) + 2000);
+    // Their answers (~8.7 MB each) cannot drain: past the 1 MiB budget the
+    // hub stops leasing for them, and the rest stay for a consumer that reads.
+    const held = Number(await sqlite(file, "select count(*) from queue_running"));
+    assert.ok(held <= 200, `slow polls hold ${held} of 300 messages`);
+    const r = await raw.post("queue/lease", JSON.stringify({ max: 100, waitMs: 0 }), { "content-type": "application/json" });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(JSON.parse(r.text).messages.length > 0, "a reading consumer gets messages");
+  } finally {
+    for (const c of conns) c.close();
+    await stopServer("qs");
+  }
+});
+
 plainTest("file compatibility with the Deno CLI's local queue, both ways", async () => {
   const file = `${RUN_DIR}/queue-compat.sqlite`;
   const t = tag("compat");
