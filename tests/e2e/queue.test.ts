@@ -508,6 +508,40 @@ plainTest("long polls whose clients do not read hold at most the output budget i
   }
 });
 
+plainTest("a consumer that does not read its answer holds no worker", async () => {
+  const file = `${RUN_DIR}/queue-unread.sqlite`;
+  const i = await startServer("qw", { DB: file, SERVER_ARGS: "--workers 1" });
+  let conn: Deno.Conn | undefined;
+  try {
+    const raw = await RawClient.open(i.H1_URL);
+    await sqlite(file, `with recursive n(x) as (select 1 union all select x + 1 from n where x < 200)
+      insert into queue select 1000, printf('unread-%03d', x), zeroblob(65000), '[]', '[]' from n`);
+    // The only worker answers a lease of 100 messages (~8.7 MB) to a
+    // client that never reads it.
+    const url = new URL(`${raw.dataUrl}/queue/lease`);
+    const body = JSON.stringify({ max: 100, waitMs: 0 });
+    const head = [...raw.headers({ "content-type": "application/json" })]
+      .map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+    await conn.write(new TextEncoder().encode(
+      `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n${head}content-length: ${body.length}\r\n\r\n${body}`,
+    ));
+    await sleep(1000);
+    // The next request is served at once, not after nginx gives up on the
+    // slow client (a minute).
+    const r = await withTimeout(
+      raw.post("queue/lease", JSON.stringify({ max: 1, waitMs: 0 }), { "content-type": "application/json" }),
+      10_000,
+      "a lease while another client's answer is unread",
+    );
+    assert.equal(r.status, 200, r.text);
+    assert.equal(JSON.parse(r.text).messages.length, 1);
+  } finally {
+    conn?.close();
+    await stopServer("qw");
+  }
+});
+
 plainTest("file compatibility with the Deno CLI's local queue, both ways", async () => {
   const file = `${RUN_DIR}/queue-compat.sqlite`;
   const t = tag("compat");
