@@ -14,7 +14,10 @@ export interface EnqueueOptions {
   delay?: number;
   /** Keys the value is written to when every attempt failed. */
   keysIfUndelivered?: KvKey[];
-  /** Delays between attempts in ms (server default: 100, 1000, 5000, 30000, 60000). */
+  /**
+   * Delays between attempts in ms (server default: 100, 1000, 5000, 30000,
+   * 60000). Not empty: over KV Connect an empty list means the default.
+   */
   backoffSchedule?: number[];
 }
 

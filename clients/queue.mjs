@@ -318,6 +318,14 @@ export class Queue {
     if (!Number.isInteger(delay) || delay < 0) {
       throw new TypeError("delay must be a non-negative integer");
     }
+    // KV Connect cannot tell an empty schedule from none, and the server
+    // stores none as the default one: [] ("never retry" to Deno's local
+    // queue) would be retried five times.
+    if (options.backoffSchedule?.length === 0) {
+      throw new RangeError(
+        "backoffSchedule must not be empty over KV Connect (it would mean the default schedule)",
+      );
+    }
     const keys = (options.keysIfUndelivered ?? []).map(encodeKey);
     const body = encodeEnqueueWrite(
       serialize(value),

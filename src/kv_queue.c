@@ -7,9 +7,8 @@
  * + the next delay, the delays left one shorter), and success or a dead
  * letter deletes it, each inside one write transaction. A message is so
  * always in exactly one place, and a lease is named by (id, deadline):
- * the row it created. A later lease of the same message always ends later
- * (it starts after this one ran out, and a renewal never shortens one), so
- * an old name never matches a new lease.
+ * the row it created. Lease ends are chosen so that an old name never
+ * matches a later lease of the same message (lease_end below).
  *
  * The column formats are those of denokv and the Deno CLI: ts and
  * deadline in milliseconds since the epoch, backoff_schedule the JSON
@@ -25,6 +24,7 @@
 
 #include "kv.h"
 #include "kv_internal.h"
+#include "kv_limits.h"
 #include "log.h"
 
 /* Expired leases returned per transaction. */
@@ -34,6 +34,23 @@
  * message; rows written by other programs are read with some room.
  */
 #define QUEUE_MAX_STORED_KEYS	64
+/* Delays read back from a row; more is an unreadable schedule. */
+#define QUEUE_MAX_STORED_DELAYS	64
+/*
+ * Lease ends are rounded up to the delays left, modulo this (see
+ * lease_end); above QUEUE_MAX_STORED_DELAYS, so no two counts share one.
+ */
+#define QUEUE_LEASE_GRAIN	128
+
+#define QUEUE_STR(x)		#x
+#define QUEUE_XSTR(x)		QUEUE_STR(x)
+/*
+ * Rows whose id is too long to name in a lease (written by another
+ * program) are left alone, and must not take the place of the others in
+ * a limited select.
+ */
+#define QUEUE_NAMEABLE		"length(cast(id as blob)) <= " \
+	QUEUE_XSTR(KV_QUEUE_ID_MAX)
 
 enum queue_stmt {
 	QS_DUE,
@@ -53,7 +70,7 @@ enum queue_stmt {
 
 static const char *const queue_sql[QS__COUNT] = {
 	[QS_DUE] = "select ts, id, data, backoff_schedule from queue"
-	    " where ts <= ?1 order by ts limit ?2",
+	    " where ts <= ?1 and " QUEUE_NAMEABLE " order by ts limit ?2",
 	[QS_TO_RUNNING] = "insert into queue_running (deadline, id, data,"
 	    " backoff_schedule, keys_if_undelivered) select ?1, id, data,"
 	    " backoff_schedule, keys_if_undelivered from queue"
@@ -70,9 +87,13 @@ static const char *const queue_sql[QS__COUNT] = {
 	    " keys_if_undelivered from queue_running where id = ?1"
 	    " and deadline = ?2",
 	[QS_EXPIRED] = "select id, deadline from queue_running"
-	    " where deadline <= ?1 order by deadline limit ?2",
-	[QS_NEXT_EVENTS] = "select (select min(ts) from queue),"
-	    " (select min(deadline) from queue_running)",
+	    " where deadline <= ?1 and " QUEUE_NAMEABLE
+	    " order by deadline limit ?2",
+	/* First rows in index order: no scan past the earliest nameable. */
+	[QS_NEXT_EVENTS] = "select (select ts from queue where "
+	    QUEUE_NAMEABLE " order by ts limit 1), (select deadline from"
+	    " queue_running where " QUEUE_NAMEABLE " order by deadline"
+	    " limit 1)",
 	[QS_STATS] = "select (select count(*) from queue where ts <= ?1),"
 	    " (select count(*) from queue where ts > ?1),"
 	    " (select count(*) from queue_running),"
@@ -272,11 +293,12 @@ hexval(char c)
 static int
 attempt_of(const char *id, const char *backoff_json)
 {
-	int64_t	 left[64];
+	int64_t	 left[QUEUE_MAX_STORED_DELAYS];
 	size_t	 n;
 	int	 hi, lo, start;
 
-	if (parse_backoff(backoff_json, left, 64, &n) != 0)
+	if (parse_backoff(backoff_json, left, QUEUE_MAX_STORED_DELAYS, &n) !=
+	    0)
 		return 0;
 	if (strlen(id) == 36 && id[14] == '8' &&
 	    (hi = hexval(id[34])) >= 0 && (lo = hexval(id[35])) >= 0) {
@@ -368,7 +390,7 @@ static enum kv_err
 fail_running(struct kv_db *k, const char *id, int64_t deadline,
     int64_t now_ms, struct queue_effects *fx)
 {
-	int64_t		 left[64];
+	int64_t		 left[QUEUE_MAX_STORED_DELAYS], delay;
 	sqlite3_stmt	*st;
 	struct kv_bytes	 payload;
 	const char	*backoff, *keys, *rest;
@@ -392,19 +414,22 @@ fail_running(struct kv_db *k, const char *id, int64_t deadline,
 	sqlite3_reset(st);
 	if (rc != 0)
 		return KV_ERR_NOMEM;
-	if (parse_backoff(backoff, left, 64, &n) != 0) {
+	if (parse_backoff(backoff, left, QUEUE_MAX_STORED_DELAYS, &n) != 0) {
 		log_warnx("queue message %s: unreadable backoff_schedule;"
 		    " no retries left", id);
 		n = 0;
 	}
 	if (n > 0) {
+		/* A row from another program may hold any integer. */
+		delay = left[0] < KV_MAX_QUEUE_DELAY_MS ? left[0] :
+		    KV_MAX_QUEUE_DELAY_MS;
 		if ((rest = backoff_text(left + 1, n - 1, fx->arena)) == NULL ||
 		    (st = stmt(k, QS_TO_READY)) == NULL)
 			return KV_ERR_NOMEM;
 		if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) !=
 		    SQLITE_OK ||
 		    sqlite3_bind_int64(st, 2, deadline) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 3, now_ms + left[0]) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 3, now_ms + delay) != SQLITE_OK ||
 		    sqlite3_bind_text(st, 4, rest, -1, SQLITE_STATIC) !=
 		    SQLITE_OK)
 			return bind_err(k);
@@ -512,6 +537,39 @@ effects_reset(struct queue_effects *fx)
 
 /* --- lease ------------------------------------------------------------------- */
 
+/*
+ * The first moment from at_least that is congruent to residue modulo
+ * QUEUE_LEASE_GRAIN. A lease of a message ends congruent to the number
+ * of delays it has left, and a renewal keeps the residue. Each delivery
+ * has one delay fewer than the one before (a failure or an expiry takes
+ * one off), so two deliveries' lease ends differ whatever the lease
+ * lengths asked for: a message failed early under a long lease and
+ * leased again under a short one could otherwise get the same end, and
+ * the first lease's name would finish the second delivery.
+ */
+static int64_t
+lease_end(int64_t at_least, int64_t residue)
+{
+	int64_t	 r = at_least % QUEUE_LEASE_GRAIN;
+
+	residue %= QUEUE_LEASE_GRAIN;
+	return at_least + (residue - r + QUEUE_LEASE_GRAIN) %
+	    QUEUE_LEASE_GRAIN;
+}
+
+/* The delays left in a stored schedule; an unreadable one has none. */
+static int64_t
+delays_left(const char *backoff_json)
+{
+	int64_t	 left[QUEUE_MAX_STORED_DELAYS];
+	size_t	 n;
+
+	if (parse_backoff(backoff_json, left, QUEUE_MAX_STORED_DELAYS, &n) !=
+	    0)
+		return 0;
+	return (int64_t)n;
+}
+
 struct lease_tx {
 	struct queue_effects	 fx;
 	int64_t			 now_ms, lease_ms;
@@ -580,7 +638,8 @@ lease_body(struct kv_db *k, void *arg)
 		}
 		m->attempt = attempt_of(m->id,
 		    (const char *)sqlite3_column_text(st, 3));
-		m->lease_until_ms = t->now_ms + t->lease_ms;
+		m->lease_until_ms = lease_end(t->now_ms + t->lease_ms,
+		    delays_left((const char *)sqlite3_column_text(st, 3)));
 		t->n++;
 	}
 	sqlite3_reset(st);
@@ -665,12 +724,13 @@ renew_body(struct kv_db *k, void *arg)
 	if ((err = check_held(k, op)) != KV_OK)
 		return err;
 	/*
-	 * Never earlier than the lease it replaces: a message's lease ends
-	 * only ever grow, so no later lease can take an old lease's name.
+	 * Never earlier than the lease it replaces, and with its residue
+	 * (lease_end): no lease of this message can take an old name.
 	 */
 	op->new_until = op->now_ms + op->lease_ms;
 	if (op->new_until <= op->until)
 		op->new_until = op->until + 1;
+	op->new_until = lease_end(op->new_until, op->until);
 	if ((st = stmt(k, QS_RENEW)) == NULL)
 		return KV_ERR_STORAGE;
 	if (sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC) != SQLITE_OK ||

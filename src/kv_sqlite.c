@@ -529,8 +529,13 @@ check_schema(sqlite3 *db, char *errbuf, size_t errlen)
 	int		 found;
 
 	if (query_int(db, "select version from migration_state where k = 0",
-	    &version, &found) != 0 || !found ||
-	    version != (int64_t)KV_N_MIGRATIONS) {
+	    &version, &found) != 0 &&
+	    (sqlite3_errcode(db) & 0xff) != SQLITE_ERROR) {
+		/* Locked, damaged, unreadable: not a schema to migrate. */
+		snprintf(errbuf, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (!found || version != (int64_t)KV_N_MIGRATIONS) {
 		snprintf(errbuf, errlen, "not a Deno KV database at the"
 		    " current schema version (open it read-write once to"
 		    " migrate it)");

@@ -70,6 +70,8 @@
  * wait one turn of the loop so watch streams are served in between.
  */
 #define HUB_POLLS_PER_ROUND	16
+/* How soon leasing for polls is tried again while their answers drain. */
+#define HUB_POLL_DRAIN_MS	100
 /* Descriptors a worker keeps for itself besides its watch streams. */
 #define HUB_RESERVED_FDS	64
 
@@ -157,6 +159,7 @@ struct watch_hub {
 	uint64_t		 gap;		/* unrecorded version, looked at once */
 	size_t			 max_streams;	/* below the descriptor limit */
 	size_t			 out_bytes;	/* all streams' output buffers */
+	size_t			 poll_out_bytes;	/* of which long polls' */
 	size_t			 out_budget;
 	size_t			 budget_drops;	/* since last logged */
 	size_t			 budget_freed;	/* their buffers, bytes */
@@ -200,6 +203,29 @@ mono_ms(void)
 static void	drop(struct watch_hub *, struct watch_stream *);
 static void	out_release(struct watch_hub *, struct watch_stream *);
 
+/* Output held for watch streams: long polls' answers are counted apart. */
+static size_t
+watch_out_bytes(const struct watch_hub *h)
+{
+	return h->out_bytes - h->poll_out_bytes;
+}
+
+/* The watch stream (not a long poll, not but) with the most unsent output. */
+static struct watch_stream *
+furthest_behind(struct watch_hub *h, const struct watch_stream *but)
+{
+	struct watch_stream	*worst = NULL;
+
+	for (size_t i = 0; i < h->n_streams; i++) {
+		struct watch_stream	*t = h->streams[i];
+
+		if (t != but && t->poll == NULL &&
+		    (worst == NULL || t->out_len > worst->out_len))
+			worst = t;
+	}
+	return worst;
+}
+
 /* Gives back the empty buffers kept for reuse, but keep's. */
 static void
 release_idle(struct watch_hub *h, const struct watch_stream *keep)
@@ -223,16 +249,13 @@ release_idle(struct watch_hub *h, const struct watch_stream *keep)
 static int
 out_make_room(struct watch_hub *h, struct watch_stream *s, size_t more)
 {
-	if (h->out_bytes + more <= h->out_budget)
+	/* A poll's answer is bounded by serve_polls, not here. */
+	if (s->poll != NULL || watch_out_bytes(h) + more <= h->out_budget)
 		return 0;
 	release_idle(h, s);
-	while (h->out_bytes + more > h->out_budget) {
-		struct watch_stream	*worst = NULL;
+	while (watch_out_bytes(h) + more > h->out_budget) {
+		struct watch_stream	*worst = furthest_behind(h, s);
 
-		for (size_t i = 0; i < h->n_streams; i++)
-			if (h->streams[i] != s && (worst == NULL ||
-			    h->streams[i]->out_len > worst->out_len))
-				worst = h->streams[i];
 		if (worst == NULL || worst->out_len == 0)
 			return 0;	/* s alone: its backlog limit bounds it */
 		if (s->out_len >= worst->out_len)
@@ -266,8 +289,10 @@ out_reserve(struct watch_hub *h, struct watch_stream *s, size_t more)
 	if ((p = realloc(s->out, cap)) == NULL)
 		return -1;
 	h->out_bytes += cap - s->out_cap;
-	if (h->out_bytes > h->out_peak)
-		h->out_peak = h->out_bytes;
+	if (s->poll != NULL)
+		h->poll_out_bytes += cap - s->out_cap;
+	if (watch_out_bytes(h) > h->out_peak)
+		h->out_peak = watch_out_bytes(h);
 	s->out = p;
 	s->out_cap = cap;
 	return 0;
@@ -278,6 +303,8 @@ static void
 out_release(struct watch_hub *h, struct watch_stream *s)
 {
 	h->out_bytes -= s->out_cap;
+	if (s->poll != NULL)
+		h->poll_out_bytes -= s->out_cap;
 	free(s->out);
 	s->out = NULL;
 	s->out_cap = 0;
@@ -682,12 +709,13 @@ check_foreign(struct watch_hub *h)
 }
 
 /*
- * Keeps the output buffers of all streams within the worker's budget: the
- * streams furthest behind go first (their clients reconnect and read
- * again), until a quarter of the budget is free; empty buffers kept for
- * reuse are given back before anyone is dropped. out_make_room() already
- * keeps each growth within it; this frees the headroom and logs the drops
- * of the whole pass once.
+ * Keeps the output buffers of the watch streams within the worker's
+ * budget: the streams furthest behind go first (their clients reconnect
+ * and read again), until a quarter of the budget is free; empty buffers
+ * kept for reuse are given back before anyone is dropped. out_make_room()
+ * already keeps each growth within it; this frees the headroom and logs
+ * the drops of the whole pass once. Long polls' answers have a budget of
+ * their own (serve_polls).
  */
 static void
 enforce_out_budget(struct watch_hub *h)
@@ -696,17 +724,14 @@ enforce_out_budget(struct watch_hub *h)
 	size_t	 goal = h->out_budget / 4 * 3;
 
 	h->budget_drops = h->budget_freed = 0;
-	if (h->out_bytes > h->out_budget)
+	if (watch_out_bytes(h) > h->out_budget)
 		release_idle(h, NULL);
 	else
-		goal = h->out_bytes;	/* within it: nothing to drop */
-	while (h->out_bytes > goal && h->n_streams > 0) {
-		struct watch_stream	*worst = h->streams[0];
+		goal = watch_out_bytes(h);	/* within it: nothing to drop */
+	while (watch_out_bytes(h) > goal) {
+		struct watch_stream	*worst = furthest_behind(h, NULL);
 
-		for (size_t i = 1; i < h->n_streams; i++)
-			if (h->streams[i]->out_len > worst->out_len)
-				worst = h->streams[i];
-		if (worst->out_len == 0)
+		if (worst == NULL || worst->out_len == 0)
 			break;
 		freed += worst->out_cap;
 		dropped++;
@@ -717,7 +742,7 @@ enforce_out_budget(struct watch_hub *h)
 		    " the %zu slowest streams (%zu bytes); their clients will"
 		    " reconnect; at most %zu bytes were held", h->out_budget,
 		    dropped, freed, h->out_peak);
-		h->out_peak = h->out_bytes;
+		h->out_peak = watch_out_bytes(h);
 	}
 }
 
@@ -890,6 +915,15 @@ serve_polls(struct watch_hub *h)
 			drop(h, h->polls.head->stream);
 			continue;
 		}
+		/*
+		 * Answers not yet taken by slow clients hold leased messages
+		 * in memory: past the budget, due messages wait in the queue
+		 * (for other consumers) until those answers drain.
+		 */
+		if (h->poll_out_bytes >= h->out_budget) {
+			h->queue_retry_mono = mono_ms() + HUB_POLL_DRAIN_MS;
+			return;
+		}
 		arena_reset(&h->arena);
 		msgs = arena_alloc(&h->arena, h->polls.head->max * sizeof(*msgs));
 		if (msgs == NULL) {
@@ -942,9 +976,32 @@ expire_polls(struct watch_hub *h)
 }
 
 /*
+ * Whether the queue tables name an earlier moment than the one the hub
+ * sleeps until. Writers outside this server that fail a message (another
+ * instance on the file, the Deno CLI) put it back into `queue` without
+ * moving the data version and without waking this segment's sleepers.
+ */
+static int
+queue_moved_earlier(struct watch_hub *h)
+{
+	struct kv_queue_events	 ev;
+	int64_t			 next;
+
+	if (kv_queue_next_events(h->qdb, &ev) != KV_OK)
+		return 0;
+	next = ev.next_due_ms;
+	if (ev.next_lease_end_ms != 0 && (next == 0 ||
+	    ev.next_lease_end_ms < next))
+		next = ev.next_lease_end_ms;
+	return next != 0 && (h->queue_next_wall == 0 ||
+	    next < h->queue_next_wall);
+}
+
+/*
  * The timed parts: waits that ran out, the moment the queue tables named,
- * a retry after a failure, and enqueues by writers outside this server
- * (found, like foreign commits for watches, by the data version moving).
+ * a retry after a failure, and changes by writers outside this server:
+ * enqueues (found, like foreign commits for watches, by the data version
+ * moving) and retries (found by the queue's next moment moving earlier).
  */
 static void
 poll_timers(struct watch_hub *h)
@@ -962,7 +1019,8 @@ poll_timers(struct watch_hub *h)
 	if (mono < h->next_queue_check_mono)
 		return;
 	h->next_queue_check_mono = mono + HUB_FOREIGN_CHECK_MS;
-	if (kv_current_version(h->qdb, &v) == KV_OK && v != h->queue_version)
+	if ((kv_current_version(h->qdb, &v) == KV_OK && v != h->queue_version)
+	    || queue_moved_earlier(h))
 		serve_polls(h);
 }
 

@@ -436,6 +436,115 @@ plainTest("an enqueue through another server on the same file reaches a parked p
   }
 });
 
+plainTest("a retry through another server on the same file reaches a parked poll", async () => {
+  await up();
+  const other = await startServer("q3", { DB: QDB });
+  try {
+    const q = await queue();
+    const t = tag("foreign-retry");
+    await q.enqueue({ t });
+    // The other server leases the message and fails it: its retry is due
+    // 100 ms later, a change to the queue tables alone (no new version).
+    const raw = await RawClient.open(other.H1_URL);
+    const post = (path: string, body: unknown) =>
+      raw.post(`queue/${path}`, JSON.stringify(body), { "content-type": "application/json" });
+    let id: string | undefined;
+    for (let n = 0; n < 50 && !id; n++) {
+      const r = await post("lease", { max: 10, waitMs: 0, leaseMs: 60000 });
+      assert.equal(r.status, 200, r.text);
+      for (const m of JSON.parse(r.text).messages) {
+        const d = new v8.Deserializer(Uint8Array.from(atob(m.payload), (c) => c.charCodeAt(0)));
+        d.readHeader();
+        if ((d.readValue() as Record<string, unknown>)?.t === t) id = m.id;
+        else await post("finish", { id: m.id, success: true });
+      }
+      if (!id) await sleep(100);
+    }
+    assert.ok(id, "the other server leased the test's message");
+    let attempt = 0;
+    const done = listen(q, t, (_v, info) => {
+      attempt = info.attempt;
+    }, () => attempt > 0, { waitMs: 30000 }, 10_000);
+    await sleep(500); // this server's poll is parked by now
+    const f = await post("finish", { id, success: false });
+    assert.equal(f.status, 200, f.text);
+    await done; // within 10 s, not at the end of the 30 s wait
+    assert.equal(attempt, 2);
+  } finally {
+    await stopServer("q3");
+  }
+});
+
+plainTest("long polls whose clients do not read hold at most the output budget in messages", async () => {
+  const file = `${RUN_DIR}/queue-slow.sqlite`;
+  const i = await startServer("qs", { DB: file, SERVER_ARGS: "--workers 1 --watch-output-budget 1" });
+  const conns: Deno.Conn[] = [];
+  try {
+    const raw = await RawClient.open(i.H1_URL);
+    // 300 messages of 64 KB, all due at one moment a few seconds ahead.
+    const due = Date.now() + 4000;
+    await sqlite(file, `with recursive n(x) as (select 1 union all select x + 1 from n where x < 300)
+      insert into queue select ${due}, printf('slow-%03d', x), zeroblob(65000), '[]', '[]' from n`);
+    // Three consumers park a poll for 100 messages each and never read.
+    const url = new URL(`${raw.dataUrl}/queue/lease`);
+    const body = JSON.stringify({ max: 100, waitMs: 20000, leaseMs: 60000 });
+    const head = [...raw.headers({ "content-type": "application/json" })]
+      .map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    for (let n = 0; n < 3; n++) {
+      const c = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+      conns.push(c);
+      await c.write(new TextEncoder().encode(
+        `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n${head}content-length: ${body.length}\r\n\r\n${body}`,
+      ));
+    }
+    await sleep(Math.max(0, due - Date.now()) + 2000);
+    // Their answers (~8.7 MB each) cannot drain: past the 1 MiB budget the
+    // hub stops leasing for them, and the rest stay for a consumer that reads.
+    const held = Number(await sqlite(file, "select count(*) from queue_running"));
+    assert.ok(held <= 200, `slow polls hold ${held} of 300 messages`);
+    const r = await raw.post("queue/lease", JSON.stringify({ max: 100, waitMs: 0 }), { "content-type": "application/json" });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(JSON.parse(r.text).messages.length > 0, "a reading consumer gets messages");
+  } finally {
+    for (const c of conns) c.close();
+    await stopServer("qs");
+  }
+});
+
+plainTest("a consumer that does not read its answer holds no worker", async () => {
+  const file = `${RUN_DIR}/queue-unread.sqlite`;
+  const i = await startServer("qw", { DB: file, SERVER_ARGS: "--workers 1" });
+  let conn: Deno.Conn | undefined;
+  try {
+    const raw = await RawClient.open(i.H1_URL);
+    await sqlite(file, `with recursive n(x) as (select 1 union all select x + 1 from n where x < 200)
+      insert into queue select 1000, printf('unread-%03d', x), zeroblob(65000), '[]', '[]' from n`);
+    // The only worker answers a lease of 100 messages (~8.7 MB) to a
+    // client that never reads it.
+    const url = new URL(`${raw.dataUrl}/queue/lease`);
+    const body = JSON.stringify({ max: 100, waitMs: 0 });
+    const head = [...raw.headers({ "content-type": "application/json" })]
+      .map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+    await conn.write(new TextEncoder().encode(
+      `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n${head}content-length: ${body.length}\r\n\r\n${body}`,
+    ));
+    await sleep(1000);
+    // The next request is served at once, not after nginx gives up on the
+    // slow client (a minute).
+    const r = await withTimeout(
+      raw.post("queue/lease", JSON.stringify({ max: 1, waitMs: 0 }), { "content-type": "application/json" }),
+      10_000,
+      "a lease while another client's answer is unread",
+    );
+    assert.equal(r.status, 200, r.text);
+    assert.equal(JSON.parse(r.text).messages.length, 1);
+  } finally {
+    conn?.close();
+    await stopServer("qw");
+  }
+});
+
 plainTest("file compatibility with the Deno CLI's local queue, both ways", async () => {
   const file = `${RUN_DIR}/queue-compat.sqlite`;
   const t = tag("compat");
@@ -527,7 +636,8 @@ plainTest("refusals: 4xx with a one-line reason, and nothing changes", async () 
   const rn = await post("renew", { id: lease!.id, leaseMs: 1000 });
   assert.equal(rn.status, 200, rn.text);
   const renewed = JSON.parse(rn.text);
-  assert.equal(renewed.leaseExpiresAt, lease!.leaseExpiresAt + 1);
+  assert.ok(renewed.leaseExpiresAt > lease!.leaseExpiresAt &&
+    renewed.leaseExpiresAt <= lease!.leaseExpiresAt + 128, `renewed until ${renewed.leaseExpiresAt}`);
   const old = await post("finish", { id: lease!.id, success: true });
   assert.equal(old.status, 409, `finish with the id before renewal: ${old.text}`);
   // A failure: it comes back (attempt 2), this time on a short lease.

@@ -92,3 +92,13 @@ test("openQueue refuses a wrong token with the server's reason", async () => {
     (e) => e.status === 401 && /token/i.test(e.message),
   );
 });
+
+test("an empty backoffSchedule is refused: KV Connect would store the default", async () => {
+  // Deno's local queue takes [] as "never retry"; on the wire an empty list
+  // cannot be told from none, and the server would retry five times.
+  const q = await openQueue(ENV.H1_URL, { accessToken: ENV.TOKEN });
+  await assert.rejects(
+    q.enqueue({ t: randomUUID() }, { backoffSchedule: [] }),
+    (e) => e instanceof RangeError && /backoffSchedule/.test(e.message),
+  );
+});

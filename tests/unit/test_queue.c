@@ -218,13 +218,15 @@ test_lease_order_and_exclusive(void)
 	    "in due order");
 	T_EQ(m[0].attempt, 1, "first delivery is attempt 1");
 	T_EQ(m[0].due_ms, NOW - 30, "due time reported");
-	T_EQ(m[0].lease_until_ms, NOW + LEASE, "lease ends now + lease");
+	/* NOW is a multiple of 128; a default schedule has 5 delays left. */
+	T_EQ(m[0].lease_until_ms, NOW + LEASE + (5 - LEASE % 128 + 128) % 128,
+	    "lease ends now + lease, rounded up to 5 modulo 128");
 	T_EQ(sql_int(raw, "select count(*) from queue_running"), 2,
 	    "both moved to queue_running");
 	T_EQ(sql_int(raw, "select count(*) from queue"), 2,
 	    "two left in queue");
 	T_EQ(sql_int(raw, "select deadline from queue_running limit 1"),
-	    NOW + LEASE, "queue_running.deadline is the lease end");
+	    m[0].lease_until_ms, "queue_running.deadline is the lease end");
 	T_EQ(lease(db, NOW, 8, m), 1, "next lease gets only the other due one");
 	T_OK(payload_is(&m[0], "c"), "which is c");
 	T_EQ(lease(db, NOW, 8, m), 0, "nothing else is due: held ones are "
@@ -277,16 +279,18 @@ test_finish_and_renew(void)
 
 	T_EQ(kv_queue_renew(db, m[1].id, m[1].lease_until_ms, 60000,
 	    NOW + 10, &renewed), KV_OK, "renew a held lease");
-	T_EQ(renewed, NOW + 10 + 60000, "new lease end is now + leaseMs");
+	T_OK(renewed >= NOW + 10 + 60000 && renewed < NOW + 10 + 60000 + 128 &&
+	    renewed % 128 == m[1].lease_until_ms % 128,
+	    "new lease end is now + leaseMs, rounded up to the old residue");
 	T_EQ(kv_queue_finish(db, m[1].id, m[1].lease_until_ms, 1, NOW + 11),
 	    KV_ERR_QUEUE_LEASE_NOT_HELD, "the old lease name is dead");
 	until = renewed;
 	T_EQ(kv_queue_renew(db, m[1].id, until, 1000, NOW + 12, &renewed),
 	    KV_OK, "renew with a shorter lease");
-	T_EQ(renewed, until + 1, "never ends earlier than before");
+	T_OK(renewed > until && renewed <= until + 128 &&
+	    renewed % 128 == until % 128, "never ends earlier than before");
 	T_EQ(kv_queue_renew(db, m[1].id, until, 1000, NOW + 13, &renewed),
 	    KV_ERR_QUEUE_LEASE_NOT_HELD, "and the name before it is dead");
-	renewed = until + 1;
 	T_EQ(kv_queue_finish(db, m[1].id, renewed, 1, NOW + LEASE + 100),
 	    KV_OK, "the new one finishes past the old lease end");
 out:
@@ -521,6 +525,96 @@ test_read_only(void)
 	kv_close(rw);
 }
 
+/*
+ * A lease name is (id, lease end). A message failed early under a long
+ * lease and leased again under a shorter one can get the very same lease
+ * end; the first lease's name must not then finish the second delivery.
+ */
+static void
+test_lease_name_not_reused(void)
+{
+	struct kv_queue_msg	 m[1];
+	struct kv_db		*db;
+	sqlite3			*raw;
+	int64_t			 first, renewed = 0;
+	size_t			 n = 0;
+	char			 id[KV_QUEUE_ID_MAX + 1];
+
+	if ((db = open_db("names.sqlite3", 0, &raw)) == NULL) {
+		T_OK(0, "open names.sqlite3");
+		return;
+	}
+	enqueue(db, "r", NOW, NULL, 0, NULL, 0);
+	if (kv_queue_lease(db, NOW, 1, 30000, &A, m, &n) != KV_OK || n != 1) {
+		T_OK(0, "lease r for 30 s");
+		goto out;
+	}
+	snprintf(id, sizeof(id), "%s", m[0].id);
+	first = m[0].lease_until_ms;
+	T_OK(first >= NOW + 30000, "the lease lasts at least its 30 s");
+	T_EQ(kv_queue_finish(db, id, first, 0, NOW + 1), KV_OK,
+	    "failed at once: retried after 100 ms");
+	/* Leased again for 10 s exactly when that ends where the first did. */
+	if (kv_queue_lease(db, first - 10000, 1, 10000, &A, m, &n) != KV_OK ||
+	    n != 1) {
+		T_OK(0, "lease r again for 10 s");
+		goto out;
+	}
+	T_OK(m[0].lease_until_ms >= first - 10000 + 10000,
+	    "the second lease lasts at least its 10 s");
+	T_OK(m[0].lease_until_ms != first,
+	    "and is not named like the first");
+	T_EQ(kv_queue_finish(db, id, first, 1, first - 9999),
+	    KV_ERR_QUEUE_LEASE_NOT_HELD,
+	    "the first lease's name, used again, is refused");
+	T_EQ(sql_int(raw, "select count(*) from queue_running"), 1,
+	    "the second delivery is still held");
+	T_EQ(kv_queue_renew(db, id, m[0].lease_until_ms, 1000, first - 9998,
+	    &renewed), KV_OK, "a short renewal of the second lease");
+	T_OK(renewed > m[0].lease_until_ms && renewed != first,
+	    "ends later, under a name of its own");
+out:
+	sqlite3_close(raw);
+	kv_close(db);
+}
+
+/*
+ * Rows another program wrote: a message id too long to name in a lease
+ * and a delay too large to add to the clock must neither block the queue
+ * nor wrap the due time round.
+ */
+static void
+test_hostile_rows(void)
+{
+	struct kv_queue_msg	 m[2];
+	struct kv_db		*db;
+	sqlite3			*raw;
+	int			 n = 0;
+
+	if ((db = open_db("hostile.sqlite3", 0, &raw)) == NULL) {
+		T_OK(0, "open hostile.sqlite3");
+		return;
+	}
+	sqlite3_exec(raw, "insert into queue values (1699999999000,"
+	    " printf('%.80c', 'x'), x'ff0f2201', '[]', '[]');"
+	    "insert into queue_running values (1699999999000,"
+	    " printf('%.80c', 'y'), x'ff0f2202', '[]', '[]');"
+	    "insert into queue_running values (1699999999500,"
+	    " 'huge-delay', x'ff0f2203', '[9223372036854775807]', '[]');",
+	    NULL, NULL, NULL);
+	enqueue(db, "ok", NOW, NULL, 0, NULL, 0);
+	T_EQ(kv_queue_return_expired(db, NOW, 1, &n), KV_OK,
+	    "return expired leases, one at a time");
+	T_EQ(n, 1, "a lease with a long id does not hold up the others");
+	T_OK(sql_int(raw, "select ts from queue where id = 'huge-delay'") >=
+	    NOW, "a huge delay does not wrap the due time into the past");
+	T_EQ(lease(db, NOW, 1, m), 1,
+	    "a due row with a long id does not block the queue");
+	T_OK(payload_is(&m[0], "ok"), "the message behind it is leased");
+	sqlite3_close(raw);
+	kv_close(db);
+}
+
 int
 main(void)
 {
@@ -537,6 +631,8 @@ main(void)
 	test_deno_rows_and_events();
 	test_finish_many();
 	test_read_only();
+	test_lease_name_not_reused();
+	test_hostile_rows();
 	arena_fini(&A);
 	remove_tmpdir();
 	return t_done();
