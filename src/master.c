@@ -39,11 +39,13 @@
 #define MAX_WORKERS		256
 /*
  * Room to track every retiring process. What bounds them is the signal
- * segment: each child holds one of its SHM_MAX_PROCS process slots until
- * it is reaped, and a new generation starts while the one before it and
- * the retirees still hold theirs; make_room() keeps the sum in bounds.
+ * segment: each child holds up to SHM_SLOTS_PER_CHILD of its SHM_MAX_PROCS
+ * process slots until it is reaped, and a new generation starts while the
+ * one before it and the retirees still hold theirs; make_room() keeps the
+ * sum in bounds.
  */
-#define MAX_RETIRING		SHM_MAX_PROCS
+#define MAX_CHILDREN		(SHM_MAX_PROCS / SHM_SLOTS_PER_CHILD)
+#define MAX_RETIRING		MAX_CHILDREN
 /* How long SIGKILLed processes get to be reaped before the master leaves. */
 #define KILL_GRACE_MS		1000
 /*
@@ -495,7 +497,7 @@ make_room(struct master *m, int needed)
 	struct timespec	 tick = { 0, 50 * 1000000L };
 	sigset_t	 chld;
 	int64_t		 deadline;
-	int		 excess = n_children(m) + needed - SHM_MAX_PROCS;
+	int		 excess = n_children(m) + needed - MAX_CHILDREN;
 
 	if (excess <= 0)
 		return;
@@ -523,7 +525,7 @@ make_room(struct master *m, int needed)
 	sigaddset(&chld, SIGCHLD);
 	deadline = now_ms() + ROOM_WAIT_MS;
 	reap(m);
-	while (n_children(m) + needed > SHM_MAX_PROCS && now_ms() < deadline) {
+	while (n_children(m) + needed > MAX_CHILDREN && now_ms() < deadline) {
 		(void)sigtimedwait(&chld, NULL, &tick);
 		reap(m);
 	}

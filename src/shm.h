@@ -44,14 +44,20 @@
 
 #define SHM_MAGIC		0x444b5653u	/* "DKVS" */
 #define SHM_VERSION		2
-#define SHM_MAX_PROCS		1024	/* processes that may write at once */
+#define SHM_MAX_PROCS		2048	/* process slots: writers, hubs */
+/*
+ * Slots one child may hold: a worker takes one for its request loop and
+ * one for its hub, whose queue leases write in turns of their own.
+ */
+#define SHM_SLOTS_PER_CHILD	2
 /*
  * Tickets given up (dead processes, writers that stopped waiting) whose
- * turn has not come yet. One per process covers a stuck holder while every
- * other process gives up once; past that, the stall repair skips them
- * (all at once, a second or two after they were taken).
+ * turn has not come yet. One per child process (SHM_MAX_PROCS /
+ * SHM_SLOTS_PER_CHILD) covers a stuck holder while every other child gives
+ * up once; past that, the stall repair skips them (all at once, a second
+ * or two after they were taken).
  */
-#define SHM_ABANDONED		SHM_MAX_PROCS
+#define SHM_ABANDONED		1024
 #define SHM_CHANGE_SLOTS	65536
 #define SHM_CHANGE_RING		16384	/* recent changed slots, newest last */
 #define SHM_LOCAL_VERSIONS	65536	/* recent data versions committed here */

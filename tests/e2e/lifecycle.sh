@@ -456,8 +456,8 @@ stop_pid "$M"
 
 # --- reloads faster than retirees finish ---------------------------------------------
 
-# Every child holds a process slot of the signal segment (1024) until it
-# is reaped. With 256 workers and every old process stuck (SIGSTOP), four
+# Every child holds process slots of the signal segment (room for 1024
+# children) until it is reaped. With 256 workers and every old process stuck (SIGSTOP), four
 # reloads in a row put more processes beside each new generation than
 # there are slots: the retirees nearest their deadline must make room,
 # or the new workers cannot start and the master gives up.
