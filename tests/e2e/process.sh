@@ -138,19 +138,9 @@ wait_until() {
 	done
 }
 
-free_port() {
-	local p q taken
-	for _ in $(seq 1 200); do
-		p=$((10000 + (RANDOM * 32768 + RANDOM) % 22000))  # below the ephemeral range (32768-60999)
-		taken=0
-		for q in "$@"; do [ "$q" = "$p" ] && taken=1; done
-		[ $taken = 1 ] && continue
-		[ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] || continue
-		echo "$p"
-		return 0
-	done
-	return 1
-}
+# Ports below the ephemeral range, picked again if lost (scripts/ports.sh).
+# shellcheck source=../../scripts/ports.sh
+. "$DENOKV_SRCDIR/scripts/ports.sh"
 
 # --- bookkeeping and cleanup ---------------------------------------------------
 
@@ -579,10 +569,6 @@ write_conf "$TOKEN1" 2 info
 WORKERS=2
 
 # nginx on its own ports, from the project's template.
-if ! { H2C_PORT=$(free_port) && H1_PORT=$(free_port "$H2C_PORT"); }; then
-	tap not_ok "setup: free TCP ports"
-	finish
-fi
 NG=$P/nginx
 conf_dir=$("$NGINX_BIN" -V 2>&1 | sed -n 's/.*--conf-path=\([^ ]*\)\/[^/ ]*.*/\1/p')
 for d in "$conf_dir" /etc/nginx; do
@@ -592,13 +578,24 @@ for d in "$conf_dir" /etc/nginx; do
 	fi
 done
 cp "$DENOKV_SRCDIR/nginx/denokv-fcgi.conf" "$NG/denokv-fcgi.conf"
-sed -e "s|@PREFIX@|$NG|g" -e "s|@SOCKET@|$P/x.sock|g" -e "s|@H2C_PORT@|$H2C_PORT|g" \
-	-e "s|@H1_PORT@|$H1_PORT|g" -e "s|@USER@|root|g" \
-	"$DENOKV_SRCDIR/nginx/nginx.conf.in" >"$NG/nginx.conf"
-if "$NGINX_BIN" -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log" </dev/null >"$NG/start.out" 2>&1 &&
-	wait_until 5 test -s "$NG/nginx.pid"; then
-	NGINX_PID=$(cat "$NG/nginx.pid")
-else
+NGINX_UP=0
+for _ in $(seq 1 "$PORT_TRIES"); do
+	if ! { H2C_PORT=$(pick_port) && H1_PORT=$(pick_port "$H2C_PORT"); }; then
+		break
+	fi
+	sed -e "s|@PREFIX@|$NG|g" -e "s|@SOCKET@|$P/x.sock|g" -e "s|@H2C_PORT@|$H2C_PORT|g" \
+		-e "s|@H1_PORT@|$H1_PORT|g" -e "s|@USER@|root|g" \
+		"$DENOKV_SRCDIR/nginx/nginx.conf.in" >"$NG/nginx.conf"
+	if "$NGINX_BIN" -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log" </dev/null >"$NG/start.out" 2>&1 &&
+		wait_until 5 test -s "$NG/nginx.pid"; then
+		NGINX_PID=$(cat "$NG/nginx.pid")
+		NGINX_UP=1
+		break
+	fi
+	# Another program took a port between the pick and the bind: again.
+	port_bind_failed "$NG/start.out" || break
+done
+if [ "$NGINX_UP" = 0 ]; then
 	tap not_ok "setup: nginx starts on the rendered nginx/nginx.conf.in" "$(cat "$NG/start.out")" "$(tail -n 5 "$NG/error.log" 2>/dev/null)"
 	finish
 fi
