@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # setup-deps.sh: installs what denokv-fcgi needs on a Debian 12 machine:
 # the build tools and libraries, nginx and caddy, and (with npm) the Deno
-# CLI and the @deno/kv Node client that the tests drive the server with.
+# CLI and the @deno/kv Node client that the tests drive the server with;
+# plus what the tests check with (mandoc) and the Debian packaging tools.
 # Safe to run again: it only installs what is missing.
+#
+# Debian starts nginx and caddy as system services on port 80 (and caddy's
+# admin API on 2019) as soon as they are installed. This project runs its
+# own instances on its own ports and needs neither: when this script is
+# what installs them, their services are not started and are disabled
+# (a note says how to turn them back on). Installed before, they are left
+# alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +19,8 @@ PACKAGES=(
 	libfcgi-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libsystemd-dev libinih-dev
 	nginx caddy systemd sqlite3 curl ca-certificates procps iproute2
-	socat man-db groff-base wrk
+	socat man-db groff-base wrk mandoc util-linux git
+	debhelper dpkg-dev lintian
 )
 # Node.js and npm: Debian's packages unless the machine already has both
 # (some images ship a nodejs that bundles npm and conflicts with Debian's).
@@ -27,12 +36,39 @@ if [ ${#missing[@]} -gt 0 ]; then
 	SUDO=
 	[ "$(id -u)" = 0 ] || SUDO=sudo
 	echo "installing: ${missing[*]}" >&2
-	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "${missing[@]}" >/dev/null
+	services=()
+	for p in nginx caddy; do
+		case " ${missing[*]} " in *" $p "*) services+=("$p") ;; esac
+	done
+	# policy-rc.d (invoke-rc.d and deb-systemd-invoke obey it) keeps the
+	# new services from starting; an existing one is the machine's own.
+	policy=
+	if [ ${#services[@]} -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# scripts/setup-deps.sh: no service starts during its install\nexit 101\n' |
+			$SUDO tee "$policy" >/dev/null
+		$SUDO chmod 755 "$policy"
+	fi
+	rc=0
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+	[ -n "$policy" ] && $SUDO rm -f "$policy"
+	[ "$rc" = 0 ] || exit "$rc"
+	if [ ${#services[@]} -gt 0 ]; then
+		if command -v systemctl >/dev/null 2>&1; then
+			# disable works without systemd running; stop only with it.
+			$SUDO systemctl disable "${services[@]}" >/dev/null 2>&1 || true
+			[ -d /run/systemd/system ] && $SUDO systemctl stop "${services[@]}" >/dev/null 2>&1
+		fi
+		for p in "${services[@]}"; do
+			command -v update-rc.d >/dev/null 2>&1 && [ -e "/etc/init.d/$p" ] &&
+				$SUDO update-rc.d "$p" disable >/dev/null 2>&1
+		done
+		echo "note: installed ${services[*]}, whose system services (port 80) this project does not use;" >&2
+		echo "      they are not started and are disabled. To use them: systemctl enable --now ${services[*]}" >&2
+	fi
 fi
-# Debian starts nginx and caddy as system services on install; the project
-# runs its own instances on its own ports, so the system ones are not needed.
 
 if [ ! -x node_modules/.bin/deno ] || [ ! -d node_modules/@deno/kv ]; then
 	echo "installing the Deno CLI and @deno/kv with npm" >&2

@@ -413,6 +413,11 @@ location /$name/ {
     fastcgi_pass unix:$RUN_DIR/$name.sock;
     add_header X-Denokv-Instance $name always;
 }
+location = /$name {
+    include denokv-fcgi.conf;
+    fastcgi_pass unix:$RUN_DIR/$name.sock;
+    add_header X-Denokv-Instance $name always;
+}
 EOF
 	if ! nginx_cmd -t -q || ! nginx_cmd -s reload; then
 		rm -f "$RUN_DIR/locations/$name.conf"

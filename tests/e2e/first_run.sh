@@ -17,6 +17,10 @@
 #   - the server dying on its own: run.sh says so, stops nginx, exits 1;
 #   - a port that looks free but is bound by someone else when nginx
 #     starts: stack.sh picks another one and comes up;
+#   - the shipped nginx configuration (the main stack) answers an HTTP/2
+#     client on the HTTP/1.1 port with a one-line text 400 naming the
+#     HTTP/2 port, and serves a mount without its trailing slash instead of
+#     an HTML 301;
 #   - log lines carry sd-daemon "<N>" prefixes into a pipe or journald
 #     (JOURNAL_STREAM) but not onto a terminal.
 #
@@ -28,6 +32,7 @@ SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 DENOKV_SRCDIR=${DENOKV_SRCDIR:-$(cd "$SCRIPT_DIR/../.." && pwd)}
 DENOKV_FCGI_BIN=${DENOKV_FCGI_BIN:-$DENOKV_SRCDIR/src/denokv-fcgi}
 export DENOKV_FCGI_BIN
+MAIN_ENV=${RUN_DIR:+$RUN_DIR/env}
 W=${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/denokv-first.XXXXXX")}/first_run
 mkdir -p "$W"
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
@@ -106,6 +111,29 @@ stop_run() { # clean up whatever a failed case left
 	"$DENOKV_SRCDIR/scripts/stack.sh" stop "$1" >/dev/null 2>&1
 	wait "$RUN_PID" 2>/dev/null
 }
+
+# --- nginx's answers to a newcomer's mistakes (the main stack) ----------------
+if [ -n "$MAIN_ENV" ] && [ -f "$MAIN_ENV" ]; then
+	h1=$(field "$MAIN_ENV" H1_PORT)
+	h2c=$(field "$MAIN_ENV" H2C_PORT)
+	tok=$(field "$MAIN_ENV" TOKEN)
+	# What the Deno CLI sends first: the HTTP/2 connection preface.
+	resp=$(printf 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' | timeout 10 socat - "TCP:127.0.0.1:$h1" | tr -d '\r')
+	check "nginx: HTTP/2 on the HTTP/1.1 port gets a one-line text 400 naming the HTTP/2 port" \
+		"$(grep -q '^HTTP/1.1 400' <<<"$resp" && grep -qi '^content-type: text/plain' <<<"$resp" &&
+			grep -qx "this port speaks HTTP/1.1; HTTP/2 clients such as the Deno CLI use http://127.0.0.1:$h2c/" <<<"$resp"
+			echo $?)" "$resp"
+	resp=$(printf 'NOT A REQUEST\r\n\r\n' | timeout 10 socat - "TCP:127.0.0.1:$h1" | tr -d '\r')
+	check "nginx: another unparsable request gets a one-line text 400" \
+		"$(grep -q '^HTTP/1.1 400' <<<"$resp" && grep -qx 'bad request' <<<"$resp"; echo $?)" "$resp"
+	body=$(curl -sS -m 10 -w '\n%{http_code}' -X POST -H "Authorization: Bearer $tok" \
+		-H 'Content-Type: application/json' --data '{"supportedVersions":[1,2,3]}' \
+		"http://127.0.0.1:$h1/kv" 2>&1)
+	check "nginx: the /kv/ mount opened as /kv (no trailing slash) answers 200 for /kv/v2, not a 301" \
+		"$([ "$(tail -n1 <<<"$body")" = 200 ] && grep -q '"url":"/kv/v2"' <<<"$body"; echo $?)" "$body"
+else
+	tap not_ok "nginx: the main stack's settings ($RUN_DIR/env) are there"
+fi
 
 # --- the banner, with no deno on PATH ------------------------------------------
 D=$W/banner
