@@ -37,13 +37,20 @@ function add(suite, what) {
 	else skip[suite]++
 }
 
-function end_file(   s) {
+function end_file(   s, why) {
 	if (curfile == "") return
 	s = suite_of(curfile, "")
-	if (bailed || (plan >= 0 && plan != points) || (plan < 0 && points > 0) || points == 0) {
-		failures = failures sprintf("not ok - %s: %s\n", curfile,
-		    bailed ? "bailed out" : (points == 0 ? "no test points" :
-		    sprintf("plan %s, %d test points (crashed?)", plan < 0 ? "missing" : plan, points)))
+	why = ""
+	if (bailed)
+		why = "bailed out"
+	else if (points == 0)
+		why = "no test points"
+	else if (plan < 0)
+		why = "no plan (crashed?)"
+	else if (plan != points)
+		why = "plan " plan ", " points " test points (crashed?)"
+	if (why != "") {
+		failures = failures "not ok - " curfile ": " why "\n"
 		add(s, "fail")
 	}
 	in_failure = 0

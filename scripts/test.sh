@@ -93,14 +93,13 @@ fi
 
 if [ "${DEB:-1}" != 0 ]; then
 	echo "== Debian package" >&2
-	mkdir -p "$src/build/deb"
-	tests/deb/run.sh >"$src/build/deb/run.log" 2>&1
-	awk -v counts="$LOG_DIR/deb.counts" -f "$src/scripts/tap-summary.awk" "$src/build/deb/run.log" >&2
+	tests/deb/run.sh >"$LOG_DIR/deb.log" 2>&1
+	awk -v counts="$LOG_DIR/deb.counts" -f "$src/scripts/tap-summary.awk" "$LOG_DIR/deb.log" >&2
 	while read -r s p f k; do
 		passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + k))
 	done <"$LOG_DIR/deb.counts"
 	if ! awk '$2 > 0 { found = 1 } END { exit !found }' "$LOG_DIR/deb.counts"; then
-		echo "not ok - the Debian package test did not run (see $src/build/deb/run.log)" >&2
+		echo "not ok - the Debian package test did not run (see $LOG_DIR/deb.log)" >&2
 		failed=$((failed + 1))
 	fi
 fi
