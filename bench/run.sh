@@ -185,13 +185,12 @@ wait_socket() { # path pid what
 # Ports below the ephemeral range, picked again if lost (scripts/ports.sh).
 # shellcheck source=../scripts/ports.sh
 . "$BENCH_DIR/../scripts/ports.sh"
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_port() { # port pid what: 1 if the process exited first
 	local _
 	for _ in $(seq 1 100); do
 		alive "$2" || return 1
-		port_free "$1" || return 0
+		port_listening_by "$1" "$2" && return 0
 		sleep 0.1
 	done
 	die "$3 is not listening on 127.0.0.1:$1"

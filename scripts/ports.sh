@@ -24,6 +24,12 @@ port_listening() {
 	fi
 }
 
+# port_listening_by PORT PID: true if process PID itself listens on PORT
+# (not some other program that took it). Needs ss (iproute2).
+port_listening_by() {
+	ss -Hltnp "sport = :$1" 2>/dev/null | grep -q "pid=$2,"
+}
+
 # pick_port [PORT...]: print a port nothing listens on, other than those
 # given. Fails only if 200 random picks were all taken.
 pick_port() {

@@ -238,7 +238,7 @@ EOF
 		PIDS+=("$npid")
 		for _ in $(seq 1 50); do
 			kill -0 "$npid" 2>/dev/null || break
-			(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break 2
+			port_listening_by "$PORT" "$npid" && break 2
 			sleep 0.1
 		done
 		# Another program took the port between the pick and the bind: again.
