@@ -15,6 +15,7 @@
 #
 # Environment:
 #   LOG_DIR   where this run's logs go (default: test-logs/ in this tree)
+#   TMPDIR    where this run makes its own temporary directory (default /tmp)
 #   DEB=0     leave out the Debian package test (it needs root and apt)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,14 @@ scripts/setup-deps.sh || exit 1
 LOG_DIR=${LOG_DIR:-$src/test-logs}
 mkdir -p "$LOG_DIR"
 passed=0 failed=0 skipped=0
+
+# Every temporary directory of this run (the suites', distcheck's, the
+# package build's) inside one of its own: nothing of another run, or a
+# cleaner of /tmp/denokv-*, can meet it. Traversable (not listable) by the
+# service users the suites drop to; removed at the end unless a test failed.
+RUN_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dkv-test.XXXXXX") || exit 1
+chmod 0711 "$RUN_TMP"
+export TMPDIR=$RUN_TMP
 
 # expected_suites DIR: the suites a `make check` in DIR must report: every
 # program in TESTS, and every end-to-end suite whether or not the build was
@@ -105,5 +114,10 @@ if [ "${DEB:-1}" != 0 ]; then
 fi
 
 echo "logs: $LOG_DIR and the build directories' tests/*/*.log" >&2
+if [ "$failed" -eq 0 ]; then
+	rm -rf "$RUN_TMP"
+else
+	echo "temporary files kept: $RUN_TMP" >&2
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
