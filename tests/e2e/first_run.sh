@@ -132,7 +132,7 @@ if [ -n "$MAIN_ENV" ] && [ -f "$MAIN_ENV" ]; then
 	check "nginx: the /kv/ mount opened as /kv (no trailing slash) answers 200 for /kv/v2, not a 301" \
 		"$([ "$(tail -n1 <<<"$body")" = 200 ] && grep -q '"url":"/kv/v2"' <<<"$body"; echo $?)" "$body"
 else
-	tap not_ok "nginx: the main stack's settings ($RUN_DIR/env) are there"
+	tap not_ok "nginx: the main stack's settings (${MAIN_ENV:-RUN_DIR/env}) are there"
 fi
 
 # --- the banner, with no deno on PATH ------------------------------------------
