@@ -724,7 +724,7 @@ check "kill -9: the Deno client's write load runs through nginx (h2c) before the
 	"$(grep -q STARTED "$P/kvload-kill.out"; echo $?)" "$(cat "$P/kvload-kill.out")"
 
 # kill_and_time VICTIM: kill -9 VICTIM, wait (polling every 50 ms) for a new
-# worker; sets REPLACED_MS (empty if none within 3 s) and NEW_WORKER.
+# worker; sets REPLACED_MS (empty if none within 10 s) and NEW_WORKER.
 kill_and_time() {
 	local victim=$1 before after t0 w
 	before=$(worker_pids | tr '\n' ' ')
