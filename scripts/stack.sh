@@ -80,7 +80,7 @@ alive() {
 	local state
 	[ -n "$1" ] || return 1
 	kill -0 "$1" 2>/dev/null || return 1
-	state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
+	state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
 	[ "$state" != Z ]
 }
 
