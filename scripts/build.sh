@@ -12,4 +12,6 @@ cd "$dir"
 if [ ! -f Makefile ] || [ "$src/configure" -nt Makefile ] || [ $# -gt 0 ]; then
 	"$src/configure" -q "$@"
 fi
-make -s -j"$(nproc)" >/dev/null
+# Quiet (silent rules: one line per file), but nothing dropped: compiler
+# warnings and errors reach the terminal.
+make -s --no-print-directory -j"$(nproc)"

@@ -4,8 +4,16 @@
 # runtime (libclang-rt-dev: the fuzz targets), strace (a start-up race in
 # tests/e2e/lifecycle.sh), and (with npm) the Deno CLI, the @deno/kv Node
 # client that the tests drive the server with, and Litestream (the
-# continuous backup suite).
+# continuous backup suite); plus what the tests check with (mandoc) and the
+# Debian packaging tools.
 # Safe to run again: it only installs what is missing.
+#
+# Debian starts nginx and caddy as system services on port 80 (and caddy's
+# admin API on 2019) as soon as they are installed. This project runs its
+# own instances on its own ports and needs neither: when this script is
+# what installs them, their services are not started and are disabled
+# (a note says how to turn them back on). Installed before, they are left
+# alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +22,9 @@ PACKAGES=(
 	libfcgi-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libsystemd-dev libinih-dev
 	nginx caddy systemd sqlite3 curl ca-certificates procps iproute2
-	socat man-db groff-base wrk strace
+	socat man-db groff-base wrk strace mandoc util-linux git
 	clang libclang-rt-dev
+	debhelper dpkg-dev lintian
 )
 # Node.js and npm: Debian's packages unless the machine already has both
 # (some images ship a nodejs that bundles npm and conflicts with Debian's).
@@ -31,12 +40,39 @@ if [ ${#missing[@]} -gt 0 ]; then
 	SUDO=
 	[ "$(id -u)" = 0 ] || SUDO=sudo
 	echo "installing: ${missing[*]}" >&2
-	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "${missing[@]}" >/dev/null
+	services=()
+	for p in nginx caddy; do
+		case " ${missing[*]} " in *" $p "*) services+=("$p") ;; esac
+	done
+	# policy-rc.d (invoke-rc.d and deb-systemd-invoke obey it) keeps the
+	# new services from starting; an existing one is the machine's own.
+	policy=
+	if [ ${#services[@]} -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\n# scripts/setup-deps.sh: no service starts during its install\nexit 101\n' |
+			$SUDO tee "$policy" >/dev/null
+		$SUDO chmod 755 "$policy"
+	fi
+	rc=0
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+		$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+	[ -n "$policy" ] && $SUDO rm -f "$policy"
+	[ "$rc" = 0 ] || exit "$rc"
+	if [ ${#services[@]} -gt 0 ]; then
+		if command -v systemctl >/dev/null 2>&1; then
+			# disable works without systemd running; stop only with it.
+			$SUDO systemctl disable "${services[@]}" >/dev/null 2>&1 || true
+			[ -d /run/systemd/system ] && $SUDO systemctl stop "${services[@]}" >/dev/null 2>&1
+		fi
+		for p in "${services[@]}"; do
+			command -v update-rc.d >/dev/null 2>&1 && [ -e "/etc/init.d/$p" ] &&
+				$SUDO update-rc.d "$p" disable >/dev/null 2>&1
+		done
+		echo "note: installed ${services[*]}, whose system services (port 80) this project does not use;" >&2
+		echo "      they are not started and are disabled. To use them: systemctl enable --now ${services[*]}" >&2
+	fi
 fi
-# Debian starts nginx and caddy as system services on install; the project
-# runs its own instances on its own ports, so the system ones are not needed.
 
 # promtool (checks the metrics output in the tests) comes with Debian's
 # prometheus package, which also installs and starts a Prometheus server on

@@ -26,6 +26,12 @@
 #   NGINX            nginx binary (default: nginx from PATH, or /usr/sbin/nginx)
 #   H2C_PORT         HTTP/2 cleartext port for the Deno CLI (default 4512)
 #   H1_PORT          HTTP/1.1 port for curl and Node (default 4513)
+#                    Either may be "auto": a free port below the ephemeral
+#                    range (scripts/ports.sh). A default that is taken is
+#                    replaced the same way (with a note); a port set
+#                    explicitly that is taken is an error. An automatic
+#                    port lost to another program between the pick and
+#                    nginx's bind() is picked again.
 #   DB               database file (default RUN_DIR/data/kv.sqlite; for
 #                    start-server: the main instance's database)
 #   TOKEN            access token, at least 12 characters (default: generated
@@ -77,7 +83,7 @@ alive() {
 	local state
 	[ -n "$1" ] || return 1
 	kill -0 "$1" 2>/dev/null || return 1
-	state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
+	state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
 	[ "$state" != Z ]
 }
 
@@ -107,12 +113,77 @@ stop_pid() {
 	return 1
 }
 
-port_in_use() {
-	if command -v ss >/dev/null 2>&1; then
-		[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
-	else
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+# shellcheck source=ports.sh
+. "$SRCDIR/scripts/ports.sh"
+
+# choose_ports: settle H2C_PORT and H1_PORT (see the header); sets
+# PICK_H2C / PICK_H1 to 1 for a port this script chose, which may be
+# chosen again if nginx loses it.
+choose_ports() {
+	PICK_H2C=0 PICK_H1=0
+	if [ "${H2C_PORT:-}" = auto ]; then
+		PICK_H2C=1
+	elif [ -z "${H2C_PORT:-}" ]; then
+		H2C_PORT=4512
+		if port_listening "$H2C_PORT"; then
+			note "port 4512 is in use; using another one for HTTP/2 (set H2C_PORT to choose)"
+			PICK_H2C=1
+		fi
+	elif port_listening "$H2C_PORT"; then
+		die "port $H2C_PORT is already in use (set H2C_PORT, or H2C_PORT=auto)"
 	fi
+	if [ "${H1_PORT:-}" = auto ]; then
+		PICK_H1=1
+	elif [ -z "${H1_PORT:-}" ]; then
+		H1_PORT=4513
+		if port_listening "$H1_PORT"; then
+			note "port 4513 is in use; using another one for HTTP/1.1 (set H1_PORT to choose)"
+			PICK_H1=1
+		fi
+	elif port_listening "$H1_PORT"; then
+		die "port $H1_PORT is already in use (set H1_PORT, or H1_PORT=auto)"
+	fi
+	repick_ports
+}
+
+# repick_ports: new values for the ports this script chooses.
+repick_ports() {
+	if [ "$PICK_H2C" = 1 ]; then
+		H2C_PORT=$(pick_port "${H1_PORT:-}") || die "no free TCP port found"
+	fi
+	if [ "$PICK_H1" = 1 ]; then
+		H1_PORT=$(pick_port "$H2C_PORT") || die "no free TCP port found"
+	fi
+}
+
+# start_nginx: render the configuration and start nginx, retrying on fresh
+# ports when a chosen port was taken in the meantime. Sets npid (not in a
+# subshell: a retry changes H2C_PORT / H1_PORT).
+start_nginx() {
+	local out=$RUN_DIR/nginx-start.out attempt
+	for attempt in $(seq 1 "$PORT_TRIES"); do
+		render
+		"$NGINX_BIN" -t -q -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" -e "$RUN_DIR/error.log" ||
+			return 1
+		rm -f "$RUN_DIR/nginx.pid"
+		if nginx_cmd </dev/null >"$out" 2>&1; then
+			rm -f "$out"
+			for _ in $(seq 1 50); do
+				[ -s "$RUN_DIR/nginx.pid" ] && break
+				sleep 0.1
+			done
+			npid=$(readpid "$RUN_DIR/nginx.pid")
+			return 0
+		fi
+		if [ $((PICK_H2C + PICK_H1)) = 0 ] || ! port_bind_failed "$out" ||
+			[ "$attempt" = "$PORT_TRIES" ]; then
+			cat "$out" >&2
+			return 1
+		fi
+		note "port $H2C_PORT or $H1_PORT was taken meanwhile; trying others"
+		repick_ports
+	done
+	return 1
 }
 
 check_name() {
@@ -168,8 +239,12 @@ start_fcgi() {
 	mkdir -p "$(dirname "$db")"
 	rm -f "$sock"
 	# The token goes through the environment, not argv (visible in ps).
+	# In a session of its own (setsid execs in place: a child of a script
+	# does not lead a process group), so that Ctrl-C in the terminal reaches
+	# only the script that started it, which then stops it in order, rather
+	# than the server directly.
 	# shellcheck disable=SC2086
-	DENO_KV_ACCESS_TOKEN=$token "$BIN" --sqlite-path "$db" serve \
+	DENO_KV_ACCESS_TOKEN=$token setsid "$BIN" --sqlite-path "$db" serve \
 		--listen "unix:$sock" $ro $asroot ${SERVER_ARGS:-} \
 		</dev/null >>"$log" 2>&1 &
 	printf '%s\n' "$!" >"$pidfile"
@@ -240,16 +315,12 @@ write_env() {
 
 cmd_start() {
 	local token db spid npid
-	H2C_PORT=${H2C_PORT:-4512}
-	H1_PORT=${H1_PORT:-4513}
 	mkdir -p "$RUN_DIR"
 	RUN_DIR=$(cd "$RUN_DIR" && pwd)
 	if alive "$(readpid "$RUN_DIR/nginx.pid")" || alive "$(readpid "$RUN_DIR/server.pid")"; then
 		die "a stack is already running in $RUN_DIR (stop it first)"
 	fi
-	for p in "$H2C_PORT" "$H1_PORT"; do
-		port_in_use "$p" && die "port $p is already in use (set H2C_PORT / H1_PORT)"
-	done
+	choose_ports
 	token=${TOKEN:-$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')}
 	[ ${#token} -ge 12 ] || die "TOKEN must be at least 12 characters"
 	db=${DB:-$RUN_DIR/data/kv.sqlite}
@@ -259,19 +330,15 @@ cmd_start() {
 	"$NGINX_BIN" -t -q -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" -e "$RUN_DIR/error.log" ||
 		die "nginx -t refused $RUN_DIR/nginx.conf"
 
+	# Interrupted half-way (Ctrl-C while waiting): stop what was started.
+	trap 'cmd_stop >/dev/null 2>&1; exit 130' INT TERM
 	start_fcgi "$RUN_DIR/denokv.sock" "$db" "$token" "$RUN_DIR/server.log" "$RUN_DIR/server.pid"
 	spid=$(readpid "$RUN_DIR/server.pid")
 
-	rm -f "$RUN_DIR/nginx.pid"
-	nginx_cmd </dev/null >/dev/null || {
+	start_nginx || {
 		stop_pid denokv-fcgi "$spid" || true
 		die "nginx failed to start; see $RUN_DIR/error.log"
 	}
-	for _ in $(seq 1 50); do
-		[ -s "$RUN_DIR/nginx.pid" ] && break
-		sleep 0.1
-	done
-	npid=$(readpid "$RUN_DIR/nginx.pid")
 	[ -n "$npid" ] || die "nginx wrote no pid file"
 
 	if ! wait_ready "http://127.0.0.1:$H1_PORT/" "$token" "$spid" "$RUN_DIR/server.log"; then
@@ -295,14 +362,25 @@ cmd_start() {
 		SERVER_PID "$spid" \
 		NGINX_PID "$npid"
 
+	banner "$db" "$token"
+}
+
+# banner DB TOKEN: what a newcomer needs, ready to paste: the URLs, the
+# token, a Deno command that works from any directory (the Deno CLI the
+# setup installs is not on PATH), a curl call, and how to stop.
+banner() {
+	local deno=deno
+	command -v deno >/dev/null 2>&1 || deno=$SRCDIR/node_modules/.bin/deno
 	cat <<EOF
-denokv-fcgi is up (database $db)
+denokv-fcgi is up on 127.0.0.1 only (database $1)
   Deno CLI (HTTP/2 cleartext): http://127.0.0.1:$H2C_PORT/   (also /kv/)
   HTTP/1.1 (curl, @deno/kv):   http://127.0.0.1:$H1_PORT/   (also /kv/)
-DENO_KV_ACCESS_TOKEN=$token
-  e.g. DENO_KV_ACCESS_TOKEN=$token deno run --unstable-kv -A app.ts
-       with Deno.openKv("http://127.0.0.1:$H2C_PORT/")
-  settings: $RUN_DIR/env; stop with: $0 stop $RUN_DIR
+DENO_KV_ACCESS_TOKEN=$2
+Try it:
+  DENO_KV_ACCESS_TOKEN=$2 $deno run --unstable-kv -A $SRCDIR/examples/app.ts http://127.0.0.1:$H2C_PORT/
+  curl -sS -X POST -H 'Authorization: Bearer $2' -H 'Content-Type: application/json' --data '{"supportedVersions":[1,2,3]}' http://127.0.0.1:$H1_PORT/
+Settings (ports, token): $RUN_DIR/env
+Stop with: $SRCDIR/scripts/stack.sh stop $RUN_DIR
 EOF
 }
 
@@ -335,6 +413,11 @@ cmd_start_server() {
 # instance $name (scripts/stack.sh start-server)
 location /$name/ {
     include ${LOCATION_INCLUDE:-denokv-fcgi.conf};
+    fastcgi_pass unix:$RUN_DIR/$name.sock;
+    add_header X-Denokv-Instance $name always;
+}
+location = /$name {
+    include denokv-fcgi.conf;
     fastcgi_pass unix:$RUN_DIR/$name.sock;
     add_header X-Denokv-Instance $name always;
 }

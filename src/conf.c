@@ -509,8 +509,8 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 		return CONF_ERROR;
 	}
 	if (strlen(c->access_token) < KV_MIN_TOKEN_CHARS) {
-		snprintf(errbuf, errlen, "Access token must be at minimum %d"
-		    " chars long.", KV_MIN_TOKEN_CHARS);
+		snprintf(errbuf, errlen, "access token too short: at least %d"
+		    " characters", KV_MIN_TOKEN_CHARS);
 		return CONF_ERROR;
 	}
 	if ((c->sqlite_file_mode & 0600) != 0600) {

@@ -2,6 +2,10 @@
  * log.c: stderr logging with sd-daemon priority prefixes (see log.h).
  * Each line is written with a single write(2) so that lines from several
  * processes sharing stderr do not interleave.
+ *
+ * The "<N>" prefix is for journald and other log collectors reading a
+ * pipe; on a terminal it is noise, so it is left out when stderr is a tty
+ * (unless JOURNAL_STREAM says journald is on the other end after all).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +19,18 @@
 /* The process tag and level: globals by design (set once per process). */
 static char		 log_tag[32] = "denokv-fcgi";
 static enum log_level	 log_level = LOG_LVL_INFO;
+/* -1 until the first line decides; inherited by forked children. */
+static int		 log_prefixed = -1;
+
+/* Whether lines carry the sd-daemon "<N>" priority prefix. */
+static int
+log_wants_prefix(void)
+{
+	if (log_prefixed < 0)
+		log_prefixed = !isatty(STDERR_FILENO) ||
+		    getenv("JOURNAL_STREAM") != NULL;
+	return log_prefixed;
+}
 
 void
 log_init(const char *tag, enum log_level level)
@@ -60,8 +76,12 @@ vlog(enum log_level level, int errnum, const char *fmt, va_list ap)
 
 	if (level > log_level)
 		return;
-	n = snprintf(line, sizeof(line), "<%d>%s[%ld]: ", (int)level, log_tag,
-	    (long)getpid());
+	if (log_wants_prefix())
+		n = snprintf(line, sizeof(line), "<%d>%s[%ld]: ", (int)level,
+		    log_tag, (long)getpid());
+	else
+		n = snprintf(line, sizeof(line), "%s[%ld]: ", log_tag,
+		    (long)getpid());
 	if (n < 0)
 		return;
 	m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

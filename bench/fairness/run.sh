@@ -196,15 +196,13 @@ run_server() { # NAME BINARY
 }
 
 if [ "$SERVER" = 1 ]; then
-	PORT=
-	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 40000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { PORT=$p; break; }
-	done
-	[ -n "$PORT" ] || die "no free port"
+	# Ports below the ephemeral range, picked again if lost (scripts/ports.sh).
+	# shellcheck source=../../scripts/ports.sh
+	. "$HERE/../../scripts/ports.sh"
 	USER_LINE=
 	[ "$(id -u)" = 0 ] && USER_LINE="user $(id -un) $(id -gn);"
 	mkdir -p "$T/nginx-tmp"
+	write_nginx_conf() {
 	cat >"$T/nginx.conf" <<EOF
 $USER_LINE
 daemon off;
@@ -230,10 +228,24 @@ http {
     }
 }
 EOF
-	"$NGINX" -t -q -p "$T" -e "$T/nginx-error.log" -c "$T/nginx.conf" || die "nginx refused the config"
-	"$NGINX" -p "$T" -e "$T/nginx-error.log" -c "$T/nginx.conf" >"$T/nginx.out" 2>&1 </dev/null &
-	PIDS+=("$!")
-	for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+	}
+	for attempt in $(seq 1 "$PORT_TRIES"); do
+		PORT=$(pick_port) || die "no free port"
+		write_nginx_conf
+		"$NGINX" -t -q -p "$T" -e "$T/nginx-error.log" -c "$T/nginx.conf" || die "nginx refused the config"
+		"$NGINX" -p "$T" -e "$T/nginx-error.log" -c "$T/nginx.conf" >"$T/nginx.out" 2>&1 </dev/null &
+		npid=$!
+		PIDS+=("$npid")
+		for _ in $(seq 1 50); do
+			kill -0 "$npid" 2>/dev/null || break
+			port_listening_by "$PORT" "$npid" && break 2
+			sleep 0.1
+		done
+		# Another program took the port between the pick and the bind: again.
+		kill -0 "$npid" 2>/dev/null && break
+		port_bind_failed "$T/nginx.out" "$T/nginx-error.log" && [ "$attempt" != "$PORT_TRIES" ] ||
+			die "nginx exited at start-up; see $T/nginx-error.log"
+	done
 	"$OUT/kvbody" write bench 0 "$KEYS" "$VALUE_BYTES" w >"$T/write.hex"
 	# bench/wrk/write.lua, plus a line with the maximum and more percentiles.
 	cat >"$T/latency.lua" <<'EOF'

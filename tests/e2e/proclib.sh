@@ -36,8 +36,13 @@ alive() {
 	local state
 	[ -n "${1:-}" ] || return 1
 	kill -0 "$1" 2>/dev/null || return 1
-	state=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
-	[ -n "$state" ] && [ "$state" != Z ]
+	# Any state but a zombie is alive, the lower-case ones included:
+	# LeakSanitizer stops an exiting process with ptrace for its check
+	# ("t"), which once read as dead here.
+	state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)
+	# Unreadable: it has just gone; kill -0 says whether its pid remains.
+	[ -n "$state" ] || { kill -0 "$1" 2>/dev/null; return; }
+	[ "$state" != Z ] && [ "$state" != X ]
 }
 
 # wait_until SECONDS COMMAND...: poll every 50 ms until COMMAND succeeds.

@@ -46,16 +46,24 @@ const SOCKET = ENV.SOCKET;
 // ---------------------------------------------------------------------------
 // caddy, started by this suite on a free port
 
+// A port below the kernel's ephemeral range (scripts/ports.sh), so no
+// outgoing connection can hold it; one another program binds first is
+// caught by startCaddy, which then tries another.
 function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+  for (;;) {
+    const port = 10000 + Math.floor(Math.random() * 22768);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch {
+      // taken: pick again
+    }
+  }
 }
 
 const CADDY_DIR = `${RUN_DIR}/watch-caddy`;
-const CADDY_PORT = freePort();
-const CADDY_URL = `http://127.0.0.1:${CADDY_PORT}/`;
+let CADDY_PORT = freePort();
+let CADDY_URL = `http://127.0.0.1:${CADDY_PORT}/`;
 let caddyChild: Deno.ChildProcess | undefined;
 let caddyStarting: Promise<void> | undefined;
 
@@ -102,10 +110,23 @@ async function metadataStatus(base: string): Promise<number> {
 }
 
 async function startCaddy(): Promise<void> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startCaddyOnce();
+    } catch (e) {
+      if (attempt === 10 || !/address already in use/i.test(String(e))) throw e;
+      CADDY_PORT = freePort();
+      CADDY_URL = `http://127.0.0.1:${CADDY_PORT}/`;
+      PROXIES[1].url = PROXIES[1].h1 = CADDY_URL;
+    }
+  }
+}
+
+async function startCaddyOnce(): Promise<void> {
   const caddy = Deno.env.get("CADDY") ?? "caddy";
   Deno.mkdirSync(`${CADDY_DIR}/home`, { recursive: true });
   Deno.writeTextFileSync(`${CADDY_DIR}/Caddyfile`, caddyfile());
-  const log = Deno.openSync(`${CADDY_DIR}/caddy.log`, { write: true, create: true, append: true });
+  const log = Deno.openSync(`${CADDY_DIR}/caddy.log`, { write: true, create: true, truncate: true });
   try {
     caddyChild = new Deno.Command(caddy, {
       args: ["run", "--config", `${CADDY_DIR}/Caddyfile`, "--adapter", "caddyfile"],
@@ -126,13 +147,18 @@ async function startCaddy(): Promise<void> {
   const pipe = async (s: ReadableStream<Uint8Array>) => {
     for await (const chunk of s) log.writeSync(chunk);
   };
-  Promise.all([pipe(caddyChild.stdout), pipe(caddyChild.stderr)]).catch(() => {}).finally(() => log.close());
+  const copied = Promise.all([pipe(caddyChild.stdout), pipe(caddyChild.stderr)]).catch(() => {}).finally(() =>
+    log.close()
+  );
   let exited = false;
   caddyChild.status.then(() => exited = true);
   const deadline = Date.now() + 20_000;
   let status = 0;
   while (Date.now() < deadline) {
-    if (exited) break;
+    if (exited) {
+      await Promise.race([copied, sleep(2000)]); // its last words into the log
+      break;
+    }
     status = await metadataStatus(CADDY_URL);
     if (status === 200) return;
     await sleep(100);
