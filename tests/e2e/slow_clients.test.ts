@@ -76,8 +76,9 @@ let caddy: Deno.ChildProcess | undefined;
 function renderCaddyfile(): string {
   const shipped = Deno.readTextFileSync(`${SRCDIR}/conf/Caddyfile`);
   const lines = shipped.split("\n");
-  const start = lines.findIndex((l) => /^:\d+ \{$/.test(l));
-  assert.ok(start > 0, "conf/Caddyfile has a ':PORT {' site");
+  // The site block: ":PORT {" or "http://HOST:PORT {".
+  const start = lines.findIndex((l) => /^(https?:\/\/[^\s/]*)?:\d+ \{$/.test(l));
+  assert.ok(start > 0, "conf/Caddyfile has a ':PORT {' or 'http://HOST:PORT {' site");
   const end = lines.findIndex((l, i) => i > start && l === "}");
   assert.ok(end > start, "the site block ends with '}' at the start of a line");
   const site = lines.slice(start + 1, end).join("\n").replaceAll("unix//run/denokv-fcgi.sock", `unix/${inst.SOCKET}`);
