@@ -659,12 +659,12 @@ function serverFds(): number {
 
 // Waits until the workers hold no accepted connection but those in
 // `except` (streams of earlier tests whose clients left may still be
-// closing: caddy 2.6 closes the FastCGI connection of a stream whose
-// client hung up only some 20 s later, after several of the server's
-// keep-alive frames), then returns the fd count of all the master's
-// children: the baseline of the fd tests. On timeout, names each
-// connection still held: its peer process, state and who in the worker
-// holds it.
+// open: caddy 2.6 keeps the FastCGI connection of a raw HTTP/1.1 stream
+// whose client aborted open for 20 s, or for minutes once the stream has
+// carried keep-alive frames, reading them all the while), then returns
+// the fd count of all the master's children: the baseline of the fd
+// tests. On timeout, names each connection still held: its peer process,
+// state and who in the worker holds it.
 async function quiesce(except: ReadonlySet<string> = new Set()): Promise<number> {
   const deadline = Date.now() + 30_000;
   let since = 0;
@@ -1263,10 +1263,11 @@ wtest("clients hanging up while a change is sent to them crash no worker", null,
     }), dbid);
   const before = workers();
   assert.ok(before.length >= 1);
-  // Connections of earlier tests may still be open (a caddy stream whose
-  // client left lingers for some 20 s): what must go is every connection
-  // this test makes, and any the workers take on from now on is one
-  // (socket inodes are not reused while the old socket lives).
+  // Connections of earlier tests may still be open (caddy keeps the stream
+  // of the raw watch the test before aborted for minutes, see quiesce):
+  // what must go is every connection this test makes, and any the workers
+  // take on from now on is one (socket inodes are not reused while the
+  // old socket lives).
   const earlier = heldSockets();
   const N = 1000, ROUNDS = 5;
   for (let round = 1; round <= ROUNDS; round++) {
