@@ -40,6 +40,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "kv.h"
 #include "kv_internal.h"
 #include "kv_limits.h"
@@ -200,27 +201,18 @@ version_to_versionstamp(int64_t version, uint8_t vs[KV_VERSIONSTAMP_BYTES])
 	vs[8] = vs[9] = 0;
 }
 
-static uint64_t
-mono_us(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Starts the running operation's clock: see "Waiting" above. */
 static void
 arm_deadline(struct kv_db *k)
 {
-	k->deadline_us = mono_us() + (uint64_t)k->busy_timeout_ms * 1000;
+	k->deadline_us = clock_mono_us() + (uint64_t)k->busy_timeout_ms * 1000;
 }
 
 /* Milliseconds left before the running operation's deadline. */
 static int
 ms_left(const struct kv_db *k)
 {
-	uint64_t	 now = mono_us();
+	uint64_t	 now = clock_mono_us();
 
 	return now >= k->deadline_us ? 0 :
 	    (int)((k->deadline_us - now + 999) / 1000);
@@ -237,7 +229,7 @@ busy_wait(void *arg, int count)
 	static const unsigned	 nap_ms[] = { 1, 2, 5, 10, 15, 20, 25, 25, 25,
 	    50, 50, 100 };
 	struct kv_db		*k = arg;
-	uint64_t		 now = mono_us(), us;
+	uint64_t		 now = clock_mono_us(), us;
 	struct timespec		 ts;
 
 	if (now >= k->deadline_us)
@@ -299,7 +291,7 @@ kv_err_for_sqlite(int rc, int sys_errno)
 static void
 report_fault(struct kv_db *k, enum kv_err err, int rc, const char *what)
 {
-	uint64_t	 now = mono_us();
+	uint64_t	 now = clock_mono_us();
 	char		 more[64] = "";
 
 	if (k->hooks->fault != NULL)
@@ -1424,7 +1416,7 @@ kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
 	 * and leave it to a later pass instead.
 	 */
 	if (truncate)
-		k->deadline_us = mono_us() + KV_TRUNCATE_WAIT_MS * 1000;
+		k->deadline_us = clock_mono_us() + KV_TRUNCATE_WAIT_MS * 1000;
 	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, truncate ?
 	    SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
 	    wal_frames, done);

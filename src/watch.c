@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "kv_limits.h"
 #include "log.h"
@@ -188,15 +189,6 @@ struct watch_hub {
 
 /* epoll tags for the eventfds; streams are tagged by pointer. */
 static char	tag_handoff, tag_commit, tag_queue;
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* --- output --------------------------------------------------------------- */
 
@@ -921,7 +913,8 @@ serve_polls(struct watch_hub *h)
 		 * (for other consumers) until those answers drain.
 		 */
 		if (h->poll_out_bytes >= h->out_budget) {
-			h->queue_retry_mono = mono_ms() + HUB_POLL_DRAIN_MS;
+			h->queue_retry_mono = clock_mono_ms() +
+			    HUB_POLL_DRAIN_MS;
 			return;
 		}
 		arena_reset(&h->arena);
@@ -939,7 +932,8 @@ serve_polls(struct watch_hub *h)
 			break;		/* due rows it cannot lease */
 		poll_answer(h, h->polls.head, msgs, n);
 		if (++answered == HUB_POLLS_PER_ROUND && h->polls.head != NULL) {
-			h->queue_retry_mono = mono_ms();	/* next round */
+			/* next round */
+			h->queue_retry_mono = clock_mono_ms();
 			return;
 		}
 	}
@@ -947,7 +941,7 @@ serve_polls(struct watch_hub *h)
 		/* Busy or failing: the polls wait, and we try again soon. */
 		log_debug("queue: leasing for long polls: %s",
 		    kv_err_name(err));
-		h->queue_retry_mono = mono_ms() + 100;
+		h->queue_retry_mono = clock_mono_ms() + 100;
 		return;
 	}
 	if (h->polls.head == NULL)
@@ -965,7 +959,7 @@ serve_polls(struct watch_hub *h)
 static void
 expire_polls(struct watch_hub *h)
 {
-	int64_t			 now = mono_ms();
+	int64_t			 now = clock_mono_ms();
 	struct queue_poll	*p, *next;
 
 	for (p = h->polls.head; p != NULL; p = next) {
@@ -1006,7 +1000,7 @@ queue_moved_earlier(struct watch_hub *h)
 static void
 poll_timers(struct watch_hub *h)
 {
-	int64_t	 v, mono = mono_ms();
+	int64_t	 v, mono = clock_mono_ms();
 
 	expire_polls(h);
 	if (h->polls.head == NULL)
@@ -1028,7 +1022,7 @@ poll_timers(struct watch_hub *h)
 static int64_t
 poll_timeout_ms(struct watch_hub *h)
 {
-	int64_t	 now = mono_ms(), t;
+	int64_t	 now = clock_mono_ms(), t;
 
 	if (h->polls.head == NULL)
 		return INT64_MAX;
@@ -1056,7 +1050,8 @@ add_poll(struct watch_hub *h, struct watch_stream *s)
 		return -1;
 	poll_list_append(&h->polls, p);
 	if (h->next_queue_check_mono == 0)
-		h->next_queue_check_mono = mono_ms() + HUB_FOREIGN_CHECK_MS;
+		h->next_queue_check_mono = clock_mono_ms() +
+		    HUB_FOREIGN_CHECK_MS;
 	return 0;
 }
 
@@ -1181,7 +1176,7 @@ stream_readable(struct watch_stream *s)
 static int
 next_timeout_ms(struct watch_hub *h)
 {
-	int64_t	 now = mono_ms(), wall = kv_now_ms();
+	int64_t	 now = clock_mono_ms(), wall = kv_now_ms();
 	int64_t	 t = h->next_keepalive_ms - now;
 
 	if (h->next_expiry_ms != 0 && h->next_expiry_ms - wall < t)
@@ -1207,8 +1202,8 @@ hub_main(void *arg)
 	shm_cursor_init(h->seg, &h->changes);
 	if (kv_current_version(h->db, &start_version) == KV_OK)
 		h->accounted = (uint64_t)start_version;
-	h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
-	h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
+	h->next_keepalive_ms = clock_mono_ms() + KV_WATCH_KEEPALIVE_MS;
+	h->next_foreign_ms = clock_mono_ms() + HUB_FOREIGN_CHECK_MS;
 	while (!atomic_load(&h->stop)) {
 		n = epoll_wait(h->epfd, ev, HUB_EVENTS, next_timeout_ms(h));
 		for (int i = 0; i < n; i++) {
@@ -1243,11 +1238,12 @@ hub_main(void *arg)
 			h->next_expiry_ms = 0;
 			for_each_stream(h, refresh_if_expired, kv_now_ms());
 		}
-		if (mono_ms() >= h->next_foreign_ms)
-			h->next_foreign_ms = mono_ms() + check_foreign(h);
-		if (mono_ms() >= h->next_keepalive_ms) {
+		if (clock_mono_ms() >= h->next_foreign_ms)
+			h->next_foreign_ms = clock_mono_ms() + check_foreign(h);
+		if (clock_mono_ms() >= h->next_keepalive_ms) {
 			for_each_stream(h, send_keepalive, 0);
-			h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
+			h->next_keepalive_ms = clock_mono_ms() +
+			    KV_WATCH_KEEPALIVE_MS;
 		}
 		enforce_out_budget(h);
 		bury(h);
@@ -1508,7 +1504,7 @@ watch_hub_adopt_poll(struct watch_hub *h, int fd, int request_id, size_t max,
 	s->poll->stream = s;
 	s->poll->max = max;
 	s->poll->lease_ms = lease_ms;
-	s->poll->until_mono = mono_ms() + wait_ms;
+	s->poll->until_mono = clock_mono_ms() + wait_ms;
 	q->stream = s;
 	pthread_mutex_lock(&h->lock);
 	q->next = h->queue;
