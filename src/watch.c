@@ -1069,23 +1069,38 @@ end_all_polls(struct watch_hub *h)
 		drop(h, h->sending.head->stream);
 }
 
-/* Turns queue-futex wake-ups into epoll events, like waiter_main. */
+/*
+ * The loop of both waiter threads: turns wake-ups of one futex word into
+ * writes to the hub's eventfd fd, until the hub stops. It sleeps on the
+ * value it last compared, never on a fresh read of the word: a change
+ * landing between two waits must wake it, not be slept through.
+ */
+static void
+relay_wakeups(struct watch_hub *h, uint32_t word,
+    uint32_t (*wait)(const struct shm_segment *, uint32_t, int), int fd,
+    const char *who)
+{
+	uint64_t	 one = 1;
+	uint32_t	 now;
+
+	while (!atomic_load(&h->stop)) {
+		now = wait(h->seg, word, 1000);
+		if (now == word)
+			continue;
+		word = now;
+		if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_warn("%s: eventfd write", who);
+	}
+}
+
+/* Turns queue-futex wake-ups into epoll events for the hub. */
 static void *
 queue_waiter_main(void *arg)
 {
 	struct watch_hub	*h = arg;
-	uint64_t		 one = 1;
-	uint32_t		 word = shm_queue_word(h->seg), now;
 
-	while (!atomic_load(&h->stop)) {
-		now = shm_queue_wait(h->seg, word, 1000);
-		if (now == word)
-			continue;
-		word = now;
-		if (write(h->queue_fd, &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			log_warn("queue waiter: eventfd write");
-	}
+	relay_wakeups(h, shm_queue_word(h->seg), shm_queue_wait, h->queue_fd,
+	    "queue waiter");
 	return NULL;
 }
 
@@ -1255,27 +1270,14 @@ hub_main(void *arg)
 	return NULL;
 }
 
-/*
- * Turns commit-futex wake-ups into epoll events for the hub. It sleeps on
- * the value it last compared, never on a fresh read of the word: a commit
- * landing between two waits must wake it, not be slept through.
- */
+/* Turns commit-futex wake-ups into epoll events for the hub. */
 static void *
 waiter_main(void *arg)
 {
 	struct watch_hub	*h = arg;
-	uint64_t		 one = 1;
-	uint32_t		 word = shm_commit_word(h->seg), now;
 
-	while (!atomic_load(&h->stop)) {
-		now = shm_commit_wait(h->seg, word, 1000);
-		if (now == word)
-			continue;
-		word = now;
-		if (write(h->commit_fd, &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			log_warn("watch waiter: eventfd write");
-	}
+	relay_wakeups(h, shm_commit_word(h->seg), shm_commit_wait,
+	    h->commit_fd, "watch waiter");
 	return NULL;
 }
 
