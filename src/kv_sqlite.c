@@ -453,8 +453,8 @@ exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errlen)
 	return 0;
 }
 
-static int
-query_int(sqlite3 *db, const char *sql, int64_t *out, int *found)
+int
+kv_sqlite_query_int(sqlite3 *db, const char *sql, int64_t *out, int *found)
 {
 	sqlite3_stmt	*st;
 	int		 rc;
@@ -487,8 +487,8 @@ migrate(sqlite3 *db, char *errbuf, size_t errlen)
 	    "  version integer not null\n"
 	    ")", errbuf, errlen) != 0)
 		goto fail;
-	if (query_int(db, "select version from migration_state where k = 0",
-	    &current, &found) != 0) {
+	if (kv_sqlite_query_int(db, "select version from migration_state"
+	    " where k = 0", &current, &found) != 0) {
 		snprintf(errbuf, errlen, "%s", sqlite3_errmsg(db));
 		goto fail;
 	}
@@ -520,8 +520,8 @@ check_schema(sqlite3 *db, char *errbuf, size_t errlen)
 	int64_t		 version = 0;
 	int		 found;
 
-	if (query_int(db, "select version from migration_state where k = 0",
-	    &version, &found) != 0 &&
+	if (kv_sqlite_query_int(db, "select version from migration_state"
+	    " where k = 0", &version, &found) != 0 &&
 	    (sqlite3_errcode(db) & 0xff) != SQLITE_ERROR) {
 		/* Locked, damaged, unreadable: not a schema to migrate. */
 		snprintf(errbuf, errlen, "%s", sqlite3_errmsg(db));
@@ -652,8 +652,8 @@ kv_synchronous(struct kv_db *k)
 	int64_t		 level;
 	int		 found;
 
-	if (query_int(k->db, "pragma synchronous", &level, &found) != 0 ||
-	    !found || level < 0 || level > 3)
+	if (kv_sqlite_query_int(k->db, "pragma synchronous", &level,
+	    &found) != 0 || !found || level < 0 || level > 3)
 		return "unknown";
 	return names[level];
 }
