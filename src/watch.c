@@ -1421,13 +1421,27 @@ watch_hub_stop(struct watch_hub *h)
 	hub_free(h);
 }
 
+/* Queues s (in q, which the hub frees) for the hub thread, and wakes it. */
+static void
+hand_off(struct watch_hub *h, struct handoff *q, struct watch_stream *s)
+{
+	uint64_t	 one = 1;
+
+	q->stream = s;
+	pthread_mutex_lock(&h->lock);
+	q->next = h->queue;
+	h->queue = q;
+	pthread_mutex_unlock(&h->lock);
+	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("watch hub: eventfd write");
+}
+
 enum kv_err
 watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
     const struct kv_bytes *keys, size_t n)
 {
 	struct watch_stream	*s;
 	struct handoff		*q;
-	uint64_t		 one = 1;
 	int			 flags;
 
 	if (atomic_fetch_add(&h->count, 1) >= h->max_streams) {
@@ -1453,13 +1467,7 @@ watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
 		goto nomem;
 	s->fd = fd;
 	s->request_id = (uint16_t)request_id;
-	q->stream = s;
-	pthread_mutex_lock(&h->lock);
-	q->next = h->queue;
-	h->queue = q;
-	pthread_mutex_unlock(&h->lock);
-	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("watch hub: eventfd write");
+	hand_off(h, q, s);
 	return KV_OK;
 nomem:
 	atomic_fetch_sub(&h->count, 1);
@@ -1487,7 +1495,6 @@ watch_hub_adopt_poll(struct watch_hub *h, int fd, int request_id, size_t max,
 {
 	struct watch_stream	*s;
 	struct handoff		*q;
-	uint64_t		 one = 1;
 	int			 flags;
 
 	if (watch_hub_polls_full(h))
@@ -1507,13 +1514,7 @@ watch_hub_adopt_poll(struct watch_hub *h, int fd, int request_id, size_t max,
 	s->poll->max = max;
 	s->poll->lease_ms = lease_ms;
 	s->poll->until_mono = clock_mono_ms() + wait_ms;
-	q->stream = s;
-	pthread_mutex_lock(&h->lock);
-	q->next = h->queue;
-	h->queue = q;
-	pthread_mutex_unlock(&h->lock);
-	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("watch hub: eventfd write");
+	hand_off(h, q, s);
 	return KV_OK;
 nomem:
 	atomic_fetch_sub(&h->n_polls, 1);
