@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fcgi_conn.h"
 
 /*
@@ -38,15 +39,6 @@
 #define FCGI_LINGER_MAX_BYTES	(64 * 1024 * 1024)
 /* Less than libfcgi's 8 KiB output buffer: at most one flush per call. */
 #define FCGI_WRITE_CHUNK	4096
-
-int64_t
-fcgi_conn_now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sets SO_RCVTIMEO or SO_SNDTIMEO to ms (at least 1: 0 means "never"). */
 static int
@@ -74,7 +66,7 @@ failure(FCGX_Stream *s, int64_t by)
 {
 	int	 e = FCGX_GetError(s);
 
-	if (e == EAGAIN || e == EWOULDBLOCK || fcgi_conn_now_ms() >= by)
+	if (e == EAGAIN || e == EWOULDBLOCK || clock_mono_ms() >= by)
 		return FCGI_IO_TIMEOUT;
 	return FCGI_IO_ERROR;
 }
@@ -141,7 +133,7 @@ fcgi_conn_accept(struct fcgi_conn *c, int listen_fd)
 		close(fd);
 		return -EPERM;
 	}
-	c->accepted_ms = fcgi_conn_now_ms();
+	c->accepted_ms = clock_mono_ms();
 	c->arrival_by = c->accepted_ms + c->body_ms;
 	c->expired = FCGI_PHASE_NONE;
 	/* No replies to our writes: Nagle would only delay them (TCP only). */
@@ -204,7 +196,7 @@ read_by(struct fcgi_conn *c, void *buf, size_t len, size_t *got,
 				avail = len - n;
 			want = avail > INT_MAX ? INT_MAX : (int)avail;
 		} else {
-			if ((left = by - fcgi_conn_now_ms()) <= 0)
+			if ((left = by - clock_mono_ms()) <= 0)
 				return FCGI_IO_TIMEOUT;
 			if (set_timeout(c->req.ipcFd, SO_RCVTIMEO, left) != 0)
 				return FCGI_IO_ERROR;
@@ -258,7 +250,7 @@ fcgi_conn_discard(struct fcgi_conn *c, size_t max)
 int64_t
 fcgi_conn_send_deadline(struct fcgi_conn *c)
 {
-	c->response_ms = fcgi_conn_now_ms();
+	c->response_ms = clock_mono_ms();
 	return c->response_ms + c->send_ms;
 }
 
@@ -266,7 +258,7 @@ fcgi_conn_send_deadline(struct fcgi_conn *c)
 static enum fcgi_io
 arm_send(struct fcgi_conn *c, int64_t by)
 {
-	int64_t	 left = by - fcgi_conn_now_ms();
+	int64_t	 left = by - clock_mono_ms();
 
 	if (left <= 0) {
 		expire(c, FCGI_PHASE_RESPONSE);
@@ -351,7 +343,7 @@ fcgi_conn_finish(struct fcgi_conn *c)
 		}
 		/* A body left unread: drained briefly, never for long. */
 		if (!abandon_if_broken(c) && FCGX_HasSeenEOF(r->in) == 0) {
-			by = fcgi_conn_now_ms() + FCGI_LINGER_MS;
+			by = clock_mono_ms() + FCGI_LINGER_MS;
 			if (by > c->arrival_by)
 				by = c->arrival_by;
 			(void)discard_by(c, FCGI_LINGER_MAX_BYTES, by);

@@ -56,9 +56,6 @@ struct fcgi_conn {
 	enum fcgi_phase	 expired;	/* the first deadline that ran out */
 };
 
-/* Monotonic milliseconds, for deadlines and durations. */
-int64_t		fcgi_conn_now_ms(void);
-
 /*
  * Prepares c for connections (FCGX_Init must have been called) and reads
  * FCGI_WEB_SERVER_ADDRS: 0 or -1.

@@ -24,6 +24,7 @@
 
 #include "kv.h"
 #include "kv_admin.h"
+#include "kv_internal.h"
 #include "kv_limits.h"
 
 /*
@@ -66,26 +67,6 @@ exec(sqlite3 *db, const char *sql, char *errbuf, size_t errlen)
 	return 0;
 }
 
-/* One integer from the first row of sql; *found = 0 if there is no row. */
-static int
-query_int(sqlite3 *db, const char *sql, int64_t *out, int *found)
-{
-	sqlite3_stmt	*st;
-	int		 rc;
-
-	*found = 0;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -1;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
-		*found = 1;
-		rc = SQLITE_DONE;
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 /*
  * Opens an existing file (never creates one). Read-write so that SQLite
  * can use the WAL and its index as usual; nothing here writes to a
@@ -126,14 +107,14 @@ read_version(sqlite3 *db, const char *path, int64_t *version, char *errbuf,
 	int64_t	 schema = 0;
 	int	 found;
 
-	if (query_int(db, "select version from migration_state where k = 0",
-	    &schema, &found) != 0 || !found) {
+	if (kv_sqlite_query_int(db, "select version from migration_state"
+	    " where k = 0", &schema, &found) != 0 || !found) {
 		snprintf(errbuf, errlen, "%s: not a Deno KV database (%s)",
 		    path, found ? sqlite3_errmsg(db) : "no migration state");
 		return -1;
 	}
-	if (query_int(db, "select version from data_version where k = 0",
-	    version, &found) != 0 || !found) {
+	if (kv_sqlite_query_int(db, "select version from data_version"
+	    " where k = 0", version, &found) != 0 || !found) {
 		snprintf(errbuf, errlen, "%s: not a Deno KV database (no data"
 		    " version)", path);
 		return -1;
@@ -557,8 +538,8 @@ check_schema(struct checker *c)
 	int64_t		 migration = 0, version = 0, n;
 	int		 found, ok = 1;
 
-	if (query_int(c->db, "select version from migration_state where"
-	    " k = 0", &migration, &found) != 0 || !found) {
+	if (kv_sqlite_query_int(c->db, "select version from migration_state"
+	    " where k = 0", &migration, &found) != 0 || !found) {
 		sayf(c, 1, "schema: no migration state: this is not a Deno KV"
 		    " database");
 		return;
@@ -584,21 +565,23 @@ check_schema(struct checker *c)
 		return;
 	sayf(c, 0, "schema: denokv's, at migration %lld of %d: ok",
 	    (long long)migration, KV_SCHEMA_VERSION);
-	if (query_int(c->db, "select version from data_version where k = 0",
-	    &version, &found) != 0 || !found) {
+	if (kv_sqlite_query_int(c->db, "select version from data_version"
+	    " where k = 0", &version, &found) != 0 || !found) {
 		sayf(c, 1, "data version: missing");
 		return;
 	}
 	/* Versionstamps would repeat if an entry were newer than the counter. */
-	if (query_int(c->db, "select count(*) from kv where version > (select"
-	    " version from data_version where k = 0)", &n, &found) != 0) {
+	if (kv_sqlite_query_int(c->db, "select count(*) from kv where"
+	    " version > (select version from data_version where k = 0)", &n,
+	    &found) != 0) {
 		sayf(c, 1, "entries: cannot be read: %s", sqlite3_errmsg(c->db));
 		return;
 	}
 	if (n > 0)
 		sayf(c, 1, "versions: %lld entries are newer than the data"
 		    " version %lld", (long long)n, (long long)version);
-	if (query_int(c->db, "select count(*) from kv", &n, &found) == 0)
+	if (kv_sqlite_query_int(c->db, "select count(*) from kv", &n,
+	    &found) == 0)
 		sayf(c, 0, "data version %lld (versionstamp %016llx0000),"
 		    " %lld entries", (long long)version,
 		    (unsigned long long)version, (long long)n);
@@ -613,10 +596,10 @@ check_backup_note(struct checker *c)
 	int		 found;
 	char		 when[32];
 
-	if (query_int(c->db, "select version from " KV_BACKUP_TABLE
+	if (kv_sqlite_query_int(c->db, "select version from " KV_BACKUP_TABLE
 	    " where k = 0", &version, &found) != 0 || !found ||
-	    query_int(c->db, "select taken_at_ms from " KV_BACKUP_TABLE
-	    " where k = 0", &taken, &found) != 0 || !found)
+	    kv_sqlite_query_int(c->db, "select taken_at_ms from "
+	    KV_BACKUP_TABLE " where k = 0", &taken, &found) != 0 || !found)
 		return;
 	t = (time_t)(taken / 1000);
 	gmtime_r(&t, &tm);
@@ -639,7 +622,7 @@ kv_check(const char *path, kv_say_fn say, void *ctx, int *problems,
 		return -1;
 	/* One snapshot for every check, even while a service writes. */
 	if (sqlite3_exec(c.db, "begin", NULL, NULL, NULL) != SQLITE_OK ||
-	    query_int(c.db, "select count(*) from sqlite_master", &n,
+	    kv_sqlite_query_int(c.db, "select count(*) from sqlite_master", &n,
 	    &found) != 0) {
 		sayf(&c, 1, "not readable as an SQLite database: %s",
 		    sqlite3_errmsg(c.db));

@@ -1,7 +1,8 @@
 /*
  * kv_internal.h: what the parts of the SQLite storage engine share among
  * themselves (kv_sqlite.c owns the connection; kv_queue.c runs the queue
- * on it). Nothing outside the engine includes this.
+ * on it; kv_admin.c reads whole database files with its helpers).
+ * Nothing else includes this.
  */
 #ifndef DENOKV_KV_INTERNAL_H
 #define DENOKV_KV_INTERNAL_H
@@ -13,6 +14,12 @@
 struct kv_queue_stmts;
 
 sqlite3		*kv_sqlite_handle(struct kv_db *);
+/*
+ * One integer from the first row of sql on db: 0, or -1 on an SQLite
+ * error; *found = 0 if there is no row.
+ */
+int		 kv_sqlite_query_int(sqlite3 *db, const char *sql,
+		    int64_t *out, int *found);
 /* Starts the busy-timeout clock of a read outside kv_write_tx. */
 void		 kv_begin_read(struct kv_db *);
 /* Where kv_queue.c keeps its prepared statements (NULL until first use). */

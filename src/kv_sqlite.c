@@ -40,6 +40,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "kv.h"
 #include "kv_internal.h"
 #include "kv_limits.h"
@@ -200,27 +201,18 @@ version_to_versionstamp(int64_t version, uint8_t vs[KV_VERSIONSTAMP_BYTES])
 	vs[8] = vs[9] = 0;
 }
 
-static uint64_t
-mono_us(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Starts the running operation's clock: see "Waiting" above. */
 static void
 arm_deadline(struct kv_db *k)
 {
-	k->deadline_us = mono_us() + (uint64_t)k->busy_timeout_ms * 1000;
+	k->deadline_us = clock_mono_us() + (uint64_t)k->busy_timeout_ms * 1000;
 }
 
 /* Milliseconds left before the running operation's deadline. */
 static int
 ms_left(const struct kv_db *k)
 {
-	uint64_t	 now = mono_us();
+	uint64_t	 now = clock_mono_us();
 
 	return now >= k->deadline_us ? 0 :
 	    (int)((k->deadline_us - now + 999) / 1000);
@@ -237,7 +229,7 @@ busy_wait(void *arg, int count)
 	static const unsigned	 nap_ms[] = { 1, 2, 5, 10, 15, 20, 25, 25, 25,
 	    50, 50, 100 };
 	struct kv_db		*k = arg;
-	uint64_t		 now = mono_us(), us;
+	uint64_t		 now = clock_mono_us(), us;
 	struct timespec		 ts;
 
 	if (now >= k->deadline_us)
@@ -299,7 +291,7 @@ kv_err_for_sqlite(int rc, int sys_errno)
 static void
 report_fault(struct kv_db *k, enum kv_err err, int rc, const char *what)
 {
-	uint64_t	 now = mono_us();
+	uint64_t	 now = clock_mono_us();
 	char		 more[64] = "";
 
 	if (k->hooks->fault != NULL)
@@ -461,8 +453,8 @@ exec_sql(sqlite3 *db, const char *sql, char *errbuf, size_t errlen)
 	return 0;
 }
 
-static int
-query_int(sqlite3 *db, const char *sql, int64_t *out, int *found)
+int
+kv_sqlite_query_int(sqlite3 *db, const char *sql, int64_t *out, int *found)
 {
 	sqlite3_stmt	*st;
 	int		 rc;
@@ -495,8 +487,8 @@ migrate(sqlite3 *db, char *errbuf, size_t errlen)
 	    "  version integer not null\n"
 	    ")", errbuf, errlen) != 0)
 		goto fail;
-	if (query_int(db, "select version from migration_state where k = 0",
-	    &current, &found) != 0) {
+	if (kv_sqlite_query_int(db, "select version from migration_state"
+	    " where k = 0", &current, &found) != 0) {
 		snprintf(errbuf, errlen, "%s", sqlite3_errmsg(db));
 		goto fail;
 	}
@@ -528,8 +520,8 @@ check_schema(sqlite3 *db, char *errbuf, size_t errlen)
 	int64_t		 version = 0;
 	int		 found;
 
-	if (query_int(db, "select version from migration_state where k = 0",
-	    &version, &found) != 0 &&
+	if (kv_sqlite_query_int(db, "select version from migration_state"
+	    " where k = 0", &version, &found) != 0 &&
 	    (sqlite3_errcode(db) & 0xff) != SQLITE_ERROR) {
 		/* Locked, damaged, unreadable: not a schema to migrate. */
 		snprintf(errbuf, errlen, "%s", sqlite3_errmsg(db));
@@ -660,8 +652,8 @@ kv_synchronous(struct kv_db *k)
 	int64_t		 level;
 	int		 found;
 
-	if (query_int(k->db, "pragma synchronous", &level, &found) != 0 ||
-	    !found || level < 0 || level > 3)
+	if (kv_sqlite_query_int(k->db, "pragma synchronous", &level,
+	    &found) != 0 || !found || level < 0 || level > 3)
 		return "unknown";
 	return names[level];
 }
@@ -1424,7 +1416,7 @@ kv_checkpoint(struct kv_db *k, int truncate, int *wal_frames, int *done)
 	 * and leave it to a later pass instead.
 	 */
 	if (truncate)
-		k->deadline_us = mono_us() + KV_TRUNCATE_WAIT_MS * 1000;
+		k->deadline_us = clock_mono_us() + KV_TRUNCATE_WAIT_MS * 1000;
 	rc = sqlite3_wal_checkpoint_v2(k->db, NULL, truncate ?
 	    SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
 	    wal_frames, done);

@@ -25,6 +25,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "housekeeper.h"
 #include "leakcheck.h"
@@ -107,15 +108,6 @@ struct master {
 	int64_t		 next_status_ms;
 	int		 stopping;
 };
-
-static int64_t
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct child *
 housekeeper_slot(struct master *m)
@@ -231,7 +223,7 @@ spawn(struct master *m, struct child *c, enum child_kind kind)
 	if (pid < 0) {
 		log_warn("fork");
 		c->pid = 0;
-		c->respawn_at_ms = now_ms() + BACKOFF_FIRST_MS;
+		c->respawn_at_ms = clock_mono_ms() + BACKOFF_FIRST_MS;
 		return -1;
 	}
 	if (pid == 0)
@@ -239,7 +231,7 @@ spawn(struct master *m, struct child *c, enum child_kind kind)
 	c->pid = pid;
 	c->kind = kind;
 	c->generation = m->generation;
-	c->started_ms = now_ms();
+	c->started_ms = clock_mono_ms();
 	c->respawn_at_ms = 0;
 	log_debug("started %s %ld", kind == CHILD_WORKER ? "worker" :
 	    "housekeeper", (long)pid);
@@ -287,7 +279,7 @@ log_exit(pid_t pid, const char *what, int status, int64_t uptime_ms)
 static void
 schedule_respawn(struct child *c, int status)
 {
-	int64_t	 uptime = now_ms() - c->started_ms, delay;
+	int64_t	 uptime = clock_mono_ms() - c->started_ms, delay;
 
 	c->pid = 0;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_NO_RESTART) {
@@ -309,7 +301,7 @@ schedule_respawn(struct child *c, int status)
 		log_warnx("crash loop: %d quick exits in a row, restarting in"
 		    " %lld ms", c->fast_fails, (long long)delay);
 	}
-	c->respawn_at_ms = now_ms() + delay;
+	c->respawn_at_ms = clock_mono_ms() + delay;
 	if (c->respawn_at_ms == 0)
 		c->respawn_at_ms = 1;
 }
@@ -349,7 +341,7 @@ reap(struct master *m)
 		if (c == NULL)
 			continue;
 		log_exit(pid, c->kind == CHILD_WORKER ? "worker" :
-		    "housekeeper", status, now_ms() - c->started_ms);
+		    "housekeeper", status, clock_mono_ms() - c->started_ms);
 		if (m->stopping) {
 			c->pid = 0;
 			continue;
@@ -363,7 +355,7 @@ reap(struct master *m)
 static void
 respawn_due(struct master *m)
 {
-	int64_t	 now = now_ms();
+	int64_t	 now = clock_mono_ms();
 
 	for (int i = 0; i <= MAX_WORKERS; i++) {
 		struct child	*c = &m->slots[i];
@@ -401,7 +393,7 @@ is_unreaped_child(pid_t pid)
 static void
 kill_overdue_retirees(struct master *m)
 {
-	int64_t	 now = now_ms();
+	int64_t	 now = clock_mono_ms();
 
 	for (int i = 0; i < m->n_retiring; i++) {
 		struct retiree	*r = &m->retiring[i];
@@ -523,9 +515,10 @@ make_room(struct master *m, int needed)
 	}
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
-	deadline = now_ms() + ROOM_WAIT_MS;
+	deadline = clock_mono_ms() + ROOM_WAIT_MS;
 	reap(m);
-	while (n_children(m) + needed > MAX_CHILDREN && now_ms() < deadline) {
+	while (n_children(m) + needed > MAX_CHILDREN &&
+	    clock_mono_ms() < deadline) {
 		(void)sigtimedwait(&chld, NULL, &tick);
 		reap(m);
 	}
@@ -543,7 +536,7 @@ retire(struct master *m, pid_t pid)
 		return;
 	}
 	m->retiring[m->n_retiring].pid = pid;
-	m->retiring[m->n_retiring].deadline_ms = now_ms() +
+	m->retiring[m->n_retiring].deadline_ms = clock_mono_ms() +
 	    (int64_t)m->conf.shutdown_timeout * 1000;
 	m->n_retiring++;
 	kill(pid, SIGTERM);
@@ -558,7 +551,7 @@ reload(struct master *m)
 
 	/* MONOTONIC_USEC: newer systemd matches the reload by it. */
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)now_ms() * 1000);
+	    (unsigned long long)clock_mono_ms() * 1000);
 	log_info("reloading configuration");
 	if (conf_parse(m->argc, m->argv, &fresh, err, sizeof(err)) !=
 	    CONF_OK) {
@@ -628,7 +621,7 @@ reap_until(struct master *m, const sigset_t *set, int64_t deadline)
 	int64_t		 left;
 
 	reap(m);
-	while (n_children(m) > 0 && (left = deadline - now_ms()) > 0) {
+	while (n_children(m) > 0 && (left = deadline - clock_mono_ms()) > 0) {
 		if (left > TICK_MS)
 			left = TICK_MS;
 		tick.tv_sec = 0;
@@ -650,13 +643,14 @@ stop_children(struct master *m, const sigset_t *set)
 	m->stopping = 1;
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	signal_all(m, SIGTERM);
-	reap_until(m, set, now_ms() + (int64_t)m->conf.shutdown_timeout * 1000);
+	reap_until(m, set, clock_mono_ms() +
+	    (int64_t)m->conf.shutdown_timeout * 1000);
 	if (n_children(m) == 0)
 		return;
 	log_warnx("shutdown timeout: killing %d remaining processes",
 	    n_children(m));
 	signal_all(m, SIGKILL);
-	reap_until(m, set, now_ms() + KILL_GRACE_MS);
+	reap_until(m, set, clock_mono_ms() + KILL_GRACE_MS);
 	if (n_children(m) > 0)
 		log_warnx("%d processes did not exit after SIGKILL; leaving"
 		    " them", n_children(m));
@@ -781,10 +775,11 @@ setup(struct master *m, char *err, size_t errlen)
 static void
 watchdog_tick(struct master *m)
 {
-	if (m->watchdog_usec == 0 || now_ms() < m->next_watchdog_ms)
+	if (m->watchdog_usec == 0 || clock_mono_ms() < m->next_watchdog_ms)
 		return;
 	sd_notify(0, "WATCHDOG=1");
-	m->next_watchdog_ms = now_ms() + (int64_t)(m->watchdog_usec / 2000);
+	m->next_watchdog_ms = clock_mono_ms() +
+	    (int64_t)(m->watchdog_usec / 2000);
 }
 
 static int
@@ -823,9 +818,10 @@ supervise(struct master *m)
 		respawn_due(m);
 		kill_overdue_retirees(m);
 		watchdog_tick(m);
-		if (now_ms() >= m->next_status_ms) {
+		if (clock_mono_ms() >= m->next_status_ms) {
 			notify_status(m);
-			m->next_status_ms = now_ms() + STATUS_INTERVAL_MS;
+			m->next_status_ms = clock_mono_ms() +
+			    STATUS_INTERVAL_MS;
 		}
 	}
 	stop_children(m, &set);

@@ -226,6 +226,32 @@ dump(json_t *doc, size_t *len)
 	return s;
 }
 
+/* A document {"field": []}, with *list its array; NULL if out of memory. */
+static json_t *
+doc_with_list(const char *field, json_t **list)
+{
+	json_t	*doc;
+
+	if ((doc = json_object()) == NULL ||
+	    (*list = json_array()) == NULL ||
+	    json_object_set_new(doc, field, *list) != 0) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
+}
+
+/* dump, or NULL (and doc freed) if filling the document failed. */
+static char *
+dump_if(int ok, json_t *doc, size_t *len)
+{
+	if (!ok) {
+		json_decref(doc);
+		return NULL;
+	}
+	return dump(doc, len);
+}
+
 char *
 queue_encode_lease(const struct kv_queue_msg *m, size_t n, size_t *len)
 {
@@ -234,12 +260,8 @@ queue_encode_lease(const struct kv_queue_msg *m, size_t n, size_t *len)
 	char	*payload;
 	int	 ok = 1;
 
-	if ((doc = json_object()) == NULL ||
-	    (list = json_array()) == NULL ||
-	    json_object_set_new(doc, "messages", list) != 0) {
-		json_decref(doc);
+	if ((doc = doc_with_list("messages", &list)) == NULL)
 		return NULL;
-	}
 	for (size_t i = 0; i < n && ok; i++) {
 		if (lease_id(lid, sizeof(lid), m[i].id, m[i].lease_until_ms) !=
 		    0 || (payload = base64(m[i].payload.p, m[i].payload.len)) ==
@@ -254,11 +276,7 @@ queue_encode_lease(const struct kv_queue_msg *m, size_t n, size_t *len)
 		free(payload);
 		ok = item != NULL && json_array_append_new(list, item) == 0;
 	}
-	if (!ok) {
-		json_decref(doc);
-		return NULL;
-	}
-	return dump(doc, len);
+	return dump_if(ok, doc, len);
 }
 
 char *
@@ -267,12 +285,8 @@ queue_encode_finish(const struct kv_queue_outcome *o, size_t n, size_t *len)
 	json_t	*doc, *list, *item;
 	int	 ok = 1;
 
-	if ((doc = json_object()) == NULL ||
-	    (list = json_array()) == NULL ||
-	    json_object_set_new(doc, "results", list) != 0) {
-		json_decref(doc);
+	if ((doc = doc_with_list("results", &list)) == NULL)
 		return NULL;
-	}
 	for (size_t i = 0; i < n && ok; i++) {
 		if (o[i].result == KV_OK)
 			item = json_pack("{s:i}", "status", 200);
@@ -282,11 +296,7 @@ queue_encode_finish(const struct kv_queue_outcome *o, size_t n, size_t *len)
 			    kv_err_message(o[i].result));
 		ok = item != NULL && json_array_append_new(list, item) == 0;
 	}
-	if (!ok) {
-		json_decref(doc);
-		return NULL;
-	}
-	return dump(doc, len);
+	return dump_if(ok, doc, len);
 }
 
 char *

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kv.h"
 #include "metrics.h"
 #include "shm.h"
@@ -99,15 +100,6 @@ futex_sleep(_Atomic uint32_t *word, uint32_t val, uint64_t us)
 	};
 
 	(void)futex(word, FUTEX_WAIT, val, &ts);
-}
-
-static uint64_t
-mono_us(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 struct shm_segment *
@@ -345,7 +337,7 @@ static uint64_t
 aged_bound(struct shm_segment *s, uint64_t serving)
 {
 	uint64_t	 mark = atomic_load(&s->aged), next;
-	uint32_t	 now = (uint32_t)(mono_us() / 1000);
+	uint32_t	 now = (uint32_t)(clock_mono_us() / 1000);
 	int32_t		 ahead;
 
 	if ((uint32_t)(now - (uint32_t)mark) <= STALL_CHECK_MS)
@@ -355,7 +347,7 @@ aged_bound(struct shm_segment *s, uint64_t serving)
 	next = atomic_load(&s->next_ticket);
 	/* The next ticket first, then the time: all below it are older. */
 	(void)atomic_compare_exchange_strong(&s->aged, &mark,
-	    aged_mark(next, (uint32_t)(mono_us() / 1000)));
+	    aged_mark(next, (uint32_t)(clock_mono_us() / 1000)));
 	return ahead > 0 ? serving + (uint64_t)ahead : serving;
 }
 
@@ -379,7 +371,7 @@ skip_unowned(struct shm_segment *s, uint64_t from, uint64_t mine)
 int
 shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
 {
-	uint64_t	 t, start = mono_us(), now, deadline;
+	uint64_t	 t, start = clock_mono_us(), now, deadline;
 	uint32_t	 word;
 
 	assert(slot >= 0 && slot < SHM_MAX_PROCS);
@@ -400,7 +392,7 @@ shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
 		skip_unowned(s, now_serving, t);
 		if (atomic_load(&s->serving) != now_serving)
 			continue;
-		now = mono_us();
+		now = clock_mono_us();
 		if (now >= deadline) {
 			leave_line(s, slot, t);
 			return -1;
@@ -409,7 +401,7 @@ shm_write_begin(struct shm_segment *s, int slot, int timeout_ms)
 		    deadline - now < WAIT_SLICE_MS * 1000 ?
 		    deadline - now : WAIT_SLICE_MS * 1000);
 	}
-	note_wait(s, mono_us() - start);
+	note_wait(s, clock_mono_us() - start);
 	return 0;
 }
 
@@ -440,7 +432,7 @@ void
 shm_note_fault(struct shm_segment *s, int code)
 {
 	atomic_store(&s->last_fault, code);
-	atomic_store(&s->last_fault_us, mono_us());
+	atomic_store(&s->last_fault_us, clock_mono_us());
 	metrics_fault(code);
 	if (code == KV_ERR_DISK_FULL)
 		atomic_fetch_add(&s->disk_full, 1);
@@ -453,7 +445,8 @@ shm_fault_summary(const struct shm_segment *cs, char *buf, size_t len)
 	struct shm_segment	*s = (struct shm_segment *)cs;
 	uint64_t		 n = atomic_load(&s->faults);
 	uint64_t		 full = atomic_load(&s->disk_full);
-	uint64_t		 ago = mono_us() - atomic_load(&s->last_fault_us);
+	uint64_t		 ago = clock_mono_us() -
+	    atomic_load(&s->last_fault_us);
 
 	if (len > 0)
 		buf[0] = '\0';

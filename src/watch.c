@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "kv_limits.h"
 #include "log.h"
@@ -188,15 +189,6 @@ struct watch_hub {
 
 /* epoll tags for the eventfds; streams are tagged by pointer. */
 static char	tag_handoff, tag_commit, tag_queue;
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* --- output --------------------------------------------------------------- */
 
@@ -921,7 +913,8 @@ serve_polls(struct watch_hub *h)
 		 * (for other consumers) until those answers drain.
 		 */
 		if (h->poll_out_bytes >= h->out_budget) {
-			h->queue_retry_mono = mono_ms() + HUB_POLL_DRAIN_MS;
+			h->queue_retry_mono = clock_mono_ms() +
+			    HUB_POLL_DRAIN_MS;
 			return;
 		}
 		arena_reset(&h->arena);
@@ -939,7 +932,8 @@ serve_polls(struct watch_hub *h)
 			break;		/* due rows it cannot lease */
 		poll_answer(h, h->polls.head, msgs, n);
 		if (++answered == HUB_POLLS_PER_ROUND && h->polls.head != NULL) {
-			h->queue_retry_mono = mono_ms();	/* next round */
+			/* next round */
+			h->queue_retry_mono = clock_mono_ms();
 			return;
 		}
 	}
@@ -947,7 +941,7 @@ serve_polls(struct watch_hub *h)
 		/* Busy or failing: the polls wait, and we try again soon. */
 		log_debug("queue: leasing for long polls: %s",
 		    kv_err_name(err));
-		h->queue_retry_mono = mono_ms() + 100;
+		h->queue_retry_mono = clock_mono_ms() + 100;
 		return;
 	}
 	if (h->polls.head == NULL)
@@ -965,7 +959,7 @@ serve_polls(struct watch_hub *h)
 static void
 expire_polls(struct watch_hub *h)
 {
-	int64_t			 now = mono_ms();
+	int64_t			 now = clock_mono_ms();
 	struct queue_poll	*p, *next;
 
 	for (p = h->polls.head; p != NULL; p = next) {
@@ -1006,7 +1000,7 @@ queue_moved_earlier(struct watch_hub *h)
 static void
 poll_timers(struct watch_hub *h)
 {
-	int64_t	 v, mono = mono_ms();
+	int64_t	 v, mono = clock_mono_ms();
 
 	expire_polls(h);
 	if (h->polls.head == NULL)
@@ -1028,7 +1022,7 @@ poll_timers(struct watch_hub *h)
 static int64_t
 poll_timeout_ms(struct watch_hub *h)
 {
-	int64_t	 now = mono_ms(), t;
+	int64_t	 now = clock_mono_ms(), t;
 
 	if (h->polls.head == NULL)
 		return INT64_MAX;
@@ -1056,7 +1050,8 @@ add_poll(struct watch_hub *h, struct watch_stream *s)
 		return -1;
 	poll_list_append(&h->polls, p);
 	if (h->next_queue_check_mono == 0)
-		h->next_queue_check_mono = mono_ms() + HUB_FOREIGN_CHECK_MS;
+		h->next_queue_check_mono = clock_mono_ms() +
+		    HUB_FOREIGN_CHECK_MS;
 	return 0;
 }
 
@@ -1074,23 +1069,38 @@ end_all_polls(struct watch_hub *h)
 		drop(h, h->sending.head->stream);
 }
 
-/* Turns queue-futex wake-ups into epoll events, like waiter_main. */
+/*
+ * The loop of both waiter threads: turns wake-ups of one futex word into
+ * writes to the hub's eventfd fd, until the hub stops. It sleeps on the
+ * value it last compared, never on a fresh read of the word: a change
+ * landing between two waits must wake it, not be slept through.
+ */
+static void
+relay_wakeups(struct watch_hub *h, uint32_t word,
+    uint32_t (*wait)(const struct shm_segment *, uint32_t, int), int fd,
+    const char *who)
+{
+	uint64_t	 one = 1;
+	uint32_t	 now;
+
+	while (!atomic_load(&h->stop)) {
+		now = wait(h->seg, word, 1000);
+		if (now == word)
+			continue;
+		word = now;
+		if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_warn("%s: eventfd write", who);
+	}
+}
+
+/* Turns queue-futex wake-ups into epoll events for the hub. */
 static void *
 queue_waiter_main(void *arg)
 {
 	struct watch_hub	*h = arg;
-	uint64_t		 one = 1;
-	uint32_t		 word = shm_queue_word(h->seg), now;
 
-	while (!atomic_load(&h->stop)) {
-		now = shm_queue_wait(h->seg, word, 1000);
-		if (now == word)
-			continue;
-		word = now;
-		if (write(h->queue_fd, &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			log_warn("queue waiter: eventfd write");
-	}
+	relay_wakeups(h, shm_queue_word(h->seg), shm_queue_wait, h->queue_fd,
+	    "queue waiter");
 	return NULL;
 }
 
@@ -1181,7 +1191,7 @@ stream_readable(struct watch_stream *s)
 static int
 next_timeout_ms(struct watch_hub *h)
 {
-	int64_t	 now = mono_ms(), wall = kv_now_ms();
+	int64_t	 now = clock_mono_ms(), wall = kv_now_ms();
 	int64_t	 t = h->next_keepalive_ms - now;
 
 	if (h->next_expiry_ms != 0 && h->next_expiry_ms - wall < t)
@@ -1207,8 +1217,8 @@ hub_main(void *arg)
 	shm_cursor_init(h->seg, &h->changes);
 	if (kv_current_version(h->db, &start_version) == KV_OK)
 		h->accounted = (uint64_t)start_version;
-	h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
-	h->next_foreign_ms = mono_ms() + HUB_FOREIGN_CHECK_MS;
+	h->next_keepalive_ms = clock_mono_ms() + KV_WATCH_KEEPALIVE_MS;
+	h->next_foreign_ms = clock_mono_ms() + HUB_FOREIGN_CHECK_MS;
 	while (!atomic_load(&h->stop)) {
 		n = epoll_wait(h->epfd, ev, HUB_EVENTS, next_timeout_ms(h));
 		for (int i = 0; i < n; i++) {
@@ -1243,11 +1253,12 @@ hub_main(void *arg)
 			h->next_expiry_ms = 0;
 			for_each_stream(h, refresh_if_expired, kv_now_ms());
 		}
-		if (mono_ms() >= h->next_foreign_ms)
-			h->next_foreign_ms = mono_ms() + check_foreign(h);
-		if (mono_ms() >= h->next_keepalive_ms) {
+		if (clock_mono_ms() >= h->next_foreign_ms)
+			h->next_foreign_ms = clock_mono_ms() + check_foreign(h);
+		if (clock_mono_ms() >= h->next_keepalive_ms) {
 			for_each_stream(h, send_keepalive, 0);
-			h->next_keepalive_ms = mono_ms() + KV_WATCH_KEEPALIVE_MS;
+			h->next_keepalive_ms = clock_mono_ms() +
+			    KV_WATCH_KEEPALIVE_MS;
 		}
 		enforce_out_budget(h);
 		bury(h);
@@ -1259,27 +1270,14 @@ hub_main(void *arg)
 	return NULL;
 }
 
-/*
- * Turns commit-futex wake-ups into epoll events for the hub. It sleeps on
- * the value it last compared, never on a fresh read of the word: a commit
- * landing between two waits must wake it, not be slept through.
- */
+/* Turns commit-futex wake-ups into epoll events for the hub. */
 static void *
 waiter_main(void *arg)
 {
 	struct watch_hub	*h = arg;
-	uint64_t		 one = 1;
-	uint32_t		 word = shm_commit_word(h->seg), now;
 
-	while (!atomic_load(&h->stop)) {
-		now = shm_commit_wait(h->seg, word, 1000);
-		if (now == word)
-			continue;
-		word = now;
-		if (write(h->commit_fd, &one, sizeof(one)) < 0 &&
-		    errno != EAGAIN)
-			log_warn("watch waiter: eventfd write");
-	}
+	relay_wakeups(h, shm_commit_word(h->seg), shm_commit_wait,
+	    h->commit_fd, "watch waiter");
 	return NULL;
 }
 
@@ -1423,13 +1421,27 @@ watch_hub_stop(struct watch_hub *h)
 	hub_free(h);
 }
 
+/* Queues s (in q, which the hub frees) for the hub thread, and wakes it. */
+static void
+hand_off(struct watch_hub *h, struct handoff *q, struct watch_stream *s)
+{
+	uint64_t	 one = 1;
+
+	q->stream = s;
+	pthread_mutex_lock(&h->lock);
+	q->next = h->queue;
+	h->queue = q;
+	pthread_mutex_unlock(&h->lock);
+	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("watch hub: eventfd write");
+}
+
 enum kv_err
 watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
     const struct kv_bytes *keys, size_t n)
 {
 	struct watch_stream	*s;
 	struct handoff		*q;
-	uint64_t		 one = 1;
 	int			 flags;
 
 	if (atomic_fetch_add(&h->count, 1) >= h->max_streams) {
@@ -1455,13 +1467,7 @@ watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
 		goto nomem;
 	s->fd = fd;
 	s->request_id = (uint16_t)request_id;
-	q->stream = s;
-	pthread_mutex_lock(&h->lock);
-	q->next = h->queue;
-	h->queue = q;
-	pthread_mutex_unlock(&h->lock);
-	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("watch hub: eventfd write");
+	hand_off(h, q, s);
 	return KV_OK;
 nomem:
 	atomic_fetch_sub(&h->count, 1);
@@ -1489,7 +1495,6 @@ watch_hub_adopt_poll(struct watch_hub *h, int fd, int request_id, size_t max,
 {
 	struct watch_stream	*s;
 	struct handoff		*q;
-	uint64_t		 one = 1;
 	int			 flags;
 
 	if (watch_hub_polls_full(h))
@@ -1508,14 +1513,8 @@ watch_hub_adopt_poll(struct watch_hub *h, int fd, int request_id, size_t max,
 	s->poll->stream = s;
 	s->poll->max = max;
 	s->poll->lease_ms = lease_ms;
-	s->poll->until_mono = mono_ms() + wait_ms;
-	q->stream = s;
-	pthread_mutex_lock(&h->lock);
-	q->next = h->queue;
-	h->queue = q;
-	pthread_mutex_unlock(&h->lock);
-	if (write(h->handoff_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("watch hub: eventfd write");
+	s->poll->until_mono = clock_mono_ms() + wait_ms;
+	hand_off(h, q, s);
 	return KV_OK;
 nomem:
 	atomic_fetch_sub(&h->n_polls, 1);

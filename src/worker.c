@@ -26,6 +26,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fcgi_conn.h"
 #include "http.h"
 #include "kv_limits.h"
@@ -314,32 +315,22 @@ log_overrun(struct request *rq, const char *what, int64_t ms, int limit_ms)
 	    rq->base != NULL ? rq->base : "", what, (long long)ms, limit_ms);
 }
 
-/* Microseconds on the monotonic clock, for the duration histograms. */
-static uint64_t
-mono_us(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void
 serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 {
 	struct request	 rq = { .conn = conn, .srv = s, .arena = a,
 			    .endpoint = "unrouted", .counted_as = ME_OTHER };
 	enum route	 route = ROUTE_METADATA;
-	uint64_t	 started_us = mono_us();
+	uint64_t	 started_us = clock_mono_us();
 	enum kv_err	 err;
 	int64_t		 t0;
 
 	err = admit(&rq, &route);
 	if (err == KV_OK && route != ROUTE_ANSWERED) {
-		t0 = fcgi_conn_now_ms();
+		t0 = clock_mono_ms();
 		err = handle(&rq, route);
-		if (fcgi_conn_now_ms() - t0 > HANDLER_DEADLINE_MS)
-			log_overrun(&rq, "its handler", fcgi_conn_now_ms() - t0,
+		if (clock_mono_ms() - t0 > HANDLER_DEADLINE_MS)
+			log_overrun(&rq, "its handler", clock_mono_ms() - t0,
 			    HANDLER_DEADLINE_MS);
 	}
 	if (err != KV_OK) {
@@ -354,13 +345,13 @@ serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 	/* Each phase's duration from its own start: the accept, the reply. */
 	if (conn->expired == FCGI_PHASE_ARRIVAL)
 		log_overrun(&rq, phase_name(conn->expired),
-		    fcgi_conn_now_ms() - conn->accepted_ms, conn->body_ms);
+		    clock_mono_ms() - conn->accepted_ms, conn->body_ms);
 	else if (conn->expired == FCGI_PHASE_RESPONSE)
 		log_overrun(&rq, phase_name(conn->expired),
-		    fcgi_conn_now_ms() - conn->response_ms, conn->send_ms);
+		    clock_mono_ms() - conn->response_ms, conn->send_ms);
 	metrics_request(rq.counted_as, err != KV_OK ? kv_err_status(err) :
 	    rq.status != 0 ? rq.status : 200,
-	    mono_us() - started_us);
+	    clock_mono_us() - started_us);
 }
 
 static void
@@ -422,7 +413,7 @@ struct accept_log {
 static void
 note_accept_failure(struct accept_log *l, int err)
 {
-	int64_t	 now = fcgi_conn_now_ms();
+	int64_t	 now = clock_mono_ms();
 
 	if (l->last_ms != 0 && now - l->last_ms < ACCEPT_LOG_INTERVAL_MS) {
 		l->unlogged++;

@@ -22,6 +22,7 @@
 
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "kv.h"
 #include "kv_admin.h"
 #include "testhelp.h"
@@ -109,15 +110,6 @@ header_mode(const char *path)
 	if (fd >= 0)
 		close(fd);
 	return b[0] == b[1] ? b[0] : -1;
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -305,9 +297,9 @@ test_truncate_next_to_reader(void)
 	    NULL);
 	sqlite3_exec(writer, "update kv set v = randomblob(300)", NULL, NULL,
 	    NULL);
-	t0 = mono_ms();
+	t0 = clock_mono_ms();
 	e = kv_checkpoint(db, 1, &frames, &done);
-	took = mono_ms() - t0;
+	took = clock_mono_ms() - t0;
 	T_EQ(e, KV_ERR_BUSY, "a truncating checkpoint next to a reader is busy");
 	T_OK(took < 2500, "... and gives up in %lld ms, well before the"
 	    " %d ms busy timeout", (long long)took, 5000);

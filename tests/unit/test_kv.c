@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "arena.h"
+#include "clock.h"
 #include "kv.h"
 #include "v8scalar.h"
 #include "testhelp.h"
@@ -1769,15 +1770,6 @@ test_concurrency(void)
 
 /* --- bounded waits, the error table, faults, file modes ------------------- */
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Another process's connection holds the write lock for longer than the
  * busy timeout: the write gives up after about the timeout, not after
@@ -1809,10 +1801,10 @@ test_busy_bound(void)
 	}
 	T_EQ(sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL), SQLITE_OK,
 	    "busy: another connection takes the write lock and keeps it");
-	t0 = mono_ms();
+	t0 = clock_mono_ms();
 	T_OK(err_is(set_bytes(db, "k", "during", &res), KV_ERR_BUSY),
 	    "busy: a write meanwhile is KV_ERR_BUSY");
-	waited = mono_ms() - t0;
+	waited = clock_mono_ms() - t0;
 	T_EQ(kv_err_status(KV_ERR_BUSY), 503, "busy: which is a 503");
 	T_OK(waited >= 990 && waited < 2500, "busy: after about the 1000 ms"
 	    " timeout, not a multiple of it (%lld ms)", (long long)waited);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "clock.h"
 #include "kv.h"
 #include "shm.h"
 #include "testhelp.h"
@@ -49,15 +50,6 @@ board_new(void)
 	return b == MAP_FAILED ? NULL : b;
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 sleep_ms(int ms)
 {
@@ -74,10 +66,10 @@ static int
 wait_in_futex(pid_t pid)
 {
 	char	 path[64], buf[64];
-	int64_t	 end = mono_ms() + DEADLINE_MS;
+	int64_t	 end = clock_mono_ms() + DEADLINE_MS;
 
 	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
-	while (mono_ms() < end) {
+	while (clock_mono_ms() < end) {
 		FILE	*f = fopen(path, "r");
 		long	 nr = -1;
 
@@ -97,10 +89,10 @@ wait_in_futex(pid_t pid)
 static int
 wait_exit(pid_t pid, int ms)
 {
-	int64_t	 end = mono_ms() + ms;
+	int64_t	 end = clock_mono_ms() + ms;
 	int	 st;
 
-	while (mono_ms() < end) {
+	while (clock_mono_ms() < end) {
 		pid_t	 r = waitpid(pid, &st, WNOHANG);
 
 		if (r == pid)
@@ -185,8 +177,8 @@ test_dead_holder_and_waiter(void)
 		for (;;)
 			pause();
 	}
-	for (int64_t end = mono_ms() + DEADLINE_MS;
-	    !atomic_load(&b->holding) && mono_ms() < end;)
+	for (int64_t end = clock_mono_ms() + DEADLINE_MS;
+	    !atomic_load(&b->holding) && clock_mono_ms() < end;)
 		sleep_ms(1);
 	T_OK(atomic_load(&b->holding), "a child holds the write turn");
 	if ((waiter = fork()) == 0)
@@ -199,21 +191,22 @@ test_dead_holder_and_waiter(void)
 	kill(waiter, SIGKILL);
 	waitpid(holder, &st, 0);
 	waitpid(waiter, &st, 0);
-	t0 = mono_ms();
+	t0 = clock_mono_ms();
 	shm_proc_reaped(seg, holder);
 	shm_proc_reaped(seg, waiter);
 	T_EQ(wait_exit(last, DEADLINE_MS), 0, "after the holder and the first"
 	    " waiter are killed and reaped, the third writes and exits");
-	took = mono_ms() - t0;
+	took = clock_mono_ms() - t0;
 	printf("# the third writer went on %lld ms after the reaping\n",
 	    (long long)took);
 	T_OK(took < 5000, "it went on within seconds, not at a timeout");
 	T_EQ(atomic_load(&b->done), 1, "only the survivor wrote");
 	me = shm_proc_claim(seg, getpid());
-	t0 = mono_ms();
+	t0 = clock_mono_ms();
 	shm_write_begin(seg, me, -1);
 	shm_write_end(seg, me);
-	T_OK(mono_ms() - t0 < 5000, "and the line is free for the next writer");
+	T_OK(clock_mono_ms() - t0 < 5000,
+	    "and the line is free for the next writer");
 	shm_proc_reaped(seg, getpid());
 	shm_destroy(seg);
 	munmap(b, sizeof(*b));

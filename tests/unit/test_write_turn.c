@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "shm.h"
 #include "testhelp.h"
 
@@ -39,15 +40,6 @@ struct board {
 
 static struct board	*B;
 
-static int64_t
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 nap_ms(int ms)
 {
@@ -58,8 +50,8 @@ nap_ms(int ms)
 
 /* Polls cond every millisecond for at most ms; returns whether it held. */
 #define WAIT_FOR(cond, ms) ({						\
-	int64_t _end = now_ms() + (ms);					\
-	while (!(cond) && now_ms() < _end)				\
+	int64_t _end = clock_mono_ms() + (ms);				\
+	while (!(cond) && clock_mono_ms() < _end)			\
 		nap_ms(1);						\
 	(cond);								\
 })
@@ -72,7 +64,7 @@ enter(int id)
 	int n = atomic_fetch_add(&B->n_admitted, 1);
 	if (n < 16) {
 		atomic_store(&B->admitted[n], id);
-		atomic_store(&B->admitted_ms[n], now_ms());
+		atomic_store(&B->admitted_ms[n], clock_mono_ms());
 	}
 }
 
@@ -162,9 +154,9 @@ test_stuck_holder(void)
 	holder = spawn_holder(seg);
 	T_OK(WAIT_FOR(atomic_load(&B->holding), 10000),
 	    "stuck holder: another process holds the turn");
-	t0 = now_ms();
+	t0 = clock_mono_ms();
 	rc = shm_write_begin(seg, slot, 300);
-	waited = now_ms() - t0;
+	waited = clock_mono_ms() - t0;
 	T_EQ(rc, -1, "a writer behind it gives up (-1) instead of waiting"
 	    " for ever");
 	T_OK(waited >= 290 && waited < 10000, "after its 300 ms timeout"
@@ -172,12 +164,12 @@ test_stuck_holder(void)
 	T_EQ(shm_turn_timeouts(seg), 1, "the give-up is counted");
 	atomic_store(&B->release, 1);
 	T_EQ(reap(seg, holder), 0, "the holder releases and exits");
-	t0 = now_ms();
+	t0 = clock_mono_ms();
 	rc = shm_write_begin(seg, slot, 10000);
 	T_EQ(rc, 0, "the writer that gave up is admitted on its next"
 	    " attempt");
-	T_OK(now_ms() - t0 < 10000, "promptly (%lld ms)",
-	    (long long)(now_ms() - t0));
+	T_OK(clock_mono_ms() - t0 < 10000, "promptly (%lld ms)",
+	    (long long)(clock_mono_ms() - t0));
 	if (rc == 0)
 		shm_write_end(seg, slot);
 	shm_destroy(seg);
@@ -218,7 +210,7 @@ test_line_behind_a_giver_up(void)
 	    " the turn");
 	T_EQ(atomic_load(&B->n_admitted), 1,
 	    "line: nobody was admitted meanwhile");
-	released = now_ms();
+	released = clock_mono_ms();
 	atomic_store(&B->release, 1);
 	T_EQ(reap(seg, h), 0, "line: the holder releases");
 	for (int i = 0; i < 4; i++)
@@ -285,10 +277,10 @@ test_giving_up_races(void)
 	T_OK(shm_turn_timeouts(seg) > 0, "races: some waiters did give up"
 	    " (%llu)", (unsigned long long)shm_turn_timeouts(seg));
 	slot = shm_proc_claim(seg, getpid());
-	t0 = now_ms();
+	t0 = clock_mono_ms();
 	rc = shm_write_begin(seg, slot, 10000);
 	T_EQ(rc, 0, "races: afterwards a writer is admitted (%lld ms): the"
-	    " line is not wedged", (long long)(now_ms() - t0));
+	    " line is not wedged", (long long)(clock_mono_ms() - t0));
 	if (rc == 0)
 		shm_write_end(seg, slot);
 	shm_destroy(seg);
@@ -324,9 +316,9 @@ test_give_ups_past_the_table(void)
 	    " gave up behind the holder", SHM_ABANDONED + BEYOND);
 	atomic_store(&B->release, 1);
 	T_EQ(reap(seg, h), 0, "past the table: the holder releases");
-	t0 = now_ms();
+	t0 = clock_mono_ms();
 	rc = shm_write_begin(seg, slot, 20000);
-	waited = now_ms() - t0;
+	waited = clock_mono_ms() - t0;
 	T_EQ(rc, 0, "past the table: the next writer is admitted (after"
 	    " %lld ms)", (long long)waited);
 	T_OK(waited < 10000, "past the table: within 10 s, not a second per"
@@ -364,15 +356,15 @@ test_short_timeouts_past_the_table(void)
 		(void)shm_write_begin(seg, slot, 0);
 	atomic_store(&B->release, 1);
 	T_EQ(reap(seg, h), 0, "short timeouts: the holder releases");
-	t0 = now_ms();
-	while (rc != 0 && now_ms() - t0 < 15000) {
+	t0 = clock_mono_ms();
+	while (rc != 0 && clock_mono_ms() - t0 < 15000) {
 		rc = shm_write_begin(seg, slot, 50);
 		attempts++;
 	}
 	T_EQ(rc, 0, "short timeouts: a writer waiting 50 ms at a time gets in"
 	    " again (after %d attempts, %lld ms)", attempts,
-	    (long long)(now_ms() - t0));
-	T_OK(now_ms() - t0 < 10000, "short timeouts: within 10 s");
+	    (long long)(clock_mono_ms() - t0));
+	T_OK(clock_mono_ms() - t0 < 10000, "short timeouts: within 10 s");
 	if (rc == 0)
 		shm_write_end(seg, slot);
 	shm_destroy(seg);
