@@ -254,8 +254,42 @@ nginx_cmd() {
 	"$NGINX_BIN" -p "$RUN_DIR/" -c "$RUN_DIR/nginx.conf" -e "$RUN_DIR/error.log" "$@"
 }
 
-# After `nginx -s reload`: wait until no old worker is still shutting down,
-# so new connections reach workers with the new configuration.
+# reload_nginx MASTER: `nginx -s reload`, then wait until every worker that
+# ran before it has stopped accepting, and until those shutting down are
+# gone. nginx starts the new workers, sleeps 100 ms and only then tells the
+# old ones to quit; until then both accept, and an old one routes by the old
+# configuration (a request for a just-mounted /NAME/ reaches the main
+# instance, whose metadata carries another database id). A worker of an
+# older configuration looks just like a new one until it is told, so the
+# workers are told apart by their pids from before the reload.
+reload_nginx() {
+	local master=$1 old
+	old=$(pgrep -P "$master" 2>/dev/null || true)
+	nginx_cmd -s reload || return 1
+	wait_told_to_quit "$master" "$old"
+	wait_reload "$master"
+}
+
+# wait_told_to_quit MASTER PIDS: wait until none of PIDS is still a worker
+# of MASTER that is not shutting down.
+wait_told_to_quit() {
+	local master=$1 old=$2 p now busy
+	for _ in $(seq 1 200); do
+		busy=0
+		now=" $(pgrep -P "$master" 2>/dev/null | tr '\n' ' ') "
+		for p in $old; do
+			case $now in *" $p "*) ;; *) continue ;; esac
+			if ! tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+				busy=1
+			fi
+		done
+		[ $busy = 0 ] && return 0
+		sleep 0.05
+	done
+	note "old nginx workers not told to quit after 10 s"
+}
+
+# wait_reload MASTER: wait until no old worker is still shutting down.
 wait_reload() {
 	local master=$1 p busy
 	for _ in $(seq 1 100); do
@@ -422,15 +456,14 @@ location = /$name {
     add_header X-Denokv-Instance $name always;
 }
 EOF
-	if ! nginx_cmd -t -q || ! nginx_cmd -s reload; then
+	if ! nginx_cmd -t -q || ! reload_nginx "$npid"; then
 		rm -f "$RUN_DIR/locations/$name.conf"
 		stop_pid "denokv-fcgi $name" "$spid" || true
 		die "nginx refused the configuration for $name"
 	fi
-	wait_reload "$npid"
 	if ! wait_ready "http://127.0.0.1:$H1_PORT/$name/" "$token" "$spid" "$RUN_DIR/$name.log" "$name"; then
 		rm -f "$RUN_DIR/locations/$name.conf"
-		nginx_cmd -s reload || true
+		reload_nginx "$npid" || true
 		stop_pid "denokv-fcgi $name" "$spid" || true
 		die "instance $name did not come up"
 	fi
@@ -459,8 +492,7 @@ cmd_stop_server() {
 	if [ -f "$RUN_DIR/locations/$name.conf" ]; then
 		rm -f "$RUN_DIR/locations/$name.conf"
 		if alive "$NGINX_PID"; then
-			nginx_cmd -s reload || rc=1
-			wait_reload "$NGINX_PID"
+			reload_nginx "$NGINX_PID" || rc=1
 		fi
 	fi
 	[ -f "$RUN_DIR/$name.pid" ] || die "no instance $name in $RUN_DIR"
