@@ -128,10 +128,12 @@ cmd_queue_main(int argc, char **argv)
 	if (strcmp(a.what, "stats") == 0) {
 		if ((e = kv_queue_stats(db, kv_now_ms(), &st)) == KV_OK)
 			printf("ready %lld\ndelayed %lld\nrunning %lld\n"
-			    "expired_leases %lld\noldest_due_age_ms %lld\n",
+			    "expired_leases %lld\noldest_due_age_ms %lld\n"
+			    "dead_lettered %lld\n",
 			    (long long)st.ready, (long long)st.delayed,
 			    (long long)st.running, (long long)st.expired,
-			    (long long)st.oldest_due_age_ms);
+			    (long long)st.oldest_due_age_ms,
+			    (long long)st.dead_lettered);
 	} else
 		e = kv_queue_list(db, (size_t)a.limit, print_row, &first);
 	kv_close(db);

@@ -258,6 +258,7 @@ struct kv_queue_stats {
 	int64_t		 running;	/* leased */
 	int64_t		 expired;	/* leased, lease over, not yet returned */
 	int64_t		 oldest_due_age_ms;	/* of the ready ones; 0 none */
+	int64_t		 dead_lettered;	/* out of retries, ever, in this file */
 };
 
 /*

@@ -347,6 +347,58 @@ column_text(sqlite3_stmt *st, int i, struct arena *a)
 	return s;
 }
 
+/*
+ * denokv's schema has no place for a running total, so this server keeps
+ * its own counters in a table of its own in the same file; Deno and denokv
+ * ignore it. Created on first use, inside the transaction that
+ * dead-letters, so the count commits (or rolls back) with the message.
+ */
+#define QUEUE_COUNTERS_TABLE	"denokv_fcgi_queue_counters"
+#define QUEUE_COUNT_DEAD_SQL	"create table if not exists " \
+	QUEUE_COUNTERS_TABLE " (name text primary key," \
+	" value integer not null);" \
+	" insert into " QUEUE_COUNTERS_TABLE " (name, value)" \
+	" values ('dead_lettered', 1) on conflict (name)" \
+	" do update set value = value + 1"
+#define QUEUE_READ_DEAD_SQL	"select value from " QUEUE_COUNTERS_TABLE \
+	" where name = 'dead_lettered'"
+
+/* Inside the dead-lettering transaction: one more message out of retries. */
+static enum kv_err
+count_dead_letter(struct kv_db *k)
+{
+	int	 rc;
+
+	rc = sqlite3_exec(kv_sqlite_handle(k), QUEUE_COUNT_DEAD_SQL, NULL,
+	    NULL, NULL);
+	return rc == SQLITE_OK ? KV_OK :
+	    kv_sqlite_error(k, rc, "queue dead-letter count");
+}
+
+/* Messages dead-lettered so far; 0 when none ever was (no table yet). */
+static enum kv_err
+read_dead_lettered(struct kv_db *k, int64_t *out)
+{
+	sqlite3		*db = kv_sqlite_handle(k);
+	sqlite3_stmt	*st;
+	int		 rc;
+
+	*out = 0;
+	/* Not cached: the table appears with the first dead letter. */
+	if ((rc = sqlite3_prepare_v2(db, QUEUE_READ_DEAD_SQL, -1, &st,
+	    NULL)) != SQLITE_OK) {
+		if (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(db),
+		    "no such table") != NULL)
+			return KV_OK;
+		return kv_sqlite_error(k, rc, "queue dead-letter count");
+	}
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? KV_OK :
+	    kv_sqlite_error(k, rc, "queue dead-letter count");
+}
+
 /* Writes the payload to every dead-letter key, under a new version. */
 static enum kv_err
 dead_letter(struct kv_db *k, const char *id, struct kv_bytes payload,
@@ -436,7 +488,8 @@ fail_running(struct kv_db *k, const char *id, int64_t deadline,
 		if ((err = run(k, st, NULL)) != KV_OK)
 			return err;
 		fx->requeued = 1;
-	} else if ((err = dead_letter(k, id, payload, keys, fx)) != KV_OK)
+	} else if ((err = dead_letter(k, id, payload, keys, fx)) != KV_OK ||
+	    (err = count_dead_letter(k)) != KV_OK)
 		return err;
 	if ((st = stmt(k, QS_DEL_RUNNING)) == NULL)
 		return KV_ERR_STORAGE;
@@ -937,7 +990,9 @@ kv_queue_stats(struct kv_db *k, int64_t now_ms, struct kv_queue_stats *s)
 			    sqlite3_column_int64(st, 4);
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? KV_OK : kv_sqlite_error(k, rc, "queue stats");
+	if (rc != SQLITE_ROW)
+		return kv_sqlite_error(k, rc, "queue stats");
+	return read_dead_lettered(k, &s->dead_lettered);
 }
 
 static enum kv_err

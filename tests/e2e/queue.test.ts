@@ -685,6 +685,8 @@ plainTest("queue stats and queue list read the file", async () => {
   const s = Object.fromEntries(stats.stdout.trim().split("\n").map((l) => l.split(" ")));
   assert.ok(Number(s.delayed) >= 1, stats.stdout);
   for (const k of ["ready", "running", "expired_leases", "oldest_due_age_ms"]) assert.ok(k in s, `${k} in ${stats.stdout}`);
+  // The failing-handler test above dead-lettered a message in this file.
+  assert.ok(Number(s.dead_lettered) >= 1, `dead_lettered in ${stats.stdout}`);
   const list = await run([bin, "--sqlite-path", QDB, "queue", "list", "--limit", "1000"]);
   assert.equal(list.code, 0, list.stderr);
   const line = list.stdout.split("\n").find((l) => l.includes("[1,2]"));

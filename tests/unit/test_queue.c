@@ -358,6 +358,7 @@ test_dead_letter(void)
 	static const uint32_t	 none[1];
 	struct kv_bytes		 dl[2] = { { k1, sizeof(k1) }, { k2, sizeof(k2) } };
 	struct kv_queue_msg	 m[1];
+	struct kv_queue_stats	 st;
 	struct kv_db		*db;
 	sqlite3			*raw;
 	int64_t			 v0;
@@ -367,6 +368,8 @@ test_dead_letter(void)
 		T_OK(0, "open dead.sqlite3");
 		return;
 	}
+	T_EQ(kv_queue_stats(db, NOW, &st), KV_OK, "stats of a new file");
+	T_EQ(st.dead_lettered, 0, "no dead letters (no counter table yet)");
 	/* An empty schedule: the first failure is the last. */
 	enqueue(db, "\xff\x0f\x22\x01x", NOW, none, 0, dl, 2);
 	v0 = sql_int(raw, "select version from data_version");
@@ -403,6 +406,26 @@ test_dead_letter(void)
 	T_EQ(n, 0, "finds nothing: dead-lettered exactly once");
 	T_EQ(sql_int(raw, "select version from data_version"), v0 + 1,
 	    "and writes nothing");
+	T_EQ(kv_queue_stats(db, NOW, &st), KV_OK, "stats");
+	T_EQ(st.dead_lettered, 1, "stats count one dead letter");
+	/* Out of retries without keys to write still counts. */
+	enqueue(db, "y", NOW, none, 0, NULL, 0);
+	if (lease(db, NOW, 1, m) != 1) {
+		T_OK(0, "lease the second");
+		goto out;
+	}
+	T_EQ(kv_queue_finish(db, m[0].id, m[0].lease_until_ms, 0, NOW + 1),
+	    KV_OK, "the second fails with no retries left");
+	T_EQ(kv_queue_stats(db, NOW, &st), KV_OK, "stats");
+	T_EQ(st.dead_lettered, 2, "two dead letters");
+	sqlite3_close(raw);
+	kv_close(db);
+	if ((db = open_db("dead.sqlite3", 1, &raw)) == NULL) {
+		T_OK(0, "reopen dead.sqlite3");
+		return;
+	}
+	T_EQ(kv_queue_stats(db, NOW, &st), KV_OK, "stats after reopening");
+	T_EQ(st.dead_lettered, 2, "the count is kept in the file");
 out:
 	sqlite3_close(raw);
 	kv_close(db);
