@@ -22,6 +22,7 @@
 #include "handlers.h"
 #include "http.h"
 #include "kv_limits.h"
+#include "log.h"
 #include "metrics.h"
 
 #define TEXT_PLAIN	"text/plain; charset=utf-8"
@@ -100,9 +101,10 @@ h_health(struct request *rq)
 static void
 h_metrics(struct request *rq)
 {
-	enum kv_err	 e;
-	char		*buf;
-	size_t		 n;
+	struct kv_queue_stats	 qs;
+	enum kv_err		 e;
+	char			*buf;
+	size_t			 n;
 
 	if (!is_get(rq))
 		return;
@@ -112,9 +114,12 @@ h_metrics(struct request *rq)
 		http_reply_error(rq->conn, e);
 		return;
 	}
+	/* Unreadable now (a storage fault): the other families still go. */
+	if ((e = kv_queue_stats(rq->srv->db, kv_now_ms(), &qs)) != KV_OK)
+		log_warnx("metrics: queue stats: %s", kv_err_message(e));
 	if ((buf = arena_alloc(rq->arena, OPS_RENDER_BYTES)) == NULL ||
-	    (n = metrics_render(rq->srv->conf->sqlite_path, buf,
-	    OPS_RENDER_BYTES)) == 0) {
+	    (n = metrics_render(rq->srv->conf->sqlite_path,
+	    e == KV_OK ? &qs : NULL, buf, OPS_RENDER_BYTES)) == 0) {
 		reply_text(rq, 503, NO_STORE, "metrics unavailable\n", 20);
 		return;
 	}

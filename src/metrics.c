@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "kv.h"
 #include "metrics.h"
 
 #define METRICS_MAGIC		0x444b564du	/* "DKVM" */
@@ -402,8 +403,28 @@ status_label(char *out, size_t len, size_t i)
 		snprintf(out, len, "other");
 }
 
+/* The queue's state at scrape time, as `queue stats` reads it. */
+static void
+queue_gauges(struct out *o, const struct kv_queue_stats *q)
+{
+	family(o, "denokv_queue_ready", "gauge",
+	    "Queue messages due and waiting for a consumer.");
+	put(o, "denokv_queue_ready %lld\n", (long long)q->ready);
+	family(o, "denokv_queue_delayed", "gauge",
+	    "Queue messages not yet due.");
+	put(o, "denokv_queue_delayed %lld\n", (long long)q->delayed);
+	family(o, "denokv_queue_running", "gauge",
+	    "Queue messages leased to a consumer.");
+	put(o, "denokv_queue_running %lld\n", (long long)q->running);
+	family(o, "denokv_queue_dead_lettered_total", "counter",
+	    "Queue messages that ran out of retries, kept in the database.");
+	put(o, "denokv_queue_dead_lettered_total %lld\n",
+	    (long long)q->dead_lettered);
+}
+
 size_t
-metrics_render(const char *db_path, char *buf, size_t cap)
+metrics_render(const char *db_path, const struct kv_queue_stats *q,
+    char *buf, size_t cap)
 {
 	struct out	 o = { .buf = buf, .cap = cap };
 	char		 code[16], labels[64];
@@ -477,6 +498,8 @@ metrics_render(const char *db_path, char *buf, size_t cap)
 	    "When the service started, in seconds since the Unix epoch.");
 	put(&o, "denokv_start_time_seconds %.3f\n",
 	    (double)seg->started_ms / 1e3);
+	if (q != NULL)
+		queue_gauges(&o, q);
 	return o.overflow ? 0 : o.len;
 }
 

@@ -69,12 +69,16 @@ void	metrics_fault(int code);
 
 /* --- reading --------------------------------------------------------------- */
 
+struct kv_queue_stats;
+
 /*
  * Writes the Prometheus text exposition into buf (cap bytes); the
- * database's and its WAL's sizes are read from db_path. Returns the
- * length, or 0 if it did not fit or there is no segment.
+ * database's and its WAL's sizes are read from db_path, the queue gauges
+ * from q (read from the database by the caller; NULL leaves them out).
+ * Returns the length, or 0 if it did not fit or there is no segment.
  */
-size_t	metrics_render(const char *db_path, char *buf, size_t cap);
+size_t	metrics_render(const char *db_path, const struct kv_queue_stats *q,
+	    char *buf, size_t cap);
 
 /* The status verb's answer: "name: value" lines. Same contract. */
 size_t	metrics_render_status(const char *db_path, char *buf, size_t cap);

@@ -27,6 +27,7 @@ import {
   ValueEncoding,
   withTimeout,
 } from "./helpers.ts";
+import { openQueue } from "../../clients/queue.mjs";
 
 const BIN = Deno.env.get("DENOKV_FCGI_BIN") ?? `${SRCDIR}/src/denokv-fcgi`;
 const NAME = "ops";
@@ -211,6 +212,24 @@ plainTest("metrics: promtool accepts the exposition", async () => {
   }
   assert.equal(samples(r.text).get("denokv_workers"), 2);
   assert.ok(samples(r.text).get("denokv_database_bytes")! > 0);
+});
+
+plainTest("metrics: the queue gauges agree with queue stats on the same file", async () => {
+  const env = await instance();
+  const q = await openQueue(env.H1_URL, { accessToken: env.TOKEN ?? TOKEN });
+  for (let i = 0; i < 2; i++) await q.enqueue({ i }, { delay: 600_000 });
+  q.close();
+  const r = await scrape(env.H1_URL);
+  assert.equal(r.status, 200, r.text);
+  const m = samples(r.text);
+  const st = await run([BIN, "--sqlite-path", DB, "queue", "stats"]);
+  assert.equal(st.code, 0, st.stderr);
+  const s = Object.fromEntries(st.stdout.trim().split("\n").map((l) => l.split(" ")));
+  assert.ok(Number(s.delayed) >= 2, st.stdout);
+  for (const [metric, field] of [["ready", "ready"], ["delayed", "delayed"], ["running", "running"],
+    ["dead_lettered_total", "dead_lettered"]]) {
+    assert.equal(m.get(`denokv_queue_${metric}`), Number(s[field]), `denokv_queue_${metric} vs ${st.stdout}`);
+  }
 });
 
 plainTest("metrics: counters move by exactly what a scripted load did", async () => {

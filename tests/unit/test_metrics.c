@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kv.h"
 #include "metrics.h"
 #include "testhelp.h"
 
@@ -36,7 +37,7 @@ sample(const char *text, const char *name)
 static void
 render(void)
 {
-	size_t	 n = metrics_render("/nonexistent/db.sqlite", buf, sizeof(buf));
+	size_t	 n = metrics_render("/nonexistent/db.sqlite", NULL, buf, sizeof(buf));
 
 	buf[n] = '\0';
 }
@@ -45,7 +46,7 @@ static void
 test_no_segment(void)
 {
 	metrics_request(ME_SNAPSHOT_READ, 200, 10);
-	T_EQ(metrics_render("/x", buf, sizeof(buf)), 0,
+	T_EQ(metrics_render("/x", NULL, buf, sizeof(buf)), 0,
 	    "without a segment nothing is rendered (and counting is a no-op)");
 }
 
@@ -141,11 +142,29 @@ test_service_and_small_buffer(void)
 	T_EQ(sample(buf, "denokv_workers"), 3, "running workers");
 	T_EQ(sample(buf, "denokv_generation"), 2, "generation");
 	T_EQ(sample(buf, "denokv_restarts_total"), 5, "restarts");
-	T_EQ(metrics_render("/x", tiny, sizeof(tiny)), 0,
+	T_EQ(metrics_render("/x", NULL, tiny, sizeof(tiny)), 0,
 	    "a buffer too small renders nothing, not half an exposition");
+	T_EQ(sample(buf, "denokv_queue_ready"), -1,
+	    "no queue gauges without queue stats");
 	T_OK(metrics_render_status("/x", buf, sizeof(buf)) > 0 &&
 	    strstr(buf, "workers: 3 of 4 running\n") != NULL,
 	    "status says 3 of 4 workers");
+}
+
+static void
+test_queue_gauges(void)
+{
+	struct kv_queue_stats	 q = { .ready = 4, .delayed = 3, .running = 2,
+	    .dead_lettered = 7 };
+
+	T_OK(metrics_render("/x", &q, buf, sizeof(buf)) > 0, "rendered");
+	T_EQ(sample(buf, "denokv_queue_ready"), 4, "queue ready");
+	T_EQ(sample(buf, "denokv_queue_delayed"), 3, "queue delayed");
+	T_EQ(sample(buf, "denokv_queue_running"), 2, "queue running");
+	T_EQ(sample(buf, "denokv_queue_dead_lettered_total"), 7,
+	    "queue dead-lettered");
+	T_OK(strstr(buf, "# TYPE denokv_queue_dead_lettered_total counter\n")
+	    != NULL, "the dead-letter count is a counter");
 }
 
 int
@@ -158,6 +177,7 @@ main(void)
 	}
 	test_children_count_into_one_segment();
 	test_watch_gauge_and_reaping();
+	test_queue_gauges();
 	test_service_and_small_buffer();
 	metrics_fini();
 	return t_done();
