@@ -37,28 +37,11 @@ LOCK=/run/lock/denokv-fcgi-deb-test.lock
 export DEBIAN_FRONTEND=noninteractive
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 
+# tap and check (its own finish below keeps or removes the work directory)
+# shellcheck source=tests/e2e/proclib.sh
+. "$SCRIPT_DIR/../e2e/proclib.sh"
 N=0
 FAILED=0
-tap() { # tap ok|not_ok DESCRIPTION [DIAGNOSTIC...]
-	local status=$1 desc=$2 d
-	shift 2
-	N=$((N + 1))
-	if [ "$status" = ok ]; then
-		printf 'ok %d - %s\n' "$N" "$desc"
-	else
-		FAILED=$((FAILED + 1))
-		printf 'not ok %d - %s\n' "$N" "$desc"
-	fi
-	for d in "$@"; do
-		[ -n "$d" ] && printf '%s\n' "$d" | sed 's/^/# /'
-	done
-	return 0
-}
-check() { # check DESCRIPTION STATUS [DIAGNOSTIC...]
-	local desc=$1 rc=$2
-	shift 2
-	if [ "$rc" -eq 0 ]; then tap ok "$desc"; else tap not_ok "$desc" "$@"; fi
-}
 finish() {
 	echo "1..$N"
 	if [ "$FAILED" = 0 ] && [ "${KEEP:-0}" != 1 ]; then

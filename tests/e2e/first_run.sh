@@ -38,42 +38,11 @@ mkdir -p "$W"
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset RUN_DIR H2C_PORT H1_PORT TOKEN DB
 
+# tap, check, alive, wait_until
+# shellcheck source=tests/e2e/proclib.sh
+. "$SCRIPT_DIR/proclib.sh"
 N=0
 FAILED=0
-tap() { # tap ok|not_ok DESCRIPTION [DIAGNOSTIC...]
-	local status=$1 desc=$2 d
-	shift 2
-	N=$((N + 1))
-	if [ "$status" = ok ]; then
-		printf 'ok %d - %s\n' "$N" "$desc"
-	else
-		FAILED=$((FAILED + 1))
-		printf 'not ok %d - %s\n' "$N" "$desc"
-	fi
-	for d in "$@"; do
-		[ -n "$d" ] && printf '%s\n' "$d" | sed 's/^/# /'
-	done
-	return 0
-}
-check() { # check DESCRIPTION STATUS [DIAGNOSTIC...]: ok if STATUS is 0
-	local desc=$1 rc=$2
-	shift 2
-	if [ "$rc" -eq 0 ]; then tap ok "$desc"; else tap not_ok "$desc" "$@"; fi
-}
-
-# alive PID: exists and is not a zombie.
-alive() {
-	kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* (.*) Z ' "/proc/$1/stat" 2>/dev/null
-}
-# wait_until SECONDS COMMAND...: poll every 100 ms.
-wait_until() {
-	local i
-	for i in $(seq 1 $(($1 * 10))); do
-		"${@:2}" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # leftovers DIR: processes whose command line or cwd mentions DIR.
 leftovers() {
 	local p
