@@ -29,6 +29,7 @@ enum conf_type {
 	CT_SYNC,	/* enum kv_sync */
 	CT_LEVEL,	/* enum log_level */
 	CT_CHECKPOINT,	/* int: 1 for "external", 0 for "internal" */
+	CT_MODEL,	/* enum request_model */
 };
 
 struct conf_option {
@@ -82,6 +83,10 @@ static const struct conf_option conf_options[] = {
 	{ "send-timeout", "SECONDS", CT_INT, OFF(send_timeout), 1, 3600, 0,
 	  "writing one response may take this long, else the connection is"
 	  " closed (default 30)" },
+	{ "request-model", "MODEL", CT_MODEL, OFF(request_model), 0, 0, 0,
+	  "multiplexed (default: each worker serves many kept-alive proxy"
+	  " connections) or one-per-connection (the earlier model, kept"
+	  " for comparison)" },
 	{ "read-only", NULL, CT_FLAG, OFF(read_only), 0, 0, 0,
 	  "serve reads only; writes are refused" },
 	{ "sqlite-synchronous", "MODE", CT_SYNC, OFF(sync), 0, 0, 0,
@@ -212,6 +217,18 @@ apply(struct conf *c, const struct conf_option *o, const char *v,
 		}
 		snprintf(e, n, "\"%s\" is not one of internal, external", v);
 		return -1;
+	case CT_MODEL:
+		if (strcasecmp(v, "multiplexed") == 0 ||
+		    strcasecmp(v, "one-per-connection") == 0) {
+			*(enum request_model *)field(c, o) =
+			    strcasecmp(v, "multiplexed") == 0 ?
+			    REQUEST_MODEL_MULTIPLEXED :
+			    REQUEST_MODEL_ONE_PER_CONNECTION;
+			return 0;
+		}
+		snprintf(e, n, "\"%s\" is not one of multiplexed,"
+		    " one-per-connection", v);
+		return -1;
 	case CT_LEVEL:
 		if (log_parse_level(v, (enum log_level *)field(c, o)) == 0)
 			return 0;
@@ -303,6 +320,7 @@ conf_defaults(struct conf *c)
 	c->watch_output_mib = KV_WATCH_OUTPUT_BUDGET_MIB;
 	c->body_timeout = 5;
 	c->send_timeout = 30;
+	c->request_model = REQUEST_MODEL_MULTIPLEXED;
 	c->sync = KV_SYNC_FULL;
 	c->busy_timeout_ms = KV_BUSY_TIMEOUT_MS;
 	c->sqlite_file_mode = 0600;

@@ -20,6 +20,12 @@
 #include "kv.h"
 #include "log.h"
 
+/* How a worker takes requests (docs/request-model.md). */
+enum request_model {
+	REQUEST_MODEL_MULTIPLEXED = 0,	/* an event loop over kept connections */
+	REQUEST_MODEL_ONE_PER_CONNECTION,	/* libfcgi, a connection each */
+};
+
 struct conf {
 	char		*config_path;	/* NULL: no file */
 	char		*sqlite_path;
@@ -36,6 +42,7 @@ struct conf {
 	int		 watch_output_mib;	/* per worker, all watch streams */
 	int		 body_timeout;	/* seconds for a request to arrive */
 	int		 send_timeout;	/* seconds to write one response */
+	enum request_model request_model;
 	int		 read_only;
 	enum kv_sync	 sync;
 	int		 busy_timeout_ms;	/* a write's wait for its turn */

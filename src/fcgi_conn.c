@@ -90,12 +90,8 @@ fcgi_conn_fini(struct fcgi_conn *c)
 	FCGX_Free(&c->req, 1);
 }
 
-/*
- * 1 if a peer may connect: always over a unix socket or IPv6, and over
- * IPv4 when no list is set or its address is on it (as libfcgi decides).
- */
-static int
-peer_allowed(const char *list, const struct sockaddr_storage *ss)
+int
+fcgi_peer_allowed(const char *list, const struct sockaddr_storage *ss)
 {
 	const struct sockaddr_in	*sin = (const struct sockaddr_in *)ss;
 	struct in_addr			 a;
@@ -129,7 +125,7 @@ fcgi_conn_accept(struct fcgi_conn *c, int listen_fd)
 	if ((fd = accept4(listen_fd, (struct sockaddr *)&ss, &sslen,
 	    SOCK_CLOEXEC)) < 0)
 		return -errno;
-	if (!peer_allowed(c->allowed, &ss)) {
+	if (!fcgi_peer_allowed(c->allowed, &ss)) {
 		close(fd);
 		return -EPERM;
 	}

@@ -45,6 +45,14 @@ enum fcgi_io {
 	FCGI_IO_ERROR,		/* the proxy went away or broke the protocol */
 };
 
+struct fcgi_mux_conn;
+
+/*
+ * A request's connection. On the one-per-connection model it is libfcgi's
+ * (req); on the multiplexed model mux is set and req holds only the
+ * parameters (req.envp) and the request id: http.c reads and writes
+ * through mux then (fcgi_mux.h).
+ */
 struct fcgi_conn {
 	FCGX_Request	 req;		/* libfcgi's request; req.envp etc. */
 	int		 body_ms;	/* limits, from the configuration */
@@ -54,6 +62,7 @@ struct fcgi_conn {
 	int64_t		 response_ms;	/* monotonic clock at the last response's start */
 	const char	*allowed;	/* FCGI_WEB_SERVER_ADDRS, or NULL */
 	enum fcgi_phase	 expired;	/* the first deadline that ran out */
+	struct fcgi_mux_conn *mux;	/* NULL: the one-per-connection model */
 };
 
 /*
@@ -72,6 +81,15 @@ void		fcgi_conn_fini(struct fcgi_conn *);
  * (in both cases it is closed).
  */
 int		fcgi_conn_accept(struct fcgi_conn *, int listen_fd);
+
+/*
+ * libfcgi's accept-time rule: 1 if a peer at ss may connect (always over
+ * a unix socket or IPv6; over IPv4 when list, FCGI_WEB_SERVER_ADDRS, is
+ * NULL or names its address).
+ */
+struct sockaddr_storage;
+int		fcgi_peer_allowed(const char *list,
+		    const struct sockaddr_storage *);
 
 /*
  * Reads up to len body bytes into buf under the arrival deadline; *got

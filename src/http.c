@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fcgi_mux.h"
 #include "http.h"
 #include "log.h"
 
@@ -57,6 +58,9 @@ http_read_body(struct fcgi_conn *c, size_t cap, struct arena *a,
 	enum fcgi_io	 io;
 	int		 has;
 
+	/* Multiplexed: the body has arrived already, checked as it came. */
+	if (c->mux != NULL)
+		return fcgi_mux_body(c->mux, cap, body, len);
 	*body = NULL;
 	*len = 0;
 	if ((has = http_parse_content_length(http_param(c, "CONTENT_LENGTH"),
@@ -118,6 +122,14 @@ http_reply(struct fcgi_conn *c, int status, const char *ctype,
 	    extra_headers);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return -1;
+	if (c->mux != NULL) {
+		/* Into the output buffer; the event loop writes it out. */
+		if (fcgi_mux_stdout(c->mux, head, (size_t)n, c->response_ms)
+		    != 0 || fcgi_mux_stdout(c->mux, body, len,
+		    c->response_ms) != 0)
+			return -1;
+		return 0;
+	}
 	if (fcgi_conn_write(c, head, (size_t)n, by) != FCGI_IO_OK ||
 	    fcgi_conn_write(c, body, len, by) != FCGI_IO_OK ||
 	    fcgi_conn_flush(c, by) != FCGI_IO_OK)
@@ -138,8 +150,13 @@ http_detach_stream(struct fcgi_conn *c, const char *ctype, int *fd,
 	    "Content-Type: %s\r\n"
 	    "Cache-Control: no-cache\r\n"
 	    "X-Accel-Buffering: no\r\n\r\n", ctype);
-	if (n < 0 || (size_t)n >= sizeof(head) ||
-	    fcgi_conn_write(c, head, (size_t)n, by) != FCGI_IO_OK ||
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return -1;
+	if (c->mux != NULL)
+		return fcgi_mux_stdout(c->mux, head, (size_t)n,
+		    c->response_ms) != 0 ? -1 :
+		    fcgi_mux_detach(c->mux, fd, request_id);
+	if (fcgi_conn_write(c, head, (size_t)n, by) != FCGI_IO_OK ||
 	    fcgi_conn_flush(c, by) != FCGI_IO_OK)
 		return -1;
 	*fd = c->req.ipcFd;

@@ -15,6 +15,7 @@
  * for a moment, as nginx does, instead of retrying at once: the pending
  * connection stays queued for a worker that can take it.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -33,10 +34,10 @@
 #include "log.h"
 #include "testfault.h"
 #include "worker.h"
+#include "worker_loop.h"
 
 #define ARENA_CHUNK			(64 * 1024)
-/* How long accepting pauses after it failed (out of descriptors). */
-#define ACCEPT_PAUSE_MS			500
+#define ACCEPT_PAUSE_MS			WORKER_ACCEPT_PAUSE_MS
 /* At most one log line per this interval about failing accepts. */
 #define ACCEPT_LOG_INTERVAL_MS		10000
 /*
@@ -315,24 +316,49 @@ log_overrun(struct request *rq, const char *what, int64_t ms, int limit_ms)
 	    rq->base != NULL ? rq->base : "", what, (long long)ms, limit_ms);
 }
 
-static void
-serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
-{
-	struct request	 rq = { .conn = conn, .srv = s, .arena = a,
-			    .endpoint = "unrouted", .counted_as = ME_OTHER };
-	enum route	 route = ROUTE_METADATA;
-	uint64_t	 started_us = clock_mono_us();
+/* One request from admission to its metrics line. */
+struct served {
+	struct request	 rq;
+	enum route	 route;
 	enum kv_err	 err;
-	int64_t		 t0;
+	uint64_t	 started_us;
+};
 
-	err = admit(&rq, &route);
-	if (err == KV_OK && route != ROUTE_ANSWERED) {
-		t0 = clock_mono_ms();
-		err = handle(&rq, route);
-		if (clock_mono_ms() - t0 > HANDLER_DEADLINE_MS)
-			log_overrun(&rq, "its handler", clock_mono_ms() - t0,
-			    HANDLER_DEADLINE_MS);
-	}
+/* Admits the request: route, method, credentials, body (sv->err). */
+static void
+request_open(struct served *sv, struct server *s, struct fcgi_conn *conn,
+    struct arena *a)
+{
+	memset(sv, 0, sizeof(*sv));
+	sv->rq.conn = conn;
+	sv->rq.srv = s;
+	sv->rq.arena = a;
+	sv->rq.endpoint = "unrouted";
+	sv->rq.counted_as = ME_OTHER;
+	sv->route = ROUTE_METADATA;
+	sv->started_us = clock_mono_us();
+	sv->err = admit(&sv->rq, &sv->route);
+}
+
+static void
+request_run(struct served *sv)
+{
+	int64_t	 t0 = clock_mono_ms();
+
+	sv->err = handle(&sv->rq, sv->route);
+	if (clock_mono_ms() - t0 > HANDLER_DEADLINE_MS)
+		log_overrun(&sv->rq, "its handler", clock_mono_ms() - t0,
+		    HANDLER_DEADLINE_MS);
+}
+
+/* Answers an error, logs overruns and counts the request. */
+static void
+request_close(struct served *sv)
+{
+	struct request		*rq = &sv->rq;
+	struct fcgi_conn	*conn = rq->conn;
+	enum kv_err		 err = sv->err;
+
 	if (err != KV_OK) {
 		/* Storage faults are logged where they happen, rate-limited. */
 		if (kv_err_status(err) >= 500 && !kv_err_is_fault(err))
@@ -342,16 +368,115 @@ serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 		/* Also after the body ran out of time: the 408 may still go out. */
 		http_reply_error(conn, err);
 	}
-	/* Each phase's duration from its own start: the accept, the reply. */
+	/* Each phase's duration from its own start: the arrival, the reply. */
 	if (conn->expired == FCGI_PHASE_ARRIVAL)
-		log_overrun(&rq, phase_name(conn->expired),
+		log_overrun(rq, phase_name(conn->expired),
 		    clock_mono_ms() - conn->accepted_ms, conn->body_ms);
 	else if (conn->expired == FCGI_PHASE_RESPONSE)
-		log_overrun(&rq, phase_name(conn->expired),
+		log_overrun(rq, phase_name(conn->expired),
 		    clock_mono_ms() - conn->response_ms, conn->send_ms);
-	metrics_request(rq.counted_as, err != KV_OK ? kv_err_status(err) :
-	    rq.status != 0 ? rq.status : 200,
-	    clock_mono_us() - started_us);
+	metrics_request(rq->counted_as, err != KV_OK ? kv_err_status(err) :
+	    rq->status != 0 ? rq->status : 200,
+	    clock_mono_us() - sv->started_us);
+}
+
+static void
+serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
+{
+	struct served	 sv;
+
+	request_open(&sv, s, conn, a);
+	if (sv.err == KV_OK && sv.route != ROUTE_ANSWERED)
+		request_run(&sv);
+	request_close(&sv);
+}
+
+/*
+ * The grouping point of atomic writes: every write of rqs is admitted and
+ * ready; each is answered here, or errs[i] says what to answer. Writes
+ * ready in the same turn of the event loop come here together, so that
+ * they can share one transaction and one fsync; per-database grouping
+ * splits rqs here.
+ */
+static void
+commit_atomic_writes(struct request *const *rqs, size_t n, enum kv_err *errs)
+{
+	for (size_t i = 0; i < n; i++)
+		errs[i] = h_atomic_write(rqs[i]);
+}
+
+void
+worker_serve_ready(struct server *s, struct fcgi_conn *const *conns,
+    size_t n, struct arena *a)
+{
+	struct served	 sv[WORKER_MAX_BATCH];
+	struct request	*writes[WORKER_MAX_BATCH];
+	enum kv_err	 errs[WORKER_MAX_BATCH];
+	size_t		 at[WORKER_MAX_BATCH], nw = 0;
+	int64_t		 t0;
+
+	assert(n <= WORKER_MAX_BATCH);
+	for (size_t i = 0; i < n; i++) {
+		request_open(&sv[i], s, conns[i], a);
+		if (sv[i].err == KV_OK && sv[i].route == ROUTE_ATOMIC_WRITE) {
+			at[nw] = i;
+			writes[nw++] = &sv[i].rq;
+			continue;
+		}
+		if (sv[i].err == KV_OK && sv[i].route != ROUTE_ANSWERED)
+			request_run(&sv[i]);
+		request_close(&sv[i]);
+	}
+	if (nw == 0)
+		return;
+	t0 = clock_mono_ms();
+	commit_atomic_writes(writes, nw, errs);
+	if (clock_mono_ms() - t0 > HANDLER_DEADLINE_MS)
+		log_overrun(writes[0], "a group of writes",
+		    clock_mono_ms() - t0, HANDLER_DEADLINE_MS);
+	for (size_t j = 0; j < nw; j++) {
+		sv[at[j]].err = errs[j];
+		request_close(&sv[at[j]]);
+	}
+}
+
+/*
+ * How much body a request may bring on the multiplexed model, decided
+ * when its parameters are in, with admit()'s rules: none for a request
+ * admit() refuses before reading its body (not POST, bad credentials),
+ * the metadata cap for a metadata exchange, else the data path's. The
+ * body is then kept, or dropped, as it arrives.
+ */
+size_t
+worker_body_cap(void *arg, struct fcgi_conn *conn)
+{
+	struct request	 rq = { .conn = conn, .srv = arg };
+	const char	*method = http_param(conn, "REQUEST_METHOD");
+	const char	*uri = http_param(conn, "REQUEST_URI");
+	const char	*name;
+	char		 small[512], *path = small;
+	size_t		 n, baselen, cap = 0;
+	enum route	 route;
+
+	if (method == NULL || strcmp(method, "POST") != 0)
+		return 0;
+	if (uri == NULL && (uri = http_param(conn, "DOCUMENT_URI")) == NULL)
+		uri = "/";
+	n = strcspn(uri, "?#");
+	if (n >= sizeof(small) && (path = malloc(n + 1)) == NULL)
+		return 0;
+	if (http_normalise_path(uri, n, path) == KV_OK) {
+		route = route_path(path, &baselen, &name);
+		if (route == ROUTE_METADATA)
+			cap = http_check_bearer(conn, rq.srv->token_digest) ==
+			    KV_OK ? KV_MAX_METADATA_BODY_BYTES : 0;
+		else
+			cap = check_data_path_headers(&rq) == KV_OK ?
+			    KV_MAX_BODY_BYTES : 0;
+	}
+	if (path != small)
+		free(path);
+	return cap;
 }
 
 static void
@@ -404,14 +529,8 @@ pause_accepting(int ms, const sigset_t *during)
 	(void)ppoll(NULL, 0, &ts, during);
 }
 
-/* Counts accept failures and logs them at most once per interval. */
-struct accept_log {
-	int64_t		 last_ms;	/* 0: never logged */
-	unsigned long	 unlogged;
-};
-
-static void
-note_accept_failure(struct accept_log *l, int err)
+void
+worker_note_accept_failure(struct accept_log *l, int err)
 {
 	int64_t	 now = clock_mono_ms();
 
@@ -429,37 +548,29 @@ note_accept_failure(struct accept_log *l, int err)
 	l->unlogged = 0;
 }
 
-int
-worker_run(struct server *s)
+/*
+ * The one-per-connection model: accept a connection, serve its one
+ * request under libfcgi, close it.
+ */
+static int
+serve_one_per_connection(struct server *s, const sigset_t *stopset,
+    struct arena *a)
 {
 	struct fcgi_conn	 conn;
 	struct accept_log	 alog = { 0, 0 };
-	struct arena		 a;
-	sigset_t		 stopset, during;
-	char			 err[512];
+	sigset_t		 during;
 	int			 rc;
 
-	/* Our handlers go in before FCGX_Init, which keeps existing ones. */
-	install_signals(&stopset);
 	sigprocmask(SIG_SETMASK, NULL, &during);
 	sigdelset(&during, SIGTERM);
 	sigdelset(&during, SIGINT);
-	if (FCGX_Init() != 0) {
-		log_warnx("FCGX_Init failed");
-		return 1;
-	}
 	if (fcgi_conn_init(&conn, s->conf->body_timeout * 1000,
 	    s->conf->send_timeout * 1000) != 0) {
 		log_warnx("FCGX_InitRequest failed");
 		return 1;
 	}
-	arena_init(&a, ARENA_CHUNK);
-	if (s->shm.seg != NULL &&
-	    (s->hub = watch_hub_start(s->conf, s->shm.seg, err,
-	    sizeof(err))) == NULL)
-		log_warnx("watch streams disabled: %s", err);
 	while (!worker_stop) {
-		wait_for_connection(s->listen_fd, &during, &stopset);
+		wait_for_connection(s->listen_fd, &during, stopset);
 		if (worker_stop)
 			break;
 		/*
@@ -486,19 +597,45 @@ worker_run(struct server *s)
 			 * likely: retrying at once would spin. Left queued,
 			 * the connection goes to whoever can take it.
 			 */
-			note_accept_failure(&alog, -rc);
+			worker_note_accept_failure(&alog, -rc);
 			pause_accepting(ACCEPT_PAUSE_MS, &during);
 			continue;
 		}
-		serve_one(s, &conn, &a);
+		serve_one(s, &conn, a);
 		fcgi_conn_finish(&conn);
-		arena_reset(&a);
+		arena_reset(a);
 	}
+	fcgi_conn_fini(&conn);
+	return 0;
+}
+
+int
+worker_run(struct server *s)
+{
+	struct arena		 a;
+	sigset_t		 stopset;
+	char			 err[512];
+	int			 rc;
+
+	/* Our handlers go in before FCGX_Init, which keeps existing ones. */
+	install_signals(&stopset);
+	if (FCGX_Init() != 0) {
+		log_warnx("FCGX_Init failed");
+		return 1;
+	}
+	arena_init(&a, ARENA_CHUNK);
+	if (s->shm.seg != NULL &&
+	    (s->hub = watch_hub_start(s->conf, s->shm.seg, err,
+	    sizeof(err))) == NULL)
+		log_warnx("watch streams disabled: %s", err);
+	if (s->conf->request_model == REQUEST_MODEL_MULTIPLEXED)
+		rc = worker_loop_run(s, &stopset, &a);
+	else
+		rc = serve_one_per_connection(s, &stopset, &a);
 	/* Open watches end; their clients reconnect to another worker. */
 	watch_hub_stop(s->hub);
 	s->hub = NULL;
-	fcgi_conn_fini(&conn);
 	arena_fini(&a);
 	log_debug("worker exiting");
-	return 0;
+	return rc;
 }

@@ -42,4 +42,29 @@ enum route	route_path(const char *path, size_t *baselen,
 /* The database id for a database file: stable for its absolute path. */
 void	database_id_for(const char *path, char out[DATABASE_ID_LEN + 1]);
 
+/*
+ * For the multiplexed model's event loop (worker_loop.c).
+ *
+ * worker_serve_ready serves n ready requests (at most WORKER_MAX_BATCH),
+ * each to completion, through the same admission and handlers as the
+ * one-per-connection model; the atomic writes among them are grouped
+ * (commit_atomic_writes in worker.c). Their responses are in their
+ * connections' output buffers on return (or a connection was handed to
+ * the hub). Whatever they allocated in the arena may go once it returns.
+ */
+#define WORKER_MAX_BATCH	64
+void	worker_serve_ready(struct server *, struct fcgi_conn *const *,
+	    size_t n, struct arena *);
+/* The body cap of a request whose parameters are in (fcgi_mux_cap_fn). */
+size_t	worker_body_cap(void *server, struct fcgi_conn *);
+
+/* How long accepting pauses after it failed (out of descriptors). */
+#define WORKER_ACCEPT_PAUSE_MS	500
+/* Counts accept failures and logs them at most once per interval. */
+struct accept_log {
+	int64_t		 last_ms;	/* 0: never logged */
+	unsigned long	 unlogged;
+};
+void	worker_note_accept_failure(struct accept_log *, int err);
+
 #endif
