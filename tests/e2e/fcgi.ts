@@ -14,9 +14,9 @@ const REQUEST_ID = 1;
 const te = new TextEncoder();
 const td = new TextDecoder();
 
-function record(type: number, content: Uint8Array): Uint8Array {
+export function record(type: number, content: Uint8Array, id = REQUEST_ID): Uint8Array {
   const out = new Uint8Array(8 + content.length);
-  out.set([1, type, REQUEST_ID >> 8, REQUEST_ID & 0xff, content.length >> 8, content.length & 0xff, 0, 0]);
+  out.set([1, type, id >> 8, id & 0xff, content.length >> 8, content.length & 0xff, 0, 0]);
   out.set(content, 8);
   return out;
 }
@@ -25,7 +25,7 @@ function nvLength(n: number): number[] {
   return n < 128 ? [n] : [((n >>> 24) & 0x7f) | 0x80, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
 }
 
-function encodeParams(params: Record<string, string>): Uint8Array {
+export function encodeParams(params: Record<string, string>): Uint8Array {
   const out: number[] = [];
   for (const [k, v] of Object.entries(params)) {
     const kb = te.encode(k), vb = te.encode(v);
@@ -60,10 +60,12 @@ export class FcgiConn {
     while (off < b.length) off += await this.conn.write(b.subarray(off));
   }
 
-  // BEGIN_REQUEST and all the parameters.
-  async begin(params: Record<string, string>): Promise<void> {
+  // BEGIN_REQUEST and all the parameters; keep: FCGI_KEEP_CONN, asking the
+  // server to keep the connection open after the response.
+  async begin(params: Record<string, string>, keep = false): Promise<void> {
     const begin = new Uint8Array(8);
     begin[1] = FCGI_RESPONDER;
+    begin[2] = keep ? 1 : 0;
     const p = encodeParams(params);
     const recs: Uint8Array[] = [record(FCGI_BEGIN_REQUEST, begin)];
     for (let i = 0; i < p.length; i += 65535) recs.push(record(FCGI_PARAMS, p.subarray(i, i + 65535)));
@@ -109,6 +111,32 @@ export class FcgiConn {
     const took = Date.now() - start;
     if (stdout.length === 0) return { kind: "closed", ms: took };
     return { kind: "response", response: parseCgi(stdout, ended), ms: took };
+  }
+
+  // The next whole record (any type), or null if the connection closed or
+  // nothing complete came within ms. Bytes after it are kept for the next
+  // call.
+  private pending = new Uint8Array(0);
+  async readRecord(ms: number): Promise<{ type: number; id: number; content: Uint8Array } | null> {
+    const deadline = Date.now() + ms;
+    const chunk = new Uint8Array(65536);
+    for (;;) {
+      const b = this.pending;
+      if (b.length >= 8 && b.length >= 8 + ((b[4] << 8) | b[5]) + b[6]) {
+        const len = (b[4] << 8) | b[5];
+        const rec = { type: b[1], id: (b[2] << 8) | b[3], content: b.slice(8, 8 + len) };
+        this.pending = b.slice(8 + len + b[6]);
+        return rec;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), left));
+      const n = await Promise.race([this.conn.read(chunk).catch(() => null), timeout]);
+      clearTimeout(timer);
+      if (n === "timeout" || n === null) return null;
+      this.pending = concat([this.pending, chunk.subarray(0, n)]);
+    }
   }
 
   close(): void {

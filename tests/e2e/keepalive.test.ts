@@ -1,0 +1,158 @@
+// Kept-alive FastCGI connections (the multiplexed request model,
+// docs/request-model.md). A dedicated instance with one worker is spoken
+// to directly over its socket with a small FastCGI client:
+//   - many requests travel over one connection that asked to be kept, and
+//     one that did not ask is closed after its response;
+//   - FCGI_GET_VALUES is answered, a second request on a busy connection
+//     is refused with FCGI_CANT_MPX_CONN, and the connection goes on;
+//   - 200 idle connections (kept after a request, or never used) do not
+//     stop the one worker from serving a new one, directly or through
+//     nginx.
+// And through the stack's nginx (upstream keepalive, fastcgi_keep_conn
+// on): after sequential requests the main server still holds connections
+// from nginx open, which it closes after each request on the earlier model.
+
+import { assert, ENV, H1_URL, plainTest, run, SRCDIR, startServer, stopServer, TOKEN } from "./helpers.ts";
+import { encodeParams, FcgiConn, record } from "./fcgi.ts";
+
+const NAME = "keep";
+const inst = await startServer(NAME, { SERVER_ARGS: "--workers 1" });
+const SOCKET = inst.SOCKET;
+const body = new TextEncoder().encode(JSON.stringify({ supportedVersions: [1, 2, 3] }));
+
+function metadataParams(): Record<string, string> {
+  return {
+    REQUEST_METHOD: "POST",
+    REQUEST_URI: "/",
+    CONTENT_TYPE: "application/json",
+    CONTENT_LENGTH: String(body.length),
+    HTTP_AUTHORIZATION: `Bearer ${TOKEN}`,
+  };
+}
+
+async function metadataOn(c: FcgiConn, keep: boolean): Promise<number> {
+  await c.begin(metadataParams(), keep);
+  await c.stdin(body, true);
+  const o = await c.outcome(10_000);
+  assert.equal(o.kind, "response", `no response: ${JSON.stringify(o)}`);
+  if (o.kind !== "response") return 0;
+  assert.ok(o.response.ended, "the response ended with END_REQUEST");
+  return o.response.status;
+}
+
+// Whether the server closed the connection within ms (reads what comes:
+// only for the end of a connection's life).
+async function closedWithin(c: FcgiConn, ms: number): Promise<boolean> {
+  const o = await c.outcome(ms);
+  return o.kind === "closed";
+}
+
+plainTest("many requests travel over one kept connection; an unkept one is closed", async () => {
+  const c = await FcgiConn.open(SOCKET);
+  try {
+    // Each answer arrives on the same connection, so it stayed open.
+    for (let i = 0; i < 50; i++) assert.equal(await metadataOn(c, true), 200, `request ${i}`);
+    // The last request does not ask to keep it: closed after its answer.
+    assert.equal(await metadataOn(c, false), 200);
+    assert.equal(await closedWithin(c, 10_000), true, "closed after a request without FCGI_KEEP_CONN");
+  } finally {
+    c.close();
+  }
+});
+
+plainTest("GET_VALUES is answered and a second request on a busy connection gets CANT_MPX_CONN", async () => {
+  const c = await FcgiConn.open(SOCKET);
+  try {
+    await c.write(record(9, encodeParams({ FCGI_MPXS_CONNS: "", FCGI_MAX_CONNS: "" }), 0));
+    const r = await c.readRecord(10_000);
+    assert.ok(r !== null, "an answer to GET_VALUES");
+    assert.equal(r!.type, 10, "FCGI_GET_VALUES_RESULT");
+    const text = new TextDecoder().decode(r!.content);
+    assert.ok(text.includes("FCGI_MPXS_CONNS0"), `no multiplexing announced: ${JSON.stringify(text)}`);
+    assert.ok(text.includes("FCGI_MAX_CONNS"), "FCGI_MAX_CONNS announced");
+    // Request 1 begins (its body not sent yet); request 2 is refused.
+    await c.begin(metadataParams(), true);
+    const begin2 = new Uint8Array([0, 1, 1, 0, 0, 0, 0, 0]);
+    await c.write(record(1, begin2, 2));
+    const refusal = await c.readRecord(10_000);
+    assert.ok(refusal !== null, "an answer to the second request");
+    assert.equal(refusal!.type, 3, "FCGI_END_REQUEST");
+    assert.equal(refusal!.id, 2, "for request 2");
+    assert.equal(refusal!.content[4], 1, "protocolStatus FCGI_CANT_MPX_CONN");
+    // Request 1 is still served on the same connection.
+    await c.stdin(body, true);
+    let status = "";
+    for (;;) {
+      const rec = await c.readRecord(10_000);
+      assert.ok(rec !== null, "request 1 answered");
+      if (rec!.type === 6 && status === "") status = new TextDecoder().decode(rec!.content).split("\r\n")[0];
+      if (rec!.type === 3) {
+        assert.equal(rec!.id, 1, "END_REQUEST for request 1");
+        break;
+      }
+    }
+    assert.equal(status, "Status: 200 OK");
+  } finally {
+    c.close();
+  }
+});
+
+plainTest("200 idle connections do not stop the one worker from serving", async () => {
+  const idle: FcgiConn[] = [];
+  try {
+    // Half kept after a request, half connected and silent.
+    for (let i = 0; i < 100; i++) {
+      const c = await FcgiConn.open(SOCKET);
+      idle.push(c);
+      assert.equal(await metadataOn(c, true), 200, `kept connection ${i}`);
+    }
+    for (let i = 0; i < 100; i++) idle.push(await FcgiConn.open(SOCKET));
+    const fresh = await FcgiConn.open(SOCKET);
+    try {
+      assert.equal(await metadataOn(fresh, true), 200, "a new connection is served");
+    } finally {
+      fresh.close();
+    }
+    // And through nginx, to this instance's location.
+    const r = await run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+      "-H", `Authorization: Bearer ${TOKEN}`, "-H", "Content-Type: application/json",
+      "--data", '{"supportedVersions":[1,2,3]}', inst.H1_URL]);
+    assert.equal(r.stdout, "200", `through nginx: ${r.stderr}`);
+    // The kept ones still work too.
+    assert.equal(await metadataOn(idle[0], true), 200, "an old kept connection is served again");
+  } finally {
+    for (const c of idle) c.close();
+  }
+});
+
+// The main server's connections from nginx that are open now.
+async function keptFromNginx(): Promise<number> {
+  const sock = ENV.SOCKET;
+  const r = await run(["ss", "-xH", "state", "established"]);
+  return r.stdout.split("\n").filter((l) => l.split(/\s+/).includes(sock)).length;
+}
+
+plainTest("nginx keeps its connections to the server open between requests", async () => {
+  for (let i = 0; i < 20; i++) {
+    const res = await fetch(H1_URL, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
+      body: '{"supportedVersions":[1,2,3]}',
+    });
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  }
+  const kept = await keptFromNginx();
+  assert.ok(kept >= 1, `no connection from nginx kept open (${kept}); nginx config in ${SRCDIR}/nginx`);
+});
+
+plainTest("stop the keep-alive instance (SIGTERM closes its idle kept connections)", async () => {
+  const c = await FcgiConn.open(SOCKET);
+  try {
+    assert.equal(await metadataOn(c, true), 200);
+    await stopServer(NAME);
+    assert.equal(await closedWithin(c, 10_000), true, "the idle kept connection was closed at the stop");
+  } finally {
+    c.close();
+  }
+});
