@@ -29,6 +29,7 @@ import {
   ValueEncoding,
   withTimeout,
 } from "./helpers.ts";
+import { loopSockets } from "./watch_lib.ts";
 
 // A change must reach every watcher within this (only a hung or broken
 // server misses it; nothing is timed more tightly).
@@ -561,13 +562,15 @@ function workers(): number[] {
   return childrenOf(MASTER_PID).filter((p) => fdLinks(p).includes(l));
 }
 
-// Accepted connections (watch streams, in-flight requests) per worker,
-// leaving out those in `except` ("socket:[inode]" as in /proc/PID/fd).
+// Accepted connections (watch streams, in-flight requests on the
+// one-per-connection model) per worker, leaving out those in `except`
+// ("socket:[inode]" as in /proc/PID/fd) and those of the request loop.
 function streamsPerWorker(except: ReadonlySet<string> = new Set()): Map<number, number> {
   const l = listenSocket();
   const out = new Map<number, number>();
   for (const p of workers()) {
-    out.set(p, fdLinks(p).filter((x) => x.startsWith("socket:") && x !== l && !except.has(x)).length);
+    const loop = loopSockets(p, l);
+    out.set(p, fdLinks(p).filter((x) => x.startsWith("socket:") && x !== l && !except.has(x) && !loop.has(x)).length);
   }
   return out;
 }
@@ -676,10 +679,13 @@ function heldBy(pid: number, link: string): string {
   return out.join(", ") || "in no epoll set, no thread blocked on it";
 }
 
-// Open fds of every child of the master (workers and housekeeper).
+// Open fds of every child of the master (workers and housekeeper), but
+// the request loops' kept-alive connections, whose number follows nginx's
+// keepalive pool rather than the streams.
 function serverFds(): number {
   let n = 0;
-  for (const p of childrenOf(MASTER_PID)) n += fdLinks(p).length;
+  const l = listenSocket();
+  for (const p of childrenOf(MASTER_PID)) n += fdLinks(p).length - loopSockets(p, l).size;
   return n;
 }
 

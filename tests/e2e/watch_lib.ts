@@ -151,8 +151,42 @@ export function fdLinks(pid: number): string[] {
   return out;
 }
 
+// The connections a worker's request loop holds (request-model =
+// multiplexed): the sockets in the epoll set that also holds the listener.
+// These are nginx's kept-alive connections between requests (its upstream
+// keepalive pool) and requests in progress, never watch streams, which
+// the hub holds in its own epoll set. Empty on the one-per-connection
+// model, whose worker holds no epoll set.
+export function loopSockets(pid: number, l: string): Set<string> {
+  const byFd = new Map<string, string>();
+  try {
+    for (const e of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      try {
+        byFd.set(e.name, Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`));
+      } catch { /* closed meanwhile */ }
+    }
+  } catch {
+    return new Set();
+  }
+  const lfd = [...byFd].find(([, link]) => link === l)?.[0];
+  for (const [fd, link] of byFd) {
+    if (link !== "anon_inode:[eventpoll]") continue;
+    let info = "";
+    try {
+      info = Deno.readTextFileSync(`/proc/${pid}/fdinfo/${fd}`);
+    } catch {
+      continue;
+    }
+    const tfds = [...info.matchAll(/^tfd:\s+(\d+)\s/gm)].map((m) => m[1]);
+    if (lfd === undefined || !tfds.includes(lfd)) continue;
+    return new Set(tfds.map((t) => byFd.get(t)).filter((x): x is string => x !== undefined && x !== l));
+  }
+  return new Set();
+}
+
 // Workers: the master's children holding its listening socket (the
-// housekeeper does not), with the accepted connections each holds.
+// housekeeper does not), with the accepted connections each holds (but
+// the request loop's: kept-alive connections between requests).
 export function streamsPerWorker(master: number): Map<number, number> {
   const socks = fdLinks(master).filter((l) => l.startsWith("socket:"));
   const out = new Map<number, number>();
@@ -160,7 +194,8 @@ export function streamsPerWorker(master: number): Map<number, number> {
   for (const p of childrenOf(master)) {
     const links = fdLinks(p);
     if (!links.includes(socks[0])) continue;
-    out.set(p, links.filter((x) => x.startsWith("socket:") && x !== socks[0]).length);
+    const loop = loopSockets(p, socks[0]);
+    out.set(p, links.filter((x) => x.startsWith("socket:") && x !== socks[0] && !loop.has(x)).length);
   }
   return out;
 }
