@@ -1284,18 +1284,21 @@ write_one(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
  * (its checks, or outright) leaves no trace while the batch goes on. The
  * write's own outcome goes to *werr. Returns an error only when the
  * transaction itself is lost or busy: then the whole batch must go.
+ * A batch of one needs no savepoint: when its write fails, nothing
+ * commits and the whole transaction is rolled back.
  */
 static enum kv_err
-write_in_savepoint(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
-    struct arena *a, struct kv_write_result *res, enum kv_err *werr)
+write_in_savepoint(struct kv_db *k, int alone, const struct kv_write *w,
+    int64_t now_ms, struct arena *a, struct kv_write_result *res,
+    enum kv_err *werr)
 {
 	enum kv_err	 err;
 
-	if ((err = exec_stmt(k, ST_SAVEPOINT)) != KV_OK)
+	if (!alone && (err = exec_stmt(k, ST_SAVEPOINT)) != KV_OK)
 		return err;
 	*werr = write_one(k, w, now_ms, a, res);
 	if (*werr == KV_OK && res->committed)
-		return exec_stmt(k, ST_RELEASE);
+		return alone ? KV_OK : exec_stmt(k, ST_RELEASE);
 	if (*werr != KV_OK)
 		memset(res, 0, sizeof(*res));
 	/*
@@ -1305,6 +1308,8 @@ write_in_savepoint(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
 	 */
 	if (*werr == KV_ERR_BUSY || sqlite3_get_autocommit(k->db))
 		return *werr;
+	if (alone)
+		return KV_OK;
 	if (*werr != KV_OK &&
 	    (err = exec_stmt(k, ST_ROLLBACK_TO)) != KV_OK)
 		return err;
@@ -1327,8 +1332,8 @@ batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
 	if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
 		return err;
 	for (size_t i = 0; i < n; i++) {
-		if ((err = write_in_savepoint(k, w[i], now_ms, a, &res[i],
-		    &errs[i])) != KV_OK)
+		if ((err = write_in_savepoint(k, n == 1, w[i], now_ms, a,
+		    &res[i], &errs[i])) != KV_OK)
 			goto fail;
 		committed += res[i].committed != 0;
 	}
