@@ -53,6 +53,17 @@ struct request {
 enum kv_err	h_metadata(struct request *);
 enum kv_err	h_snapshot_read(struct request *);
 enum kv_err	h_atomic_write(struct request *);
+/*
+ * Group commit: the atomic writes in rqs (all for the same database),
+ * committed together in one transaction and one fsync (see
+ * kv_atomic_write_batch). Every request that committed or failed a check
+ * is answered here and gets errs[i] KV_OK; any other errs[i] (it did not
+ * decode, it failed outright, the batch failed) was not answered, and the
+ * caller answers it with that code. A single h_atomic_write is a batch
+ * of one.
+ */
+void		h_atomic_write_batch(struct request *const *rqs, size_t n,
+		    enum kv_err *errs);
 enum kv_err	h_watch(struct request *);
 enum kv_err	h_queue_lease(struct request *);
 enum kv_err	h_queue_finish(struct request *);

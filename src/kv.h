@@ -204,6 +204,34 @@ enum kv_err	 kv_atomic_write(struct kv_db *, const struct kv_write *,
 		    int64_t now_ms, struct arena *, struct kv_write_result *);
 
 /*
+ * Group commit: applies n atomic writes in one write turn and one SQLite
+ * transaction, so that they share one COMMIT and one fsync. Each write is
+ * applied as kv_atomic_write would apply it at that point, in order: in
+ * its own savepoint, under its own data version (the committed writes'
+ * versionstamps strictly increase in batch order), its checks evaluated
+ * on the state that includes the batch's earlier writes.
+ *
+ * results and errs must have room for n. Per write: errs[i] KV_OK and
+ * results[i].committed 1 (written), or committed 0 with failed_checks (a
+ * check failed, nothing written); or errs[i] the error of a write that
+ * failed outright (a sum on a string, say), rolled back to its savepoint
+ * alone while the others go on. No write is ever partly applied.
+ *
+ * The return value is the batch's error (no turn in time, busy, read-only,
+ * a COMMIT that failed, a storage fault that lost the transaction): then
+ * nothing of the batch is written or acknowledged, and every errs[i] is
+ * that error. With n == 1 this is kv_atomic_write.
+ *
+ * Watch hooks: each committed write is reported (changed keys, then its
+ * version) in version order once the COMMIT is durable, and published
+ * once after the turn; queued once if a committed write enqueued.
+ */
+enum kv_err	 kv_atomic_write_batch(struct kv_db *,
+		    const struct kv_write *const *writes, size_t n,
+		    int64_t now_ms, struct arena *,
+		    struct kv_write_result *results, enum kv_err *errs);
+
+/*
  * Deletes up to `batch` entries that expired at or before now_ms, in one
  * write transaction that bumps the data version (as denokv does, so that
  * watchers are told); stores how many in *deleted.

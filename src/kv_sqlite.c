@@ -11,6 +11,12 @@
  * IMMEDIATE), so the counter is strictly increasing across every process
  * that has the file open, and checks see the state the write commits on.
  *
+ * Group commit: kv_atomic_write_batch() puts several atomic writes in one
+ * transaction, each in a savepoint with its own version bump, so that a
+ * write that fails rolls back alone and the rest share one COMMIT (and
+ * one fsync, the cost of a durable write). kv_atomic_write() is a batch
+ * of one.
+ *
  * Expiry: an entry whose expiration_ms is at or before "now" is treated as
  * absent by reads, checks and sum/min/max, whether or not it has been
  * deleted yet; kv_delete_expired() reclaims the rows.
@@ -99,6 +105,9 @@ enum kv_stmt {
 	ST_BEGIN_WRITE,
 	ST_COMMIT,
 	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
 	ST_SCAN_ASC,
 	ST_SCAN_DESC,
 	ST_GET,
@@ -116,6 +125,9 @@ static const char *const kv_stmt_sql[ST__COUNT] = {
 	[ST_BEGIN_WRITE] = "begin immediate",
 	[ST_COMMIT] = "commit",
 	[ST_ROLLBACK] = "rollback",
+	[ST_SAVEPOINT] = "savepoint aw",
+	[ST_RELEASE] = "release aw",
+	[ST_ROLLBACK_TO] = "rollback to aw",
 	[ST_SCAN_ASC] = "select k, v, v_encoding, version, expiration_ms from kv"
 	    " where k >= ?1 and k < ?2 and " LIVE(3)
 	    " order by k asc limit ?4",
@@ -146,6 +158,9 @@ static const char *const kv_stmt_name[ST__COUNT] = {
 	[ST_BEGIN_WRITE] = "begin write",
 	[ST_COMMIT] = "commit",
 	[ST_ROLLBACK] = "rollback",
+	[ST_SAVEPOINT] = "savepoint",
+	[ST_RELEASE] = "release savepoint",
+	[ST_ROLLBACK_TO] = "rollback to savepoint",
 	[ST_SCAN_ASC] = "range read",
 	[ST_SCAN_DESC] = "range read",
 	[ST_GET] = "point read",
@@ -1232,79 +1247,193 @@ bury_failed_commit(struct kv_db *k)
 	}
 }
 
-/* One attempt at the whole write inside BEGIN IMMEDIATE ... COMMIT. */
+/*
+ * One write of a batch, inside the open transaction: its checks against
+ * the state so far (the batch's earlier writes included), then a new data
+ * version, its mutations and its enqueues. A failed check is KV_OK with
+ * res->committed 0, having written nothing. On an error part of the write
+ * may be applied: the caller rolls back to its savepoint.
+ */
 static enum kv_err
-write_once(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
-    struct arena *a, struct kv_write_result *res, int64_t *version)
+write_one(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
+    struct arena *a, struct kv_write_result *res)
 {
+	int64_t		 version;
+	enum kv_err	 err;
+
+	if ((err = run_checks(k, w, now_ms, a, res)) != KV_OK)
+		return err;
+	if (res->n_failed_checks > 0)
+		return KV_OK;
+	if ((err = select_version(k, ST_BUMP_VERSION, &version)) != KV_OK)
+		return err;
+	version_to_versionstamp(version, res->versionstamp);
+	for (size_t i = 0; i < w->n_mutations; i++)
+		if ((err = apply_mutation(k, &w->mutations[i], version,
+		    res->versionstamp, now_ms, a)) != KV_OK)
+			return err;
+	for (size_t i = 0; i < w->n_enqueues; i++)
+		if ((err = enqueue(k, &w->enqueues[i], a)) != KV_OK)
+			return err;
+	res->committed = 1;
+	return KV_OK;
+}
+
+/*
+ * Runs write_one in a savepoint of its own, so that a write that fails
+ * (its checks, or outright) leaves no trace while the batch goes on. The
+ * write's own outcome goes to *werr. Returns an error only when the
+ * transaction itself is lost or busy: then the whole batch must go.
+ * A batch of one needs no savepoint: when its write fails, nothing
+ * commits and the whole transaction is rolled back.
+ */
+static enum kv_err
+write_in_savepoint(struct kv_db *k, int alone, const struct kv_write *w,
+    int64_t now_ms, struct arena *a, struct kv_write_result *res,
+    enum kv_err *werr)
+{
+	enum kv_err	 err;
+
+	if (!alone && (err = exec_stmt(k, ST_SAVEPOINT)) != KV_OK)
+		return err;
+	*werr = write_one(k, w, now_ms, a, res);
+	if (*werr == KV_OK && res->committed)
+		return alone ? KV_OK : exec_stmt(k, ST_RELEASE);
+	if (*werr != KV_OK)
+		memset(res, 0, sizeof(*res));
+	/*
+	 * BUSY: the batch is retried as a whole. A transaction SQLite rolled
+	 * back by itself (some I/O and full-disk errors do) took the
+	 * batch's earlier writes with it.
+	 */
+	if (*werr == KV_ERR_BUSY || sqlite3_get_autocommit(k->db))
+		return *werr;
+	if (alone)
+		return KV_OK;
+	if (*werr != KV_OK &&
+	    (err = exec_stmt(k, ST_ROLLBACK_TO)) != KV_OK)
+		return err;
+	return exec_stmt(k, ST_RELEASE);
+}
+
+/*
+ * One attempt at the whole batch inside BEGIN IMMEDIATE ... COMMIT: one
+ * commit (one fsync) for every write that passed. A batch in which no
+ * write passed is rolled back: there is nothing to make durable.
+ */
+static enum kv_err
+batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
+    int64_t now_ms, struct arena *a, struct kv_write_result *res,
+    enum kv_err *errs)
+{
+	size_t		 committed = 0;
 	enum kv_err	 err;
 
 	if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
 		return err;
-	if ((err = run_checks(k, w, now_ms, a, res)) != KV_OK)
-		goto fail;
-	if (res->n_failed_checks > 0) {
-		res->committed = 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((err = write_in_savepoint(k, n == 1, w[i], now_ms, a,
+		    &res[i], &errs[i])) != KV_OK)
+			goto fail;
+		committed += res[i].committed != 0;
+	}
+	if (committed == 0) {
 		rollback(k);
 		return KV_OK;
 	}
-	if ((err = select_version(k, ST_BUMP_VERSION, version)) != KV_OK)
-		goto fail;
-	version_to_versionstamp(*version, res->versionstamp);
-	for (size_t i = 0; i < w->n_mutations; i++)
-		if ((err = apply_mutation(k, &w->mutations[i], *version,
-		    res->versionstamp, now_ms, a)) != KV_OK)
-			goto fail;
-	for (size_t i = 0; i < w->n_enqueues; i++)
-		if ((err = enqueue(k, &w->enqueues[i], a)) != KV_OK)
-			goto fail;
 	if ((err = exec_stmt(k, ST_COMMIT)) != KV_OK) {
 		rollback(k);
 		if (err != KV_ERR_BUSY)
 			bury_failed_commit(k);
 		return err;
 	}
-	res->committed = 1;
 	return KV_OK;
 fail:
 	rollback(k);
 	return err;
 }
 
-enum kv_err
-kv_atomic_write(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
-    struct arena *a, struct kv_write_result *res)
+static int64_t
+versionstamp_to_version(const uint8_t vs[KV_VERSIONSTAMP_BYTES])
 {
-	int64_t		 version = 0;
-	enum kv_err	 err;
+	uint64_t	 v = 0;
 
-	memset(res, 0, sizeof(*res));
-	if (k->read_only)
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | vs[i];
+	return (int64_t)v;
+}
+
+/* Fresh outcomes before each attempt; the batch's error over all after. */
+static void
+batch_reset(struct kv_write_result *res, enum kv_err *errs, size_t n,
+    enum kv_err err)
+{
+	memset(res, 0, n * sizeof(*res));
+	for (size_t i = 0; i < n; i++)
+		errs[i] = err;
+}
+
+enum kv_err
+kv_atomic_write_batch(struct kv_db *k, const struct kv_write *const *w,
+    size_t n, int64_t now_ms, struct arena *a, struct kv_write_result *res,
+    enum kv_err *errs)
+{
+	enum kv_err	 err;
+	int		 any = 0, queued = 0;
+
+	batch_reset(res, errs, n, KV_OK);
+	if (n == 0)
+		return KV_OK;
+	if (k->read_only) {
+		batch_reset(res, errs, n, KV_ERR_READ_ONLY);
 		return KV_ERR_READ_ONLY;
+	}
 	/*
 	 * One deadline for the turn and SQLite's lock together. A BUSY that
 	 * came before it (SQLite gives up at once on some lock conflicts) is
-	 * tried again a few times. Then the client retries the 503.
+	 * tried again a few times. Then the clients retry the 503.
 	 */
 	arm_deadline(k);
 	for (int attempt = 0;; attempt++) {
+		batch_reset(res, errs, n, KV_OK);
 		if ((err = write_begin(k)) != KV_OK)
 			break;
-		err = write_once(k, w, now_ms, a, res, &version);
-		if (err == KV_OK && res->committed)
-			notify_changed(k, w, version, res->versionstamp, a);
+		err = batch_once(k, w, n, now_ms, a, res, errs);
+		/* In version order, each version complete before the next. */
+		for (size_t i = 0; err == KV_OK && i < n; i++)
+			if (res[i].committed)
+				notify_changed(k, w[i], versionstamp_to_version(
+				    res[i].versionstamp), res[i].versionstamp,
+				    a);
 		write_end(k);
 		if (err != KV_ERR_BUSY || attempt >= KV_BUSY_RETRIES ||
 		    ms_left(k) == 0)
 			break;
 		log_debug("database busy, retrying write");
 	}
-	if (err == KV_OK && res->committed) {
-		notify_published(k);
-		if (w->n_enqueues > 0)
-			kv_notify_queued(k);
+	if (err != KV_OK) {
+		batch_reset(res, errs, n, err);
+		return err;
 	}
-	return err;
+	for (size_t i = 0; i < n; i++) {
+		any |= res[i].committed;
+		queued |= res[i].committed && w[i]->n_enqueues > 0;
+	}
+	if (any)
+		notify_published(k);
+	if (queued)
+		kv_notify_queued(k);
+	return KV_OK;
+}
+
+enum kv_err
+kv_atomic_write(struct kv_db *k, const struct kv_write *w, int64_t now_ms,
+    struct arena *a, struct kv_write_result *res)
+{
+	enum kv_err	 err, werr;
+
+	err = kv_atomic_write_batch(k, &w, 1, now_ms, a, res, &werr);
+	return err != KV_OK ? err : werr;
 }
 
 /* A key deleted by the expiry sweep, kept until the commit is done. */

@@ -23,7 +23,7 @@
 #include "metrics.h"
 
 #define METRICS_MAGIC		0x444b564du	/* "DKVM" */
-#define METRICS_VERSION		1
+#define METRICS_VERSION		2
 #define METRICS_MAX_PROCS	1024
 
 /* Histogram bucket upper bounds, in microseconds (+Inf follows). */
@@ -32,6 +32,10 @@ static const uint64_t bucket_us[] = {
 	1000000, 2500000, 5000000, 10000000,
 };
 #define N_BUCKETS	(sizeof(bucket_us) / sizeof(bucket_us[0]))
+
+/* Batch size bucket upper bounds, in atomic writes (+Inf follows). */
+static const uint64_t batch_bound[] = { 1, 2, 4, 8, 16, 32, 64 };
+#define N_BATCH_BUCKETS	(sizeof(batch_bound) / sizeof(batch_bound[0]))
 
 /* The statuses this server answers with; anything else counts as "other". */
 static const int tracked_status[] = {
@@ -77,6 +81,13 @@ struct histogram {
 	_Atomic uint64_t	 count;
 };
 
+/* Group commit: atomic writes per write transaction. */
+struct batch_histogram {
+	_Atomic uint64_t	 bucket[N_BATCH_BUCKETS + 1];
+	_Atomic uint64_t	 writes;	/* the sum */
+	_Atomic uint64_t	 count;		/* batches */
+};
+
 struct metrics_proc {
 	_Atomic int32_t		 pid;		/* 0: free */
 	_Atomic int64_t		 watches;
@@ -99,6 +110,7 @@ struct metrics_segment {
 	/* storage */
 	_Atomic uint64_t	 commits;
 	_Atomic uint64_t	 check_failures;
+	struct batch_histogram	 batch;
 	struct histogram	 write_wait;
 	_Atomic uint64_t	 write_wait_max_us;
 	_Atomic uint64_t	 write_timeouts;
@@ -207,6 +219,20 @@ metrics_commit(int committed)
 {
 	if (seg != NULL)
 		add(committed ? &seg->commits : &seg->check_failures, 1);
+}
+
+void
+metrics_write_batch(size_t writes)
+{
+	size_t	 i = 0;
+
+	if (seg == NULL)
+		return;
+	while (i < N_BATCH_BUCKETS && writes > batch_bound[i])
+		i++;
+	add(&seg->batch.bucket[i], 1);
+	add(&seg->batch.writes, writes);
+	add(&seg->batch.count, 1);
 }
 
 void
@@ -384,6 +410,23 @@ histogram(struct out *o, const char *name, const char *labels,
 	    (unsigned long long)load(&h->count));
 }
 
+static void
+batch_histogram(struct out *o, const char *name,
+    const struct batch_histogram *h)
+{
+	uint64_t	 cum = 0;
+
+	for (size_t i = 0; i < N_BATCH_BUCKETS; i++) {
+		cum += load(&h->bucket[i]);
+		put(o, "%s_bucket{le=\"%llu\"} %llu\n", name,
+		    (unsigned long long)batch_bound[i], (unsigned long long)cum);
+	}
+	cum += load(&h->bucket[N_BATCH_BUCKETS]);
+	put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	put(o, "%s_sum %llu\n", name, (unsigned long long)load(&h->writes));
+	put(o, "%s_count %llu\n", name, (unsigned long long)load(&h->count));
+}
+
 static long long
 file_size(const char *path, const char *suffix)
 {
@@ -461,6 +504,10 @@ metrics_render(const char *db_path, const struct kv_queue_stats *q,
 	    "Atomic writes not committed because a check failed.");
 	put(&o, "denokv_check_failures_total %llu\n",
 	    (unsigned long long)load(&seg->check_failures));
+	family(&o, "denokv_write_batch_size", "histogram",
+	    "Atomic writes committed together in one write transaction and"
+	    " one fsync (group commit), per transaction.");
+	batch_histogram(&o, "denokv_write_batch_size", &seg->batch);
 	family(&o, "denokv_write_queue_wait_seconds", "histogram",
 	    "Time a write waited for its turn in the write queue.");
 	histogram(&o, "denokv_write_queue_wait_seconds", "", &seg->write_wait);
@@ -508,7 +555,7 @@ metrics_render_status(const char *db_path, char *buf, size_t cap)
 {
 	struct out	 o = { .buf = buf, .cap = cap };
 	struct timespec	 ts;
-	uint64_t	 total = 0, waits, wait_sum;
+	uint64_t	 total = 0, waits, wait_sum, batches;
 	int64_t		 now_ms;
 
 	if (seg == NULL || cap == 0)
@@ -538,6 +585,10 @@ metrics_render_status(const char *db_path, char *buf, size_t cap)
 	put(&o, "commits: %llu\n", (unsigned long long)load(&seg->commits));
 	put(&o, "check failures: %llu\n",
 	    (unsigned long long)load(&seg->check_failures));
+	batches = load(&seg->batch.count);
+	put(&o, "write batches: %llu, mean %.2f writes\n",
+	    (unsigned long long)batches, batches ? (double)load(
+	    &seg->batch.writes) / batches : 0.0);
 	put(&o, "write-queue waits: %llu, mean %.3f ms, longest %.3f ms\n",
 	    (unsigned long long)waits, waits ? (double)wait_sum / waits / 1e3 :
 	    0.0, (double)load(&seg->write_wait_max_us) / 1e3);

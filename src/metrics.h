@@ -57,6 +57,8 @@ void	metrics_proc_reaped(pid_t);
 void	metrics_request(enum metrics_endpoint, int http_status,
 	    uint64_t duration_us);
 void	metrics_commit(int committed);	/* 0: a check failed */
+/* How many atomic writes shared one write transaction (group commit). */
+void	metrics_write_batch(size_t writes);
 void	metrics_watch_opened(void);
 void	metrics_watch_closed(void);
 void	metrics_watch_delivered(void);

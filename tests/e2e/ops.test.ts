@@ -206,7 +206,7 @@ plainTest("metrics: promtool accepts the exposition", async () => {
   assert.equal(r.contentType, "text/plain; version=0.0.4; charset=utf-8");
   const c = await run([promtool(), "check", "metrics"], { stdin: r.text });
   assert.equal(c.code, 0, `promtool check metrics:\n${c.stdout}${c.stderr}`);
-  for (const name of ["denokv_commits_total", "denokv_write_queue_wait_seconds_count", "denokv_watch_streams",
+  for (const name of ["denokv_commits_total", "denokv_write_queue_wait_seconds_count", "denokv_write_batch_size_count", "denokv_watch_streams",
     "denokv_database_bytes", "denokv_wal_bytes", "denokv_workers"]) {
     assert.match(r.text, new RegExp(`^${name} \\d`, "m"), `${name} missing`);
   }
@@ -273,6 +273,9 @@ plainTest("metrics: counters move by exactly what a scripted load did", async ()
     assert.equal(delta(a, b, 'denokv_request_duration_seconds_count{endpoint="snapshot_read"}'), 5);
     assert.equal(delta(a, b, 'denokv_request_duration_seconds_bucket{endpoint="snapshot_read",le="+Inf"}'), 5);
     assert.ok(delta(a, b, "denokv_write_queue_wait_seconds_count") >= 11, "every write took a turn");
+    // Each write waited for its answer before the next: batches of one.
+    assert.equal(delta(a, b, "denokv_write_batch_size_count"), 11, "a batch per write");
+    assert.equal(delta(a, b, "denokv_write_batch_size_sum"), 11, "11 writes in them");
     assert.equal(b.get("denokv_watch_streams"), 1);
     assert.equal(delta(a, b, "denokv_watch_deliveries_total"), 2, "the first frame and the change");
 

@@ -1894,7 +1894,7 @@ test_corrupt_fault(void)
 	struct kv_entry		 e;
 	struct kv_db		*db;
 	sqlite3			*raw;
-	char			 path[PATH_MAX], err[256], key[16];
+	char			 path[PATH_MAX], err[256] = "", key[16];
 	uint8_t			 junk[65536];
 	int64_t			 root, pagesize, version;
 	int			 fd, ok = 1;

@@ -4,7 +4,8 @@
  * segment; histogram buckets are rendered cumulatively with +Inf equal to
  * the count; a child's open watches leave the gauge when it is reaped;
  * statuses outside the tracked list count as "other"; a buffer too small
- * renders nothing rather than a cut exposition; no segment, no output.
+ * renders nothing rather than a cut exposition; no segment, no output;
+ * group-commit batch sizes in their histogram and in the status verb.
  */
 #include <sys/wait.h>
 
@@ -151,6 +152,44 @@ test_service_and_small_buffer(void)
 	    "status says 3 of 4 workers");
 }
 
+/* Group commit: batch sizes from two processes, in power-of-two buckets. */
+static void
+test_batch_sizes(void)
+{
+	pid_t	 kid;
+
+	if ((kid = fork()) == 0) {
+		metrics_write_batch(1);
+		metrics_write_batch(3);
+		_exit(0);
+	}
+	waitpid(kid, NULL, 0);
+	metrics_write_batch(16);
+	metrics_write_batch(100);
+	render();
+	T_OK(strstr(buf, "# TYPE denokv_write_batch_size histogram\n") !=
+	    NULL, "batch sizes: a histogram");
+	T_EQ(sample(buf, "denokv_write_batch_size_bucket{le=\"1\"}"), 1,
+	    "batch sizes: one batch of 1");
+	T_EQ(sample(buf, "denokv_write_batch_size_bucket{le=\"2\"}"), 1,
+	    "batch sizes: none of 2");
+	T_EQ(sample(buf, "denokv_write_batch_size_bucket{le=\"4\"}"), 2,
+	    "batch sizes: 3 falls in the bucket up to 4");
+	T_EQ(sample(buf, "denokv_write_batch_size_bucket{le=\"16\"}"), 3,
+	    "batch sizes: 16 in its own bound");
+	T_EQ(sample(buf, "denokv_write_batch_size_bucket{le=\"64\"}"), 3,
+	    "batch sizes: 100 is past the last bound");
+	T_EQ(sample(buf, "denokv_write_batch_size_bucket{le=\"+Inf\"}"), 4,
+	    "batch sizes: +Inf holds all four");
+	T_EQ(sample(buf, "denokv_write_batch_size_sum"), 120,
+	    "batch sizes: _sum counts the writes");
+	T_EQ(sample(buf, "denokv_write_batch_size_count"), 4,
+	    "batch sizes: _count the batches");
+	T_OK(metrics_render_status("/x", buf, sizeof(buf)) > 0 &&
+	    strstr(buf, "write batches: 4, mean 30.00 writes\n") != NULL,
+	    "batch sizes: the status verb gives the mean");
+}
+
 static void
 test_queue_gauges(void)
 {
@@ -177,6 +216,7 @@ main(void)
 	}
 	test_children_count_into_one_segment();
 	test_watch_gauge_and_reaping();
+	test_batch_sizes();
 	test_queue_gauges();
 	test_service_and_small_buffer();
 	metrics_fini();
