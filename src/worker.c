@@ -394,15 +394,15 @@ serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
 /*
  * The grouping point of atomic writes: every write of rqs is admitted and
  * ready; each is answered here, or errs[i] says what to answer. Writes
- * ready in the same turn of the event loop come here together, so that
- * they can share one transaction and one fsync; per-database grouping
- * splits rqs here.
+ * ready in the same turn of the event loop come here together and share
+ * one transaction and one fsync (h_atomic_write_batch). They are all for
+ * this worker's one database; with several databases per server, rqs is
+ * split here into one batch per database.
  */
 static void
 commit_atomic_writes(struct request *const *rqs, size_t n, enum kv_err *errs)
 {
-	for (size_t i = 0; i < n; i++)
-		errs[i] = h_atomic_write(rqs[i]);
+	h_atomic_write_batch(rqs, n, errs);
 }
 
 void
