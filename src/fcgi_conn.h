@@ -63,6 +63,8 @@ struct fcgi_conn {
 	const char	*allowed;	/* FCGI_WEB_SERVER_ADDRS, or NULL */
 	enum fcgi_phase	 expired;	/* the first deadline that ran out */
 	struct fcgi_mux_conn *mux;	/* NULL: the one-per-connection model */
+	/* multiplexed: the last request, for a log line once its response fails */
+	char		 label[160];
 };
 
 /*

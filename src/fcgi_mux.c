@@ -66,6 +66,7 @@ request_reset(struct fcgi_mux_conn *c)
 	c->id = 0;
 	c->keep = 0;
 	c->timed_out = 0;
+	c->stdin_done = 0;
 	c->too_large = 0;
 	c->declared = 0;
 	c->declared_len = 0;
@@ -325,6 +326,15 @@ params_done(struct fcgi_mux_conn *c)
 		c->body_alloc = c->declared_len + 1;
 	}
 	c->state = FCGI_MUX_STDIN;
+	/*
+	 * A request that will be refused before its body is read (not a
+	 * POST, bad credentials, a bad Content-Length) is served at once,
+	 * as on the other model: its client hears 401 now, not at the end
+	 * of an upload nobody will read. What follows of its body is
+	 * dropped, and the connection closes after the answer.
+	 */
+	if (c->cap == 0)
+		make_ready(c);
 	return 0;
 }
 
@@ -381,6 +391,8 @@ begin_request(struct fcgi_mux_conn *c, const struct record *r, int64_t now_ms)
 	}
 	c->state = FCGI_MUX_PARAMS;
 	c->id = r->id;
+	c->last_id = r->id;
+	c->said_goodbye = 0;
 	c->keep = (r->content[2] & FCGI_KEEP_CONN) != 0;
 	c->begun_ms = now_ms;
 	c->arrival_by = now_ms + c->fc.body_ms;
@@ -474,14 +486,17 @@ apply_record(struct fcgi_mux_conn *c, const struct record *r, int64_t now_ms)
 		c->params_len += r->clen;
 		return 0;
 	case FCGI_STDIN:
-		if (c->state == FCGI_MUX_READY && c->timed_out)
-			return 0;	/* the rest of a body that came too late */
-		if (c->state != FCGI_MUX_STDIN)
+		if (c->state == FCGI_MUX_PARAMS || c->stdin_done)
 			return -1;
 		if (r->clen == 0) {
-			make_ready(c);
+			c->stdin_done = 1;
+			if (c->state == FCGI_MUX_STDIN)
+				make_ready(c);
 			return 0;
 		}
+		/* Ready already (refused unread, or too late): dropped. */
+		if (c->state == FCGI_MUX_READY)
+			return 0;
 		return body_bytes(c, r->content, r->clen);
 	case FCGI_DATA:
 		return 0;	/* for the filter role only */
@@ -585,15 +600,25 @@ void
 fcgi_mux_end_request(struct fcgi_mux_conn *c, int close_after, int64_t now_ms)
 {
 	/*
-	 * A body that came too late may still be arriving: the connection
-	 * cannot carry another request.
+	 * A body not read to its end (too late, or refused unread) may still
+	 * be arriving: the connection cannot carry another request.
 	 */
-	if (!c->keep || c->timed_out || close_after)
+	if (!c->keep || !c->stdin_done || close_after)
 		c->closing = 1;
 	if (put_record(c, FCGI_STDOUT, c->id, NULL, 0, now_ms) != 0 ||
 	    put_end_request(c, c->id, FCGI_REQUEST_COMPLETE, now_ms) != 0)
 		c->broken = 1;
 	request_reset(c);
+}
+
+void
+fcgi_mux_goodbye(struct fcgi_mux_conn *c, int64_t now_ms)
+{
+	/* nginx takes records of request id 1 only, the one it always uses. */
+	if (put_record(c, FCGI_STDERR, c->last_id != 0 ? c->last_id : 1, NULL,
+	    0, now_ms) != 0)
+		c->broken = 1;
+	c->said_goodbye = 1;
 }
 
 int

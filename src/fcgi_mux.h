@@ -8,7 +8,9 @@
  * collected until their empty record and decoded into an environment
  * (NAME=VALUE strings, as libfcgi's envp), its body is kept as it arrives,
  * up to a cap decided once the parameters are in (past it the rest is read
- * and dropped), and the empty stdin record makes the request ready.
+ * and dropped), and the empty stdin record makes the request ready. A
+ * request whose cap is 0 (it will be refused before its body is read) is
+ * ready as soon as its parameters are in.
  * Management records are answered at once (FCGI_GET_VALUES), a second
  * request while one is open is refused (FCGI_CANT_MPX_CONN), an abort ends
  * the request unserved, and a record that breaks the protocol makes the
@@ -98,6 +100,8 @@ struct fcgi_mux_conn {
 	int			 broken;	/* protocol or I/O error: close now */
 	int			 closing;	/* close once the output is out */
 	int			 detached;	/* handed to the hub with its request */
+	int			 said_goodbye;	/* since the last request (fcgi_mux_goodbye) */
+	uint16_t		 last_id;	/* of the last request begun here */
 
 	/* input: bytes not yet parsed (a partial record at most) */
 	uint8_t			*in;
@@ -114,6 +118,7 @@ struct fcgi_mux_conn {
 	int64_t			 begun_ms;
 	int64_t			 arrival_by;	/* parameters and body due by then */
 	int			 timed_out;	/* ready because arrival_by passed */
+	int			 stdin_done;	/* the empty stdin record came */
 	int			 queued;	/* on the loop's ready list */
 	uint8_t			*params;	/* raw name-value pairs */
 	size_t			 params_len, params_cap;
@@ -161,6 +166,17 @@ int	fcgi_mux_stdout(struct fcgi_mux_conn *, const void *buf, size_t len,
  */
 void	fcgi_mux_end_request(struct fcgi_mux_conn *, int close_after,
 	    int64_t now_ms);
+
+/*
+ * Asks the proxy to stop using an idle kept connection without closing
+ * it: an empty FCGI_STDERR record of the last request id. nginx drops a
+ * cached connection on which anything arrives; if it has just sent a
+ * request on it instead, it reads the record as an empty stderr stream
+ * before the response, which it ignores. So a stopping worker never
+ * closes a connection a request may be travelling on: it waits for the
+ * proxy to close it.
+ */
+void	fcgi_mux_goodbye(struct fcgi_mux_conn *, int64_t now_ms);
 
 /*
  * Writes what the output buffer holds, without blocking: 0 when all of it

@@ -375,6 +375,11 @@ request_close(struct served *sv)
 	else if (conn->expired == FCGI_PHASE_RESPONSE)
 		log_overrun(rq, phase_name(conn->expired),
 		    clock_mono_ms() - conn->response_ms, conn->send_ms);
+	/* The response goes out later: say which request it was, if it fails. */
+	if (conn->mux != NULL)
+		snprintf(conn->label, sizeof(conn->label), "%s at \"%.*s/\"",
+		    rq->endpoint, rq->base != NULL ? (rq->baselen > 100 ? 100 :
+		    (int)rq->baselen) : 0, rq->base != NULL ? rq->base : "");
 	metrics_request(rq->counted_as, err != KV_OK ? kv_err_status(err) :
 	    rq->status != 0 ? rq->status : 200,
 	    clock_mono_us() - sv->started_us);

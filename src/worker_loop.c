@@ -13,8 +13,10 @@
  *
  * Stop signals arrive on a signalfd in the same epoll: no signal ever
  * interrupts a request, and no system call per request checks for one.
- * On a stop the listener leaves the loop, idle connections are closed,
- * and those with a request in progress are served and then closed.
+ * On a stop the listener leaves the loop, requests in progress are
+ * served, and the proxy is asked to drop each kept connection once it is
+ * idle (fcgi_mux_goodbye); the worker exits when the proxy has closed
+ * them, or after LOOP_DRAIN_MS.
  */
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -37,6 +39,12 @@
 /* Events taken from one epoll_wait, and accepts per listener wakeup. */
 #define LOOP_EVENTS		64
 #define LOOP_ACCEPTS_PER_WAKEUP	64
+/*
+ * On a stop, how long kept connections may stay open after the proxy was
+ * asked to drop them (fcgi_mux_goodbye); nginx does at its next look at
+ * them, within milliseconds. Past this they are closed all the same.
+ */
+#define LOOP_DRAIN_MS		3000
 
 /* A connection in the loop: the FastCGI side, and its place here. */
 struct loop_conn {
@@ -54,7 +62,9 @@ struct loop {
 	int			 listening;	/* listener in the epoll set */
 	int64_t			 resume_accept_ms;	/* 0: not paused */
 	struct accept_log	 alog;
+	int			 stop_asked;	/* a stop signal arrived this turn */
 	int			 stopping;
+	int64_t			 drain_until;	/* stopping: kept connections close by then */
 	struct loop_conn	**conns;
 	size_t			 n, cap;
 	struct loop_conn	**ready;	/* requests to serve this turn */
@@ -167,10 +177,23 @@ conn_settle(struct loop *l, struct loop_conn *lc, int64_t now)
 	if (!mc->broken && fcgi_mux_pending(mc))
 		rc = fcgi_mux_flush(mc, now);
 	if (rc < 0 && mc->fc.expired == FCGI_PHASE_RESPONSE)
-		log_warnx("a response was not taken within %d ms: connection"
-		    " closed", mc->fc.send_ms);
-	if (l->stopping && mc->state == FCGI_MUX_IDLE)
-		mc->closing = 1;
+		log_warnx("request over its deadline: %s: its response took"
+		    " %lld ms (limit %d ms)", mc->fc.label,
+		    (long long)(now - mc->fc.response_ms), mc->fc.send_ms);
+	/*
+	 * Stopping: an idle kept connection is not closed (a request may be
+	 * on its way in it) but the proxy is asked to close it; past the
+	 * drain time it is closed regardless.
+	 */
+	if (l->stopping && mc->state == FCGI_MUX_IDLE && !mc->closing) {
+		if (now >= l->drain_until)
+			mc->closing = 1;
+		else if (!mc->said_goodbye) {
+			fcgi_mux_goodbye(mc, now);
+			if (!mc->broken)
+				rc = fcgi_mux_flush(mc, now);
+		}
+	}
 	if (mc->broken || rc < 0 || (rc == 0 && mc->closing &&
 	    mc->state == FCGI_MUX_IDLE)) {
 		conn_close(l, lc);
@@ -256,9 +279,10 @@ static void
 begin_stop(struct loop *l, int64_t now)
 {
 	l->stopping = 1;
+	l->drain_until = now + LOOP_DRAIN_MS;
 	listener_set(l, 0);
 	l->resume_accept_ms = 0;
-	/* Idle connections close now; the others after their request. */
+	/* Idle connections are let go; the others after their request. */
 	for (size_t i = l->n; i > 0; i--)
 		conn_settle(l, l->conns[i - 1], now);
 }
@@ -268,9 +292,10 @@ read_signal(struct loop *l, int64_t now)
 {
 	struct signalfd_siginfo	 si;
 
+	(void)now;
+	/* Acted on after this turn's events: they may name connections. */
 	while (read(l->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-		if (!l->stopping)
-			begin_stop(l, now);
+		l->stop_asked = 1;
 }
 
 static void
@@ -321,6 +346,13 @@ check_deadlines(struct loop *l, int64_t now)
 	if (l->resume_accept_ms != 0 &&
 	    (next < 0 || l->resume_accept_ms < next))
 		next = l->resume_accept_ms;
+	if (l->stopping && l->n > 0) {
+		if (now >= l->drain_until) {
+			for (size_t i = l->n; i > 0; i--)
+				conn_settle(l, l->conns[i - 1], now);
+		} else if (next < 0 || l->drain_until < next)
+			next = l->drain_until;
+	}
 	if (next < 0)
 		return -1;
 	return next <= now ? 0 : next - now > 60000 ? 60000 : (int)(next - now);
@@ -354,8 +386,7 @@ serve_ready(struct loop *l)
 		now = clock_mono_ms();
 		for (size_t i = 0; i < n; i++) {
 			if (!lcs[i]->mc.detached)
-				fcgi_mux_end_request(&lcs[i]->mc, l->stopping,
-				    now);
+				fcgi_mux_end_request(&lcs[i]->mc, 0, now);
 			conn_settle(l, lcs[i], now);
 		}
 	}
@@ -438,6 +469,8 @@ worker_loop_run(struct server *s, const sigset_t *stopset, struct arena *a)
 				on_conn_event(&l, evs[i].data.ptr,
 				    evs[i].events, now);
 		}
+		if (l.stop_asked && !l.stopping)
+			begin_stop(&l, now);
 		if (l.resume_accept_ms != 0 && now >= l.resume_accept_ms) {
 			l.resume_accept_ms = 0;
 			listener_set(&l, 1);

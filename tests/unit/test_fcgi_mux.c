@@ -349,7 +349,7 @@ test_abort_mpx_role(void)
 	T_EQ(fcgi_mux_input(&c, b.b, b.n, 0), 0,
 	    "records of another request id ignored");
 	T_EQ(c.state, FCGI_MUX_PARAMS, "and change nothing");
-	/* Abort: ended unserved, the connection stays. */
+	/* Abort: ended unserved. */
 	b.n = 0;
 	record(&b, FCGI_ABORT_REQUEST, 7, NULL, 0, 0);
 	c.out_off = c.out_len = 0;
@@ -357,7 +357,8 @@ test_abort_mpx_role(void)
 	T_EQ(c.state, FCGI_MUX_IDLE, "aborted request gone");
 	T_OK(out_record(&c, 1, &type, &id, &content, &len) == 0 &&
 	    type == FCGI_END_REQUEST && id == 7, "and answered END_REQUEST");
-	T_OK(!c.closing && !c.broken, "kept connection stays usable");
+	/* Its body may still be on the way: not reused for another request. */
+	T_OK(c.closing && !c.broken, "connection closes after the answer");
 	/* An unknown role. */
 	b.n = 0;
 	begin(&b, 9, 2, 1);	/* FCGI_AUTHORIZER */
@@ -452,6 +453,27 @@ test_body_cap_and_deadline(void)
 	T_EQ(fcgi_mux_body(&c, 1500, &body, &len), KV_ERR_BODY_READ,
 	    "short body: refused");
 	fcgi_mux_conn_fini(&c);
+
+	/* Refused unread (cap 0): ready once the parameters are in. */
+	b.n = p.n = 0;
+	pair(&p, "CONTENT_LENGTH", "10", 0);
+	begin(&b, 7, FCGI_RESPONDER, 1);
+	record(&b, FCGI_PARAMS, 7, p.b, p.n, 0);
+	record(&b, FCGI_PARAMS, 7, NULL, 0, 0);
+	test_cap = 0;
+	conn(&c, -1);
+	(void)fcgi_mux_input(&c, b.b, b.n, 0);
+	T_EQ(c.state, FCGI_MUX_READY, "cap 0: ready before its body");
+	b.n = 0;
+	record(&b, FCGI_STDIN, 7, big, 10, 0);
+	T_EQ(fcgi_mux_input(&c, b.b, b.n, 0), 0, "cap 0: its body is dropped");
+	T_OK(c.body == NULL, "cap 0: nothing kept");
+	fcgi_mux_end_request(&c, 0, 0);
+	T_OK(c.closing, "cap 0: answered before the body ended: closing");
+	fcgi_mux_conn_fini(&c);
+	test_cap = 1500;
+	p.n = 0;
+	pair(&p, "CONTENT_LENGTH", "20", 0);
 
 	/* A body that stops arriving: ready at the deadline, 408. */
 	b.n = 0;
