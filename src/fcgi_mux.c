@@ -466,8 +466,13 @@ apply_record(struct fcgi_mux_conn *c, const struct record *r, int64_t now_ms)
 	if (r->type == FCGI_BEGIN_REQUEST)
 		return begin_request(c, r, now_ms);
 	/* Records of requests not open here are ignored (the spec says so). */
-	if (c->state == FCGI_MUX_IDLE || r->id != c->id)
+	if (c->state == FCGI_MUX_IDLE || r->id != c->id) {
+		/* The end of a body drained after its answer. */
+		if (c->linger_id != 0 && r->id == c->linger_id &&
+		    r->type == FCGI_STDIN && r->clen == 0)
+			c->linger_id = 0;
 		return r->type <= FCGI_UNKNOWN_TYPE ? 0 : -1;
+	}
 	switch (r->type) {
 	case FCGI_ABORT_REQUEST:
 		/* Unserved: end it now (the proxy gave up on it). */
@@ -562,9 +567,17 @@ fcgi_mux_read(struct fcgi_mux_conn *c, int64_t now_ms)
 	return 0;
 }
 
+int
+fcgi_mux_lingering(const struct fcgi_mux_conn *c)
+{
+	return c->linger_id != 0;
+}
+
 void
 fcgi_mux_check_arrival(struct fcgi_mux_conn *c, int64_t now_ms)
 {
+	if (c->linger_id != 0 && now_ms >= c->linger_until)
+		c->linger_id = 0;
 	if ((c->state == FCGI_MUX_PARAMS || c->state == FCGI_MUX_STDIN) &&
 	    now_ms >= c->arrival_by) {
 		if (c->state == FCGI_MUX_PARAMS && decode_params(c) != 0) {
@@ -605,6 +618,12 @@ fcgi_mux_end_request(struct fcgi_mux_conn *c, int close_after, int64_t now_ms)
 	 */
 	if (!c->keep || !c->stdin_done || close_after)
 		c->closing = 1;
+	if (!c->stdin_done && c->state != FCGI_MUX_IDLE) {
+		c->linger_id = c->id;
+		c->linger_until = now_ms + FCGI_MUX_LINGER_MS;
+		if (c->linger_until > c->arrival_by)
+			c->linger_until = c->arrival_by;
+	}
 	if (put_record(c, FCGI_STDOUT, c->id, NULL, 0, now_ms) != 0 ||
 	    put_end_request(c, c->id, FCGI_REQUEST_COMPLETE, now_ms) != 0)
 		c->broken = 1;

@@ -71,6 +71,14 @@
  * must not grow the output buffer for ever.
  */
 #define FCGI_MUX_MAX_UNREAD	(64 * 1024)
+/*
+ * A request answered before its body ended (refused unread, too large)
+ * has the rest of its body read and dropped for at most this long, never
+ * past its arrival deadline, before the connection closes: closing with
+ * unread input would reset the connection and could lose the answer on
+ * its way to the proxy.
+ */
+#define FCGI_MUX_LINGER_MS	500
 /* What FCGI_GET_VALUES reports as FCGI_MAX_CONNS and FCGI_MAX_REQS. */
 #define FCGI_MUX_MAX_CONNS	1000
 
@@ -100,6 +108,8 @@ struct fcgi_mux_conn {
 	int			 broken;	/* protocol or I/O error: close now */
 	int			 closing;	/* close once the output is out */
 	int			 detached;	/* handed to the hub with its request */
+	uint16_t		 linger_id;	/* a request answered before its body ended */
+	int64_t			 linger_until;	/* its body is drained until then */
 	int			 said_goodbye;	/* since the last request (fcgi_mux_goodbye) */
 	uint16_t		 last_id;	/* of the last request begun here */
 
@@ -151,7 +161,10 @@ int	fcgi_mux_read(struct fcgi_mux_conn *, int64_t now_ms);
 int	fcgi_mux_input(struct fcgi_mux_conn *, const void *buf, size_t len,
 	    int64_t now_ms);
 
-/* Makes a request that ran past its arrival deadline ready (timed out). */
+/*
+ * Makes a request that ran past its arrival deadline ready (timed out),
+ * and ends the draining of a body past its time.
+ */
 void	fcgi_mux_check_arrival(struct fcgi_mux_conn *, int64_t now_ms);
 
 /* Appends response bytes as FCGI_STDOUT records: 0, or -1 (no memory). */
@@ -184,6 +197,9 @@ void	fcgi_mux_goodbye(struct fcgi_mux_conn *, int64_t now_ms);
  * an error (the connection is to be closed).
  */
 int	fcgi_mux_flush(struct fcgi_mux_conn *, int64_t now_ms);
+
+/* 1 while the body of an answered request is still being drained. */
+int	fcgi_mux_lingering(const struct fcgi_mux_conn *);
 
 /* 1 when output waits for the socket. */
 int	fcgi_mux_pending(const struct fcgi_mux_conn *);

@@ -195,7 +195,7 @@ conn_settle(struct loop *l, struct loop_conn *lc, int64_t now)
 		}
 	}
 	if (mc->broken || rc < 0 || (rc == 0 && mc->closing &&
-	    mc->state == FCGI_MUX_IDLE)) {
+	    mc->state == FCGI_MUX_IDLE && !fcgi_mux_lingering(mc))) {
 		conn_close(l, lc);
 		return;
 	}
@@ -330,13 +330,17 @@ check_deadlines(struct loop *l, int64_t now)
 				conn_settle(l, lc, now);
 			continue;
 		}
-		if (fcgi_mux_pending(&lc->mc) && now >= lc->mc.send_by) {
+		if (fcgi_mux_pending(&lc->mc) ? now >= lc->mc.send_by :
+		    (lc->mc.closing && lc->mc.state == FCGI_MUX_IDLE &&
+		    !fcgi_mux_lingering(&lc->mc))) {
 			conn_settle(l, lc, now);
 			continue;
 		}
 		at = -1;
 		if (lc->mc.state != FCGI_MUX_IDLE)
 			at = lc->mc.arrival_by;
+		else if (fcgi_mux_lingering(&lc->mc))
+			at = lc->mc.linger_until;
 		if (fcgi_mux_pending(&lc->mc) &&
 		    (at < 0 || lc->mc.send_by < at))
 			at = lc->mc.send_by;

@@ -470,6 +470,13 @@ test_body_cap_and_deadline(void)
 	T_OK(c.body == NULL, "cap 0: nothing kept");
 	fcgi_mux_end_request(&c, 0, 0);
 	T_OK(c.closing, "cap 0: answered before the body ended: closing");
+	T_OK(fcgi_mux_lingering(&c), "cap 0: the rest of the body is drained");
+	b.n = 0;
+	record(&b, FCGI_STDIN, 7, big, 10, 0);
+	record(&b, FCGI_STDIN, 7, NULL, 0, 0);
+	(void)fcgi_mux_input(&c, b.b, b.n, 0);
+	T_OK(!fcgi_mux_lingering(&c) && !c.broken,
+	    "cap 0: drained to its end, then the connection may close");
 	fcgi_mux_conn_fini(&c);
 	test_cap = 1500;
 	p.n = 0;
