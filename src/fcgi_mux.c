@@ -214,10 +214,13 @@ typedef int	(*nv_fn)(void *, const uint8_t *name, size_t nlen,
 static int
 nv_walk(const uint8_t *buf, size_t len, nv_fn fn, void *arg)
 {
-	const uint8_t	*p = buf, *end = buf + len;
+	const uint8_t	*p = buf, *end;
 	size_t		 nlen, vlen;
 	int		 rc;
 
+	if (len == 0)
+		return 0;	/* no parameters: buf may be NULL */
+	end = buf + len;
 	while (p < end) {
 		if (nv_length(&p, end, &nlen) != 0 ||
 		    nv_length(&p, end, &vlen) != 0 ||

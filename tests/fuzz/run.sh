@@ -7,6 +7,7 @@
 #   fuzz_codec     the protobuf request decoders and the V8 scalar codec
 #   fuzz_metadata  the metadata exchange's JSON request body
 #   fuzz_params    the FastCGI parameters the server parses, and routing
+#   fuzz_fcgi_mux  the FastCGI record reader of the multiplexed model
 #
 # make check runs it on a --enable-sanitizers build. By hand:
 #   DENOKV_BUILDDIR=build-asan tests/fuzz/run.sh 60
@@ -19,7 +20,7 @@ src=${DENOKV_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 build=${DENOKV_BUILDDIR:-$src/build}
 secs=${1:-${FUZZ_SECONDS:-20}}
 cc=${CLANG:-clang}
-TARGETS="fuzz_codec fuzz_metadata fuzz_params"
+TARGETS="fuzz_codec fuzz_metadata fuzz_params fuzz_fcgi_mux"
 out=$build/fuzz-out
 n=0
 

@@ -571,6 +571,21 @@ test_garbage(void)
 	record(&b, FCGI_PARAMS, 1, NULL, 0, 0);
 	record(&b, FCGI_PARAMS, 1, NULL, 0, 0);
 	T_OK(breaks(&b), "parameters after their end: broken");
+	{
+		struct fcgi_mux_conn	 c;
+
+		b.n = 0;
+		begin(&b, 1, FCGI_RESPONDER, 0);
+		record(&b, FCGI_PARAMS, 1, NULL, 0, 0);
+		conn(&c, -1);
+		T_EQ(fcgi_mux_input(&c, b.b, b.n, 0), 0,
+		    "no parameters at all: parsed");
+		T_OK(c.state == FCGI_MUX_STDIN || c.state == FCGI_MUX_READY,
+		    "no parameters at all: the request goes on");
+		T_OK(http_param(&c.fc, "REQUEST_METHOD") == NULL,
+		    "no parameters at all: none found");
+		fcgi_mux_conn_fini(&c);
+	}
 	b.n = 0;
 	record(&b, 200, 5, NULL, 0, 0);
 	T_OK(breaks(&b), "unknown record type for a request: broken");
