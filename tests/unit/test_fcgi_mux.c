@@ -45,7 +45,8 @@ put(struct buf *b, const void *p, size_t n)
 {
 	if (b->n + n > sizeof(b->b))
 		T_BAIL("test buffer too small");
-	memcpy(b->b + b->n, p, n);
+	if (n > 0)
+		memcpy(b->b + b->n, p, n);
 	b->n += n;
 }
 
