@@ -35,6 +35,9 @@ BANK_ACCOUNTS=${BANK_ACCOUNTS:-1000}
 BANK_READERS=${BANK_READERS:-128}
 BANK_WRITERS=${BANK_WRITERS:-32}
 REFS_ONLY=${REFS_ONLY:-0}           # 1: no denokv-fcgi, references only
+KEEPALIVE=${KEEPALIVE:-1}           # 1: nginx keeps its connections to denokv-fcgi
+                                    # open (upstream keepalive, fastcgi_keep_conn on),
+                                    # as the shipped configuration does; 0: one per request
 KEEP_TMP=${KEEP_TMP:-auto}          # 1: keep the temp dir; auto: only on failure
 DENOKV_BIN=${DENOKV_BIN:-$REPO/src/denokv-fcgi}
 DENOKV_ARGS=${DENOKV_ARGS:-}        # extra serve options, e.g. --log-level warning
@@ -268,8 +271,17 @@ http {
         location / {
             include $FASTCGI_PARAMS;
             fastcgi_buffering off;
-            fastcgi_pass unix:$DENOKV_SOCK;
+$(if [ "$KEEPALIVE" = 1 ]; then
+	printf '            fastcgi_keep_conn on;\n            fastcgi_pass denokv_up;\n'
+else
+	printf '            fastcgi_pass unix:%s;\n' "$DENOKV_SOCK"
+fi)
         }
+    }
+    upstream denokv_up {
+        server unix:$DENOKV_SOCK;
+        keepalive 32;
+        keepalive_requests 100000;
     }
 }
 EOF
