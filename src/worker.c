@@ -412,7 +412,7 @@ commit_atomic_writes(struct request *const *rqs, size_t n, enum kv_err *errs)
 
 void
 worker_serve_ready(struct server *s, struct fcgi_conn *const *conns,
-    size_t n, struct arena *a)
+    size_t n, struct arena *a, worker_done_fn done, void *done_arg)
 {
 	struct served	 sv[WORKER_MAX_BATCH];
 	struct request	*writes[WORKER_MAX_BATCH];
@@ -431,6 +431,8 @@ worker_serve_ready(struct server *s, struct fcgi_conn *const *conns,
 		if (sv[i].err == KV_OK && sv[i].route != ROUTE_ANSWERED)
 			request_run(&sv[i]);
 		request_close(&sv[i]);
+		/* Out now: the proxy need not wait for the writes below. */
+		done(done_arg, conns[i]);
 	}
 	if (nw == 0)
 		return;
@@ -442,6 +444,7 @@ worker_serve_ready(struct server *s, struct fcgi_conn *const *conns,
 	for (size_t j = 0; j < nw; j++) {
 		sv[at[j]].err = errs[j];
 		request_close(&sv[at[j]]);
+		done(done_arg, conns[at[j]]);
 	}
 }
 

@@ -49,12 +49,15 @@ void	database_id_for(const char *path, char out[DATABASE_ID_LEN + 1]);
  * each to completion, through the same admission and handlers as the
  * one-per-connection model; the atomic writes among them are grouped
  * (commit_atomic_writes in worker.c). Their responses are in their
- * connections' output buffers on return (or a connection was handed to
- * the hub). Whatever they allocated in the arena may go once it returns.
+ * connections' output buffers (or a connection was handed to
+ * the hub), and done is called with each connection as soon as its
+ * request is answered, its last use here. Whatever they allocated in the
+ * arena may go once it returns.
  */
 #define WORKER_MAX_BATCH	64
+typedef void	(*worker_done_fn)(void *arg, struct fcgi_conn *);
 void	worker_serve_ready(struct server *, struct fcgi_conn *const *,
-	    size_t n, struct arena *);
+	    size_t n, struct arena *, worker_done_fn done, void *done_arg);
 /* The body cap of a request whose parameters are in (fcgi_mux_cap_fn). */
 size_t	worker_body_cap(void *server, struct fcgi_conn *);
 

@@ -362,14 +362,30 @@ check_deadlines(struct loop *l, int64_t now)
 	return next <= now ? 0 : next - now > 60000 ? 60000 : (int)(next - now);
 }
 
-/* Serves this turn's ready requests and settles their connections. */
+/*
+ * A request is answered: its end goes out at once (the proxy passes the
+ * answer on while the worker serves the next), and the connection is
+ * settled. The last use of the connection in this turn.
+ */
+static void
+request_done(void *arg, struct fcgi_conn *fc)
+{
+	struct loop		*l = arg;
+	struct loop_conn	*lc = (struct loop_conn *)fc->mux;
+	int64_t			 now = clock_mono_ms();
+
+	if (!lc->mc.detached)
+		fcgi_mux_end_request(&lc->mc, 0, now);
+	conn_settle(l, lc, now);
+}
+
+/* Serves this turn's ready requests; each connection is settled when done. */
 static void
 serve_ready(struct loop *l)
 {
 	struct fcgi_conn	*batch[WORKER_MAX_BATCH];
 	struct loop_conn	*lcs[WORKER_MAX_BATCH];
 	size_t			 n;
-	int64_t			 now;
 
 	while (l->nready > 0) {
 		n = 0;
@@ -385,14 +401,9 @@ serve_ready(struct loop *l)
 		}
 		if (n == 0)
 			break;
-		worker_serve_ready(l->srv, batch, n, l->arena);
+		worker_serve_ready(l->srv, batch, n, l->arena, request_done,
+		    l);
 		arena_reset(l->arena);
-		now = clock_mono_ms();
-		for (size_t i = 0; i < n; i++) {
-			if (!lcs[i]->mc.detached)
-				fcgi_mux_end_request(&lcs[i]->mc, 0, now);
-			conn_settle(l, lcs[i], now);
-		}
 	}
 }
 
