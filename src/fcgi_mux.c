@@ -26,6 +26,8 @@
 #define MUX_STDOUT_CHUNK	65528
 /* The first allocation of a body without a Content-Length. */
 #define MUX_BODY_START		4096
+#define MUX_STR_(x)		#x
+#define MUX_STR(x)		MUX_STR_(x)
 
 struct record {
 	uint8_t		 type;
@@ -413,8 +415,8 @@ answer_get_value(void *arg, const uint8_t *name, size_t nlen,
 		const char	*name;
 		const char	*value;
 	} known[] = {
-		{ "FCGI_MAX_CONNS", "1000" },
-		{ "FCGI_MAX_REQS", "1000" },
+		{ "FCGI_MAX_CONNS", MUX_STR(FCGI_MUX_MAX_CONNS) },
+		{ "FCGI_MAX_REQS", MUX_STR(FCGI_MUX_MAX_CONNS) },
 		{ "FCGI_MPXS_CONNS", "0" },
 	};
 	struct env_build	*b = arg;	/* text: the answer so far */

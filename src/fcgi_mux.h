@@ -79,7 +79,11 @@
  * its way to the proxy.
  */
 #define FCGI_MUX_LINGER_MS	500
-/* What FCGI_GET_VALUES reports as FCGI_MAX_CONNS and FCGI_MAX_REQS. */
+/*
+ * What FCGI_GET_VALUES reports as FCGI_MAX_CONNS and FCGI_MAX_REQS (one
+ * request per connection at a time): a figure for proxies that ask, not a
+ * limit the worker enforces (it takes what its descriptors allow).
+ */
 #define FCGI_MUX_MAX_CONNS	1000
 
 /* Where the connection's current request stands. */
