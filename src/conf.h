@@ -44,6 +44,7 @@ struct conf_database {
 	int		 max_watches;	/* open watch streams; 0: no limit */
 	struct conf_token *tokens;	/* at least one */
 	size_t		 ntokens;
+	int		 line;		/* of its [database] line, for messages */
 };
 
 struct conf {
