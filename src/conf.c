@@ -239,13 +239,16 @@ usage(FILE *f)
 	    "       denokv-fcgi [--sqlite-path PATH] backup DEST\n"
 	    "       denokv-fcgi [--sqlite-path PATH] restore SRC\n"
 	    "       denokv-fcgi [--sqlite-path PATH] check\n"
-	    "       denokv-fcgi [--sqlite-path PATH | --listen ADDR] status\n\n"
+	    "       denokv-fcgi [--sqlite-path PATH | --listen ADDR] status\n"
+	    "       denokv-fcgi token new [--read-only] [--expires TIME]\n\n"
 	    "Serves a Deno KV database (the KV Connect protocol) over"
 	    " FastCGI.\n\n"
 	    "  backup   copy the database while it is served\n"
 	    "  restore  put a backup in place of a stopped service's database\n"
 	    "  check    integrity and schema check (exit status 1: a problem)\n"
 	    "  status   ask the running service how it is doing\n"
+	    "  token    new: a random token for a [database] section of the"
+	    " file\n"
 	    "\noptions:\n");
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		snprintf(flag, sizeof(flag), "--%s%s%s", conf_options[i].name,
