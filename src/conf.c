@@ -348,6 +348,7 @@ struct file_ctx {
 	char		 header[CONF_DB_MAX_NAME + 64];	/* its [text] */
 	const char	*top_key;	/* a top-level sqlite-path/access-token */
 	int		 top_line;
+	int		 indented_line;	/* of the last " [section]" line */
 	int		 err_line;
 	char		 err[512];
 };
@@ -401,6 +402,8 @@ file_reader(char *str, int num, void *stream)
 			p += 3;
 		if (*p == '[')
 			file_section(ctx, p);
+		else if (p[strspn(p, " \t")] == '[')
+			ctx->indented_line = ctx->line;
 	}
 	ctx->at_line_start = strchr(str, '\n') != NULL;
 	/* An error stops the file here: inih sees its end. */
@@ -423,6 +426,8 @@ file_handler(void *user, const char *section, const char *name,
 		    ctx->c->ndatabases == 0) {
 			file_error(ctx, "a section line [%s] must start at the"
 			    " beginning of its line", section);
+			if (ctx->indented_line != 0)
+				ctx->err_line = ctx->indented_line;
 			return 0;
 		}
 		if (conf_db_key(ctx->c, name, value, &ctx->seen, ctx->err,

@@ -258,7 +258,7 @@ token_parse_spec(const char *value, struct conf_token *out, char *err,
 	if ((w = next_word(&s, &n)) == NULL)
 		return 0;
 	/* Whatever follows is not shown: it may be a secret with a blank. */
-	if (n <= sizeof(exp) - 1 || memcmp(w, exp, sizeof(exp) - 1) != 0) {
+	if (n < sizeof(exp) - 1 || memcmp(w, exp, sizeof(exp) - 1) != 0) {
 		snprintf(err, errlen, "unexpected text after the token: %s"
 		    " (a token cannot contain blanks)", usage);
 		return -1;
