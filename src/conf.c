@@ -337,7 +337,10 @@ conf_fini(struct conf *c)
  * inih calls the handler for "name = value" lines only, so the reader
  * (which sees every line first) counts lines and takes the section
  * headers: an empty section is still seen, and each section knows its
- * line for the checks done after the whole file is read.
+ * line for the checks done after the whole file is read. The reader also
+ * drops the blanks that start a line: inih would take an indented line
+ * for the continuation of the previous value, and indented sections are
+ * how people write them.
  */
 struct file_ctx {
 	struct conf	*c;
@@ -348,7 +351,6 @@ struct file_ctx {
 	char		 header[CONF_DB_MAX_NAME + 64];	/* its [text] */
 	const char	*top_key;	/* a top-level sqlite-path/access-token */
 	int		 top_line;
-	int		 indented_line;	/* of the last " [section]" line */
 	int		 err_line;
 	char		 err[512];
 };
@@ -392,18 +394,18 @@ static char *
 file_reader(char *str, int num, void *stream)
 {
 	struct file_ctx	*ctx = stream;
-	const char	*p = str;
+	size_t		 skip;
 
 	if (ctx->err[0] != '\0' || fgets(str, num, ctx->f) == NULL)
 		return NULL;
 	if (ctx->at_line_start) {
 		ctx->line++;
-		if (ctx->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
-			p += 3;
-		if (*p == '[')
-			file_section(ctx, p);
-		else if (p[strspn(p, " \t")] == '[')
-			ctx->indented_line = ctx->line;
+		skip = ctx->line == 1 && strncmp(str, "\xEF\xBB\xBF", 3) == 0 ?
+		    3 : 0;
+		skip += strspn(str + skip, " \t");
+		memmove(str, str + skip, strlen(str + skip) + 1);
+		if (*str == '[')
+			file_section(ctx, str);
 	}
 	ctx->at_line_start = strchr(str, '\n') != NULL;
 	/* An error stops the file here: inih sees its end. */
@@ -424,10 +426,8 @@ file_handler(void *user, const char *section, const char *name,
 		/* The reader took the header; inih must agree on it. */
 		if (strcmp(section, ctx->header) != 0 ||
 		    ctx->c->ndatabases == 0) {
-			file_error(ctx, "a section line [%s] must start at the"
-			    " beginning of its line", section);
-			if (ctx->indented_line != 0)
-				ctx->err_line = ctx->indented_line;
+			file_error(ctx, "cannot read the section line [%s]",
+			    section);
 			return 0;
 		}
 		if (conf_db_key(ctx->c, name, value, &ctx->seen, ctx->err,

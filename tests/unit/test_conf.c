@@ -317,7 +317,28 @@ test_bad_sections(void)
 	snprintf(text, sizeof(text), "[database x]\npath = %s/x\nmount = /x\n"
 	    TOK "\n[database x]\npath = %s/y\nmount = /y\n" TOK, dir, dir);
 	refused(text, 6, "[database x] is declared twice");
-	refused("  [database x]\npath = /x\n", 1, "must start at the beginning");
+}
+
+/* Indented lines are lines like any other (not continuations). */
+static void
+test_indented(void)
+{
+	char		 text[1024];
+	struct conf	 c;
+
+	snprintf(text, sizeof(text), "\xEF\xBB\xBF  workers = 3\n"
+	    "  [database x]\n\tpath = %s/x\n    mount = /x\n"
+	    "    token = read-only secretsecret12\n"
+	    "    token = read-write another-token-01\n", dir);
+	c = accepted(text);
+	T_OK(c.workers == 3 && c.ndatabases == 1 &&
+	    strcmp(c.databases[0].mount, "/x") == 0 &&
+	    c.databases[0].ntokens == 2 && c.databases[0].line == 2,
+	    "indented sections and keys, after a byte order mark");
+	conf_fini(&c);
+	snprintf(text, sizeof(text), "[database x]\n  path = %s/x\n"
+	    "  mount = /x\n  nope = 1\n" TOK, dir);
+	refused(text, 4, "unknown key \"nope\"");
 }
 
 /* Two sections: x first (lines 1-5), then y (line 6 on). */
@@ -494,6 +515,7 @@ main(void)
 	test_bad_keys();
 	test_bad_mounts();
 	test_bad_sections();
+	test_indented();
 	test_pairs();
 	test_one_or_other();
 	test_single_database();
