@@ -245,8 +245,8 @@ token_parse_spec(const char *value, struct conf_token *out, char *err,
 	else if (word_is(w, n, "read-only"))
 		out->scope = TOKEN_SCOPE_READ_ONLY;
 	else {
-		snprintf(err, errlen, "unknown scope \"%.*s\": %s",
-		    n > 32 ? 32 : (int)n, w, usage);
+		/* Not shown: it may be the secret, its scope left out. */
+		snprintf(err, errlen, "unknown scope: %s", usage);
 		return -1;
 	}
 	if ((w = next_word(&s, &n)) == NULL) {

@@ -401,6 +401,13 @@ test_pairs(void)
 	snprintf(y, sizeof(y), "path = %s/link/test.conf\nmount = /b", dir);
 	pair(x, y, 0, "has the file of [database x]");
 	unlink(sub);
+	/* An existing file through a symbolic link to the file itself. */
+	snprintf(sub, sizeof(sub), "%s/alias.sqlite3", dir);
+	if (symlink(file, sub) != 0)
+		T_BAIL("symlink %s", sub);
+	snprintf(y, sizeof(y), "path = %s\nmount = /b", sub);
+	pair(x, y, 0, "has the file of [database x]");
+	unlink(sub);
 	snprintf(x, sizeof(x), "path = %s/x\nmount = /a\n"
 	    "id = 0b7f5a1e-3c2d-8e4f-9a6b-1c2d3e4f5a6b", dir);
 	snprintf(y, sizeof(y), "path = %s/y\nmount = /b\n"

@@ -161,6 +161,7 @@ test_parse_spec(void)
 	bad_spec("", "empty token line", NULL);
 	bad_spec("admin secretsecret12", "unknown scope", "secretsecret12");
 	bad_spec("Read-Write secretsecret12", "unknown scope", NULL);
+	bad_spec("secretsecret12", "unknown scope", "secretsecret12");
 	bad_spec("read-write", "the token is missing", NULL);
 	bad_spec("read-write 12345678901", "too short", "12345678901");
 	bad_spec("read-write sha256:", "exactly 64 hex digits", NULL);
