@@ -631,6 +631,13 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 	}
 	/* status needs only the socket when --listen names it. */
 	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
+	    !(verb && c->listen != NULL) && c->ndatabases > 0) {
+		snprintf(errbuf, errlen, "no database: the config file has"
+		    " [database] sections; give --sqlite-path and the path of"
+		    " one of them");
+		return CONF_ERROR;
+	}
+	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
 	    !(verb && c->listen != NULL)) {
 		snprintf(errbuf, errlen, "no database: give --sqlite-path, set"
 		    " DENO_KV_SQLITE_PATH or sqlite-path in the config file");

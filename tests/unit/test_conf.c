@@ -457,6 +457,11 @@ test_one_or_other(void)
 		    "a verb takes --sqlite-path beside sections");
 		if (r == CONF_OK)
 			conf_fini(&c);
+		argv[3] = "check";
+		argv[4] = NULL;
+		r = conf_parse_verb(4, argv, &c, &w, err, sizeof(err));
+		T_OK(r == CONF_ERROR && strstr(err, "the path of one of them"),
+		    "without it, a verb says how to name one");
 	}
 	/* --check-config (no serve) checks the sections too. */
 	{
