@@ -42,6 +42,7 @@ struct shm_proc {
 	_Atomic int32_t		 pid;
 	_Atomic uint64_t	 ticket;	/* 0: none */
 	_Atomic uint32_t	 wake;		/* its own futex: bumped on its turn */
+	_Atomic int32_t		 watches;	/* open watch streams it holds */
 };
 
 /* Who holds ticket t: lets a releaser wake exactly the next writer. */
@@ -111,7 +112,10 @@ shm_create(void)
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (s == MAP_FAILED)
 		return NULL;
-	/* Fresh anonymous pages are zero; set what is not. */
+	/*
+	 * Fresh anonymous pages are zero; set what is not, which is all on
+	 * the first page: the rest stays untouched (no memory) until used.
+	 */
 	s->magic = SHM_MAGIC;
 	s->version = SHM_VERSION;
 	s->size = sizeof(*s);
@@ -136,6 +140,7 @@ shm_proc_claim(struct shm_segment *s, pid_t pid)
 		if (atomic_compare_exchange_strong(&s->procs[i].pid, &free_pid,
 		    (int32_t)pid)) {
 			atomic_store(&s->procs[i].ticket, 0);
+			atomic_store(&s->procs[i].watches, 0);
 			return i;
 		}
 	}
@@ -424,6 +429,51 @@ uint64_t
 shm_turn_timeouts(const struct shm_segment *s)
 {
 	return atomic_load(&((struct shm_segment *)s)->turn_timeouts);
+}
+
+/* --- open watch streams ---------------------------------------------------- */
+
+/* Streams of live processes only: a reaped slot has pid 0. */
+static int64_t
+watches_total(struct shm_segment *s)
+{
+	int64_t	 n = 0;
+
+	for (int i = 0; i < SHM_MAX_PROCS; i++)
+		if (atomic_load_explicit(&s->procs[i].pid,
+		    memory_order_relaxed) != 0)
+			n += atomic_load(&s->procs[i].watches);
+	return n;
+}
+
+int
+shm_watch_reserve(struct shm_segment *s, int slot, int max)
+{
+	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	/*
+	 * Count first, then look: two processes reserving the last place at
+	 * once both see the other's and one of them backs off, so the sum
+	 * never stays above max.
+	 */
+	atomic_fetch_add(&s->procs[slot].watches, 1);
+	if (max > 0 && watches_total(s) > max) {
+		atomic_fetch_sub(&s->procs[slot].watches, 1);
+		return -1;
+	}
+	return 0;
+}
+
+void
+shm_watch_release(struct shm_segment *s, int slot)
+{
+	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	atomic_fetch_sub(&s->procs[slot].watches, 1);
+}
+
+int64_t
+shm_watch_count(const struct shm_segment *s)
+{
+	return watches_total((struct shm_segment *)s);
 }
 
 /* --- storage faults ------------------------------------------------------- */

@@ -43,7 +43,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		0x444b5653u	/* "DKVS" */
-#define SHM_VERSION		2
+#define SHM_VERSION		3
 #define SHM_MAX_PROCS		2048	/* process slots: writers, hubs */
 /*
  * Slots one child may hold: a worker takes one for its request loop and
@@ -84,6 +84,16 @@ void	shm_proc_reaped(struct shm_segment *, pid_t);
  */
 int	shm_write_begin(struct shm_segment *, int slot, int timeout_ms);
 void	shm_write_end(struct shm_segment *, int slot);
+
+/*
+ * Open watch streams of one database (its segment), counted per process
+ * slot so that a dead process's streams stop counting when it is reaped.
+ * shm_watch_reserve counts one more for the slot unless that would make
+ * the total exceed max (max <= 0: no limit); 0 if counted, -1 if not.
+ */
+int	 shm_watch_reserve(struct shm_segment *, int slot, int max);
+void	 shm_watch_release(struct shm_segment *, int slot);
+int64_t	 shm_watch_count(const struct shm_segment *);
 
 /* The longest any writer waited for its turn, in microseconds (bench). */
 uint64_t shm_max_wait_us(const struct shm_segment *);

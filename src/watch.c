@@ -126,7 +126,12 @@ struct handoff {
 
 struct watch_hub {
 	const struct conf	*conf;
+	char			*name;		/* the database's, for logs */
+	char			*path;		/* the database's file */
+	int64_t			 max_size_bytes;	/* for lease writes */
 	struct shm_segment	*seg;
+	int			 count_slot;	/* where streams are counted */
+	int			 max_watches;	/* of the database; 0: none */
 	struct kv_db		*db;
 	int			 epfd;
 	int			 handoff_fd;	/* eventfd */
@@ -194,6 +199,17 @@ static char	tag_handoff, tag_commit, tag_queue;
 
 static void	drop(struct watch_hub *, struct watch_stream *);
 static void	out_release(struct watch_hub *, struct watch_stream *);
+
+/*
+ * A stream stops counting: in this hub and among the database's open
+ * watches across workers (the segment's count for the max-watches limit).
+ */
+static void
+count_sub(struct watch_hub *h)
+{
+	atomic_fetch_sub(&h->count, 1);
+	shm_watch_release(h->seg, h->count_slot);
+}
 
 /* Output held for watch streams: long polls' answers are counted apart. */
 static size_t
@@ -429,7 +445,7 @@ drop(struct watch_hub *h, struct watch_stream *s)
 	last = h->streams[--h->n_streams];
 	last->index = s->index;
 	h->streams[s->index] = last;
-	atomic_fetch_sub(&h->count, 1);
+	count_sub(h);
 	metrics_watch_closed();
 	s->dead = 1;
 	s->next_dead = h->graveyard;
@@ -1113,6 +1129,7 @@ queue_open(struct watch_hub *h, char *errbuf, size_t errlen)
 {
 	struct kv_options	 opt = conf_kv_options(h->conf);
 
+	opt.max_size_bytes = h->max_size_bytes;
 	if (h->conf->read_only)
 		return 0;	/* nothing to lease: polls are refused */
 	if (shm_client_init(&h->qclient, h->seg, &h->qhooks) != 0) {
@@ -1121,8 +1138,7 @@ queue_open(struct watch_hub *h, char *errbuf, size_t errlen)
 		return -1;
 	}
 	opt.hooks = &h->qhooks;
-	if ((h->qdb = kv_open(h->conf->sqlite_path, &opt, errbuf, errlen)) ==
-	    NULL)
+	if ((h->qdb = kv_open(h->path, &opt, errbuf, errlen)) == NULL)
 		return -1;
 	if (pthread_create(&h->queue_waiter, NULL, queue_waiter_main, h) != 0) {
 		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
@@ -1159,7 +1175,7 @@ take_handoffs(struct watch_hub *h)
 		}
 		if (add_stream(h, s) != 0) {
 			close(s->fd);
-			atomic_fetch_sub(&h->count, 1);
+			count_sub(h);
 			stream_free(s);
 			continue;
 		}
@@ -1304,9 +1320,14 @@ hub_free(struct watch_hub *h)
 		close(h->queue_fd);
 	kv_close(h->qdb);
 	kv_close(h->db);
+	/* Streams that ended with the hub stop counting for the database. */
+	while (atomic_load(&h->count) > 0)
+		count_sub(h);
 	arena_fini(&h->arena);
 	free(h->streams);
 	free(h->by_slot);
+	free(h->name);
+	free(h->path);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -1331,10 +1352,11 @@ stream_cap(void)
 }
 
 struct watch_hub *
-watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
-    size_t errlen)
+watch_hub_start(const struct conf *c, const struct watch_hub_options *o,
+    char *errbuf, size_t errlen)
 {
 	struct kv_options	 opt = conf_kv_options(c);
+	struct shm_segment	*seg = o->seg;
 	struct watch_hub	*h;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -1343,6 +1365,14 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 	}
 	h->conf = c;
 	h->seg = seg;
+	h->count_slot = o->count_slot;
+	h->max_watches = o->max_watches;
+	h->max_size_bytes = o->max_size_bytes;
+	if ((h->name = strdup(o->name)) == NULL ||
+	    (h->path = strdup(o->path)) == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto fail;
+	}
 	h->max_streams = stream_cap();
 	h->out_budget = (size_t)c->watch_output_mib * 1024 * 1024;
 	h->epfd = h->handoff_fd = h->commit_fd = h->queue_fd = -1;
@@ -1366,7 +1396,7 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 		goto fail;
 	}
 	opt.read_only = 1;	/* the hub only reads */
-	if ((h->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
+	if ((h->db = kv_open(h->path, &opt, errbuf, errlen)) == NULL)
 		goto fail;
 	if (queue_open(h, errbuf, errlen) != 0)
 		goto fail;
@@ -1437,6 +1467,26 @@ hand_off(struct watch_hub *h, struct handoff *q, struct watch_stream *s)
 }
 
 enum kv_err
+watch_hub_reserve(struct watch_hub *h)
+{
+	if (atomic_fetch_add(&h->count, 1) >= h->max_streams) {
+		atomic_fetch_sub(&h->count, 1);
+		return KV_ERR_TOO_MANY_WATCHES;
+	}
+	if (shm_watch_reserve(h->seg, h->count_slot, h->max_watches) != 0) {
+		atomic_fetch_sub(&h->count, 1);
+		return KV_ERR_WATCH_LIMIT;
+	}
+	return KV_OK;
+}
+
+void
+watch_hub_unreserve(struct watch_hub *h)
+{
+	count_sub(h);
+}
+
+enum kv_err
 watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
     const struct kv_bytes *keys, size_t n)
 {
@@ -1444,10 +1494,6 @@ watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
 	struct handoff		*q;
 	int			 flags;
 
-	if (atomic_fetch_add(&h->count, 1) >= h->max_streams) {
-		atomic_fetch_sub(&h->count, 1);
-		return KV_ERR_TOO_MANY_WATCHES;
-	}
 	s = calloc(1, sizeof(*s) + n * sizeof(s->keys[0]));
 	q = malloc(sizeof(*q));
 	if (s == NULL || q == NULL)
@@ -1470,7 +1516,7 @@ watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
 	hand_off(h, q, s);
 	return KV_OK;
 nomem:
-	atomic_fetch_sub(&h->count, 1);
+	count_sub(h);
 	if (s != NULL)
 		stream_free(s);
 	free(q);

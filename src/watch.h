@@ -29,16 +29,45 @@
 struct watch_hub;
 struct shm_segment;
 
-/* Starts the hub's threads; NULL with a reason in errbuf on failure. */
-struct watch_hub	*watch_hub_start(const struct conf *, struct shm_segment *,
-			    char *errbuf, size_t errlen);
+/* Which database a hub serves, and where it counts its streams. */
+struct watch_hub_options {
+	const char		*name;		/* for logs; copied */
+	const char		*path;		/* the SQLite file; copied */
+	struct shm_segment	*seg;		/* the database's segment */
+	/*
+	 * The worker's process slot in seg, where its open streams count
+	 * towards max_watches (all workers together; 0: no limit).
+	 */
+	int			 count_slot;
+	int			 max_watches;
+	int64_t			 max_size_bytes;	/* kv_options' */
+};
+
+/*
+ * Starts a hub for one database; NULL with a reason in errbuf on failure.
+ * The conf is borrowed (the process's, read-only after fork).
+ */
+struct watch_hub	*watch_hub_start(const struct conf *,
+			    const struct watch_hub_options *, char *errbuf,
+			    size_t errlen);
 /* Ends every stream (the clients reconnect elsewhere) and joins. */
 void			 watch_hub_stop(struct watch_hub *);
 
 /*
+ * Takes a place for one more stream before the response headers go out:
+ * KV_OK, KV_ERR_TOO_MANY_WATCHES when the hub is full, KV_ERR_WATCH_LIMIT
+ * when the database has its max-watches open streams across all workers.
+ * The place is used by watch_hub_adopt, or given back with
+ * watch_hub_unreserve.
+ */
+enum kv_err		 watch_hub_reserve(struct watch_hub *);
+void			 watch_hub_unreserve(struct watch_hub *);
+
+/*
  * Hands over a FastCGI connection whose response headers have been sent:
- * fd and request id from the FCGX_Request. Keys are copied. On error the
- * caller still owns fd; KV_ERR_TOO_MANY_WATCHES when the hub is full.
+ * fd and request id from the FCGX_Request, into a place taken with
+ * watch_hub_reserve (also on error). Keys are copied. On error the caller
+ * still owns fd.
  */
 enum kv_err		 watch_hub_adopt(struct watch_hub *, int fd,
 			    int request_id, const struct kv_bytes *keys,
