@@ -507,6 +507,7 @@ refresh(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
 	uint64_t			 slot_seen[KV_MAX_WATCHED_KEYS];
 	int				 changed = !s->sent_initial, rc = 0;
 
+	metrics_watch_read();
 	arena_reset(&h->arena);
 	ranges = arena_alloc(&h->arena, s->n * sizeof(*ranges));
 	res = arena_alloc(&h->arena, s->n * sizeof(*res));

@@ -246,14 +246,14 @@ admit(struct request *rq, enum route *route)
 	*route = route_path(path, &rq->baselen, &rq->endpoint);
 	rq->counted_as = route_endpoint(*route);
 	rq->base = path;
-	if (is_misrouted_protobuf(rq, *route))
-		return KV_ERR_NOT_FOUND;
-	if (method == NULL || strcmp(method, "POST") != 0)
-		return KV_ERR_METHOD;
 	/* Host, then mount: a path under no mount is 404 (dbreg.h). */
 	if ((err = dbreg_route(&rq->srv->reg, http_param(rq->conn,
 	    "HTTP_HOST"), rq->base, rq->baselen, &rq->dbe)) != KV_OK)
 		return err;
+	if (is_misrouted_protobuf(rq, *route))
+		return KV_ERR_NOT_FOUND;
+	if (method == NULL || strcmp(method, "POST") != 0)
+		return KV_ERR_METHOD;
 	if (*route == ROUTE_METADATA)
 		cap = KV_MAX_METADATA_BODY_BYTES;
 	if ((err = check_credentials(rq, *route)) != KV_OK)
