@@ -11,6 +11,10 @@
  * Handles are closed least recently used first: a tick counts uses, and
  * the open handle with the lowest tick goes. The scan is linear over the
  * configured databases, which is nothing next to opening a database.
+ *
+ * Watch hubs: one per database with streams or long polls in this worker,
+ * all woken by one doorbell relay thread (watch.h), which pokes a hub only
+ * when its own database's words moved.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -135,6 +139,8 @@ dbreg_stop_hubs(struct dbreg *r)
 		r->dbs[i].hub = NULL;
 		r->n_hubs--;
 	}
+	watch_bell_stop(r->bell);
+	r->bell = NULL;
 }
 
 void
@@ -325,7 +331,13 @@ dbreg_hub(struct dbreg *r, struct dbreg_db *d)
 		    " open watches in this worker", d->name, DBREG_MAX_HUBS);
 		return NULL;
 	}
+	if (r->bell == NULL &&
+	    (r->bell = watch_bell_start(err, sizeof(err))) == NULL) {
+		log_warnx("watch streams disabled: %s", err);
+		return NULL;
+	}
 	memset(&ho, 0, sizeof(ho));
+	ho.bell = r->bell;
 	ho.name = d->name;
 	ho.path = d->path;
 	ho.seg = d->seg;

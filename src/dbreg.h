@@ -39,6 +39,7 @@
 #define DBREG_MAX_HUBS	32
 
 struct watch_hub;
+struct watch_bell;
 
 /* One configured database, as this process sees it. */
 struct dbreg_db {
@@ -65,6 +66,7 @@ struct dbreg {
 	size_t			 n;
 	size_t			 max_open, n_open;
 	size_t			 n_hubs;
+	struct watch_bell	*bell;		/* wakes the hubs; with the first */
 	uint64_t		 tick;
 	/* the one-database form: the digest of the access token */
 	uint8_t			 token_digest[SHA256_DIGEST_LEN];
@@ -123,7 +125,10 @@ enum kv_err	 dbreg_open(struct dbreg *, struct dbreg_db *,
  * be started or DBREG_MAX_HUBS hubs hold streams (logged here).
  */
 struct watch_hub *dbreg_hub(struct dbreg *, struct dbreg_db *);
-/* Stops every hub: their streams end and clients reconnect elsewhere. */
+/*
+ * Stops every hub and the doorbell relay: their streams end and clients
+ * reconnect elsewhere.
+ */
 void		 dbreg_stop_hubs(struct dbreg *);
 
 /* The storage options of a database: the conf's, its size limit, hooks. */

@@ -765,6 +765,11 @@ setup(struct master *m, char *err, size_t errlen)
 	/* Mapped before any fork, so every child shares the same pages. */
 	if (segtab_sync(&m->segs, &m->conf, err, errlen) != 0)
 		return -1;
+	if (shm_bell_init() != 0) {
+		snprintf(err, errlen, "cannot map the doorbell: %s",
+		    strerror(errno));
+		return -1;
+	}
 	/* The counters' segment too (metrics.h). */
 	if (metrics_init() != 0) {
 		snprintf(err, errlen, "cannot map the metrics segment: %s",

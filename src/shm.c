@@ -84,6 +84,19 @@ struct shm_segment {
 	_Atomic uint32_t	 queue_futex;
 };
 
+/*
+ * The host-wide doorbell (shm.h): one word on a page of its own, mapped by
+ * the master before it forks, like the segments. A process-wide mapping,
+ * one of the house's allowed globals; NULL in programs that never made
+ * one (the verbs, the unit tests), which then ring nothing.
+ */
+struct shm_bell {
+	uint32_t		 magic;
+	_Atomic uint32_t	 word;
+};
+#define SHM_BELL_MAGIC	0x444b5642u	/* "DKVB" */
+static struct shm_bell	*bell;
+
 static long
 futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
 {
@@ -622,10 +635,19 @@ shm_changes_next(const struct shm_segment *cs, struct shm_cursor *c,
 	return 1;
 }
 
+/* After the segment's own word: a relay that sees the bell move finds it. */
+static void
+ring_bell(void)
+{
+	if (bell != NULL)
+		wake_all(&bell->word);
+}
+
 void
 shm_publish(struct shm_segment *s)
 {
 	wake_all(&s->commit_futex);
+	ring_bell();
 }
 
 uint64_t
@@ -661,6 +683,7 @@ void
 shm_queue_signal(struct shm_segment *s)
 {
 	wake_all(&s->queue_futex);
+	ring_bell();
 }
 
 uint32_t
@@ -680,6 +703,58 @@ shm_queue_wait(const struct shm_segment *cs, uint32_t seen, int timeout_ms)
 
 	(void)futex(&s->queue_futex, FUTEX_WAIT, seen, &ts);
 	return atomic_load(&s->queue_futex);
+}
+
+/* --- the doorbell ------------------------------------------------------------- */
+
+int
+shm_bell_init(void)
+{
+	struct shm_bell	*b;
+
+	if (bell != NULL)
+		return 0;
+	b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return -1;
+	b->magic = SHM_BELL_MAGIC;
+	bell = b;
+	return 0;
+}
+
+void
+shm_bell_ring(void)
+{
+	ring_bell();
+}
+
+int
+shm_bell_ready(void)
+{
+	return bell != NULL;
+}
+
+uint32_t
+shm_bell_word(void)
+{
+	return bell != NULL ? atomic_load(&bell->word) : 0;
+}
+
+uint32_t
+shm_bell_wait(uint32_t seen, int timeout_ms)
+{
+	struct timespec	 ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long)(timeout_ms % 1000) * 1000000L,
+	};
+
+	if (bell == NULL) {
+		nanosleep(&ts, NULL);
+		return 0;
+	}
+	(void)futex(&bell->word, FUTEX_WAIT, seen, &ts);
+	return atomic_load(&bell->word);
 }
 
 /* --- storage hooks -------------------------------------------------------- */

@@ -169,6 +169,25 @@ uint32_t shm_queue_word(const struct shm_segment *);
 uint32_t shm_queue_wait(const struct shm_segment *, uint32_t seen,
 	    int timeout_ms);
 
+/*
+ * --- the doorbell ----------------------------------------------------------
+ * With many databases, each has its own segment, and a worker holding
+ * watch streams or long polls for several of them would need a sleeper on
+ * each one's words. Instead every shm_publish and shm_queue_signal, of any
+ * segment, also rings one host-wide doorbell word, after bumping the
+ * segment's own word: one thread per worker sleeps on the bell and then
+ * compares the commit and queue words of only the databases it holds
+ * streams for (watch.c), so a watch on one database is never woken for a
+ * write to another. shm_bell_init maps it (the master, before fork; once);
+ * a process without it rings nothing.
+ */
+int	 shm_bell_init(void);
+int	 shm_bell_ready(void);
+void	 shm_bell_ring(void);
+uint32_t shm_bell_word(void);
+/* As shm_commit_wait, on the bell (without one: sleeps timeout_ms). */
+uint32_t shm_bell_wait(uint32_t seen, int timeout_ms);
+
 /* --- glue for the storage engine's hooks (kv.h) --------------------------- */
 
 struct kv_hooks;

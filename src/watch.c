@@ -1,11 +1,16 @@
 /*
  * watch.c: the watch hub (see watch.h for the design).
  *
- * Threads: the hub thread owns every stream, its own SQLite connection and
- * an epoll set (streams' sockets, a hand-off eventfd, a commit eventfd).
- * The waiter thread only converts commit-futex wake-ups into commit
- * eventfd writes. The accept thread touches nothing but the hand-off
- * queue (under a mutex) and the hand-off eventfd.
+ * Threads: a hub serves one database (dbreg.c starts one per database
+ * with streams in this worker). Its hub thread owns every stream, its own
+ * SQLite connections and an epoll set (streams' sockets, a hand-off
+ * eventfd, a commit and a queue eventfd). The worker's doorbell relay
+ * (struct watch_bell, one thread for all its hubs) sleeps on the host-wide
+ * doorbell (shm.h) and, when it rings, compares the commit and queue words
+ * of each hub's database with what it last saw, writing to that hub's
+ * eventfd only if they moved: a hub is never woken for another database's
+ * writes. The accept thread touches nothing but the hand-off queue (under
+ * a mutex) and the hand-off eventfd.
  *
  * Output: frames are wrapped in FastCGI STDOUT records and written with
  * non-blocking write(2); what does not fit waits in the stream's buffer
@@ -21,8 +26,8 @@
  *
  * Queue long polls (docs/queues.md) are a second kind of stream in the
  * same hub: parked in arrival order, answered once with a JSON body when
- * messages are leased for them or their wait is over. A queue waiter
- * thread turns queue-futex wake-ups into events; the hub leases with its
+ * messages are leased for them or their wait is over. The relay turns
+ * queue-word moves into events; the hub leases with its
  * own read-write connection, and sleeps until the next moment the queue
  * tables say something becomes due or a lease runs out.
  */
@@ -136,7 +141,10 @@ struct watch_hub {
 	int			 epfd;
 	int			 handoff_fd;	/* eventfd */
 	int			 commit_fd;	/* eventfd */
-	pthread_t		 hub_thread, waiter_thread;
+	pthread_t		 hub_thread;
+	/* the relay's: under bell->lock */
+	struct watch_bell	*bell;
+	uint32_t		 bell_commit, bell_queue;	/* last seen */
 	pthread_mutex_t		 lock;
 	struct handoff		*queue;
 	atomic_int		 stop;
@@ -176,8 +184,6 @@ struct watch_hub {
 	struct shm_client	 qclient;	/* its own turn to write */
 	struct kv_hooks		 qhooks;
 	int			 queue_fd;	/* eventfd */
-	pthread_t		 queue_waiter;
-	int			 queue_waiter_started;
 	/*
 	 * Polls waiting for messages, oldest first (h->polls), and polls
 	 * answered whose answer is still being written (h->sending).
@@ -1087,41 +1093,6 @@ end_all_polls(struct watch_hub *h)
 }
 
 /*
- * The loop of both waiter threads: turns wake-ups of one futex word into
- * writes to the hub's eventfd fd, until the hub stops. It sleeps on the
- * value it last compared, never on a fresh read of the word: a change
- * landing between two waits must wake it, not be slept through.
- */
-static void
-relay_wakeups(struct watch_hub *h, uint32_t word,
-    uint32_t (*wait)(const struct shm_segment *, uint32_t, int), int fd,
-    const char *who)
-{
-	uint64_t	 one = 1;
-	uint32_t	 now;
-
-	while (!atomic_load(&h->stop)) {
-		now = wait(h->seg, word, 1000);
-		if (now == word)
-			continue;
-		word = now;
-		if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			log_warn("%s: eventfd write", who);
-	}
-}
-
-/* Turns queue-futex wake-ups into epoll events for the hub. */
-static void *
-queue_waiter_main(void *arg)
-{
-	struct watch_hub	*h = arg;
-
-	relay_wakeups(h, shm_queue_word(h->seg), shm_queue_wait, h->queue_fd,
-	    "queue waiter");
-	return NULL;
-}
-
-/*
  * The hub's read-write connection for leases, with its own process slot
  * in the segment: the accept thread may be writing at the same time.
  */
@@ -1141,11 +1112,6 @@ queue_open(struct watch_hub *h, char *errbuf, size_t errlen)
 	opt.hooks = &h->qhooks;
 	if ((h->qdb = kv_open(h->path, &opt, errbuf, errlen)) == NULL)
 		return -1;
-	if (pthread_create(&h->queue_waiter, NULL, queue_waiter_main, h) != 0) {
-		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
-		return -1;
-	}
-	h->queue_waiter_started = 1;
 	return 0;
 }
 
@@ -1287,15 +1253,141 @@ hub_main(void *arg)
 	return NULL;
 }
 
-/* Turns commit-futex wake-ups into epoll events for the hub. */
-static void *
-waiter_main(void *arg)
-{
-	struct watch_hub	*h = arg;
+/* --- the doorbell relay --------------------------------------------------------- */
 
-	relay_wakeups(h, shm_commit_word(h->seg), shm_commit_wait,
-	    h->commit_fd, "watch waiter");
+struct watch_bell {
+	pthread_t		 thread;
+	pthread_mutex_t		 lock;
+	atomic_int		 stop;
+	struct watch_hub	**hubs;		/* under lock */
+	size_t			 n, cap;
+};
+
+static void
+poke(int fd, const char *what)
+{
+	uint64_t	 one = 1;
+
+	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("watch relay: %s eventfd write", what);
+}
+
+/* Wakes the hub for what moved on its database since it last looked. */
+static void
+poke_if_moved(struct watch_hub *h)
+{
+	uint32_t	 c = shm_commit_word(h->seg), q = shm_queue_word(h->seg);
+
+	if (c != h->bell_commit) {
+		h->bell_commit = c;
+		poke(h->commit_fd, "commit");
+	}
+	if (q != h->bell_queue) {
+		h->bell_queue = q;
+		poke(h->queue_fd, "queue");
+	}
+}
+
+/*
+ * Reads the bell, then compares the words, then sleeps on the value read
+ * first: a commit landing after the read rings the bell past that value,
+ * so the wait returns at once and the next round sees it. The timeout is
+ * a safety net only.
+ */
+static void *
+bell_main(void *arg)
+{
+	struct watch_bell	*b = arg;
+	uint32_t		 word;
+
+	while (!atomic_load(&b->stop)) {
+		word = shm_bell_word();
+		pthread_mutex_lock(&b->lock);
+		for (size_t i = 0; i < b->n; i++)
+			poke_if_moved(b->hubs[i]);
+		pthread_mutex_unlock(&b->lock);
+		(void)shm_bell_wait(word, 1000);
+	}
 	return NULL;
+}
+
+/* Registers a hub; its words as they are now are "seen". */
+static void
+bell_add(struct watch_bell *b, struct watch_hub *h)
+{
+	struct watch_hub	**grown;
+
+	pthread_mutex_lock(&b->lock);
+	h->bell = b;
+	h->bell_commit = shm_commit_word(h->seg);
+	h->bell_queue = shm_queue_word(h->seg);
+	if (b->n == b->cap) {
+		size_t	 cap = b->cap ? 2 * b->cap : 16;
+
+		if ((grown = realloc(b->hubs, cap * sizeof(*grown))) == NULL) {
+			/* Unwoken, the hub still looks once a second. */
+			pthread_mutex_unlock(&b->lock);
+			log_warnx("watch relay: out of memory; database %s"
+			    " is looked at once a second", h->name);
+			return;
+		}
+		b->hubs = grown;
+		b->cap = cap;
+	}
+	b->hubs[b->n++] = h;
+	pthread_mutex_unlock(&b->lock);
+	/* A commit between the hub's start and now: look once. */
+	poke(h->commit_fd, "commit");
+}
+
+static void
+bell_remove(struct watch_bell *b, struct watch_hub *h)
+{
+	if (b == NULL)
+		return;
+	pthread_mutex_lock(&b->lock);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->hubs[i] == h)
+			b->hubs[i] = b->hubs[--b->n];
+	pthread_mutex_unlock(&b->lock);
+}
+
+struct watch_bell *
+watch_bell_start(char *errbuf, size_t errlen)
+{
+	struct watch_bell	*b;
+
+	if (!shm_bell_ready()) {
+		snprintf(errbuf, errlen, "no doorbell mapped");
+		return NULL;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&b->lock, NULL);
+	if (pthread_create(&b->thread, NULL, bell_main, b) != 0) {
+		snprintf(errbuf, errlen, "watch relay: cannot start its"
+		    " thread");
+		pthread_mutex_destroy(&b->lock);
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void
+watch_bell_stop(struct watch_bell *b)
+{
+	if (b == NULL)
+		return;
+	atomic_store(&b->stop, 1);
+	/* Every relay on the host looks once and finds nothing moved. */
+	shm_bell_ring();
+	pthread_join(b->thread, NULL);
+	pthread_mutex_destroy(&b->lock);
+	free(b->hubs);
+	free(b);
 }
 
 /* --- public ------------------------------------------------------------------ */
@@ -1405,19 +1497,10 @@ watch_hub_start(const struct conf *c, const struct watch_hub_options *o,
 		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
 		goto fail;
 	}
-	if (pthread_create(&h->waiter_thread, NULL, waiter_main, h) != 0) {
-		atomic_store(&h->stop, 1);
-		pthread_join(h->hub_thread, NULL);
-		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
-		goto fail;
-	}
+	/* From now on, commits and enqueues on its database wake it. */
+	bell_add(o->bell, h);
 	return h;
 fail:
-	if (h->queue_waiter_started) {
-		atomic_store(&h->stop, 1);
-		shm_queue_signal(seg);
-		pthread_join(h->queue_waiter, NULL);
-	}
 	hub_free(h);
 	return NULL;
 }
@@ -1429,17 +1512,12 @@ watch_hub_stop(struct watch_hub *h)
 
 	if (h == NULL)
 		return;
+	/* First off the relay: it must not poke a hub being freed. */
+	bell_remove(h->bell, h);
 	atomic_store(&h->stop, 1);
 	if (write(h->handoff_fd, &one, sizeof(one)) < 0)
 		log_warn("watch hub: eventfd write");
-	/* Wakes our waiter now (other hubs see a wake-up with no changes). */
-	shm_publish(h->seg);
 	pthread_join(h->hub_thread, NULL);
-	pthread_join(h->waiter_thread, NULL);
-	if (h->queue_waiter_started) {
-		shm_queue_signal(h->seg);
-		pthread_join(h->queue_waiter, NULL);
-	}
 	/* Streams handed over after the hub stopped: close them. */
 	while (h->queue != NULL) {
 		struct handoff	*q = h->queue;

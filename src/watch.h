@@ -9,8 +9,9 @@
  * stream, so a slow or vanished client is dropped without stalling the
  * others, and libfcgi's per-request buffers are already freed.
  *
- * The hub is woken through the signal segment (shm.h): a small waiter
- * thread sleeps on the commit futex and pokes the hub's epoll. On a wake
+ * A hub serves one database. It is woken through the doorbell relay
+ * (below), which sleeps on the host-wide doorbell and pokes the hub's
+ * epoll when its database's commit or queue word moved. On a wake
  * the hub compares the change slots of every stream's keys with what it
  * last saw, reads the database only for streams whose slots moved, and
  * sends a frame only when a key's entry really changed. Expiry needs no
@@ -29,8 +30,19 @@
 struct watch_hub;
 struct shm_segment;
 
+/*
+ * The doorbell relay of a worker: one thread that sleeps on the host-wide
+ * doorbell (shm.h) and wakes only the hubs whose database's commit or
+ * queue word moved. Start it before the first hub; stop it after the last
+ * (watch_bell_stop). NULL with a reason when there is no doorbell.
+ */
+struct watch_bell;
+struct watch_bell	*watch_bell_start(char *errbuf, size_t errlen);
+void			 watch_bell_stop(struct watch_bell *);
+
 /* Which database a hub serves, and where it counts its streams. */
 struct watch_hub_options {
+	struct watch_bell	*bell;		/* wakes it; borrowed */
 	const char		*name;		/* for logs; copied */
 	const char		*path;		/* the SQLite file; copied */
 	struct shm_segment	*seg;		/* the database's segment */

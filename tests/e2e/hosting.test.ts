@@ -6,7 +6,8 @@
 // Covered: own data, versionstamps and id per database; every token against
 // every database; read-only and expired tokens; watches of one database not
 // woken by another's writes (counted by denokv_watch_reads_total, not timed);
-// the max-watches and max-size limits (429, 507, reads go on); a file made by
+// the max-watches and max-size limits (429, 507, reads go on); expiry swept
+// in every database; a file made by
 // the Deno CLI's local Deno.openKv served as one of the databases, readable
 // both ways; unknown mounts and paths (404 with a reason); SIGHUP adding a
 // database, removing one and changing tokens under a concurrent load with no
@@ -437,6 +438,22 @@ kv.close();`;
   const r = await run([Deno.execPath(), "eval", "--unstable-kv", code]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.trim(), JSON.stringify("from the server"));
+});
+
+plainTest("the housekeeper visits every database: an expired entry in bob is deleted from its file", async () => {
+  const b = await openDeno("bob", T.bobRW);
+  try {
+    assert.ok((await b.set([...uniquePrefix("hk"), "gone"], 1, { expireIn: 1 })).ok);
+  } finally {
+    b.close();
+  }
+  const expiring = () => sqlite(bob.path, "select count(*) from kv where expiration_ms >= 0");
+  let left = await expiring();
+  for (let i = 0; i < 150 && left !== "0"; i++) {
+    await sleep(100);
+    left = await expiring();
+  }
+  assert.equal(left, "0", "the expired entry is still in bob's file after 15 s");
 });
 
 plainTest("unknown mounts and paths under a mount are 404 with a reason; the worker goes on", async () => {
