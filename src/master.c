@@ -783,9 +783,10 @@ setup(struct master *m, char *err, size_t errlen)
 		return -1;
 	}
 	if (m->conf.databases != NULL)
-		log_info("serving %zu %sdatabases on %s with %d workers",
+		log_info("serving %zu %sdatabase%s on %s with %d workers",
 		    m->conf.ndatabases, m->conf.read_only ? "read-only " : "",
-		    desc, m->conf.workers);
+		    m->conf.ndatabases == 1 ? "" : "s", desc,
+		    m->conf.workers);
 	else
 		log_info("serving %sdatabase %s on %s with %d workers",
 		    m->conf.read_only ? "read-only " : "",
