@@ -11,6 +11,7 @@
 
 #include "cmd.h"
 #include "conf.h"
+#include "kv.h"
 #include "sha256.h"
 #include "token.h"
 
@@ -59,6 +60,9 @@ cmd_token_main(int argc, char **argv)
 	if (expires != NULL && token_parse_time(expires, &ms) != 0)
 		return usage_error("--expires takes an RFC 3339 time like"
 		    " 2027-06-30T00:00:00Z, not", expires);
+	if (expires != NULL && ms <= kv_now_ms())
+		fprintf(stderr, "denokv-fcgi: note: %s has passed; the token"
+		    " is refused from the start\n", expires);
 	if (token_new(tok) != 0) {
 		perror("denokv-fcgi: getrandom");
 		return 1;

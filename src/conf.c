@@ -337,7 +337,10 @@ conf_fini(struct conf *c)
  * inih calls the handler for "name = value" lines only, so the reader
  * (which sees every line first) counts lines and takes the section
  * headers: an empty section is still seen, and each section knows its
- * line for the checks done after the whole file is read.
+ * line for the checks done after the whole file is read. The reader also
+ * drops the blanks that start a line: inih would take an indented line
+ * for the continuation of the previous value, and indented sections are
+ * how people write them.
  */
 struct file_ctx {
 	struct conf	*c;
@@ -391,16 +394,18 @@ static char *
 file_reader(char *str, int num, void *stream)
 {
 	struct file_ctx	*ctx = stream;
-	const char	*p = str;
+	size_t		 skip;
 
 	if (ctx->err[0] != '\0' || fgets(str, num, ctx->f) == NULL)
 		return NULL;
 	if (ctx->at_line_start) {
 		ctx->line++;
-		if (ctx->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
-			p += 3;
-		if (*p == '[')
-			file_section(ctx, p);
+		skip = ctx->line == 1 && strncmp(str, "\xEF\xBB\xBF", 3) == 0 ?
+		    3 : 0;
+		skip += strspn(str + skip, " \t");
+		memmove(str, str + skip, strlen(str + skip) + 1);
+		if (*str == '[')
+			file_section(ctx, str);
 	}
 	ctx->at_line_start = strchr(str, '\n') != NULL;
 	/* An error stops the file here: inih sees its end. */
@@ -421,8 +426,8 @@ file_handler(void *user, const char *section, const char *name,
 		/* The reader took the header; inih must agree on it. */
 		if (strcmp(section, ctx->header) != 0 ||
 		    ctx->c->ndatabases == 0) {
-			file_error(ctx, "a section line [%s] must start at the"
-			    " beginning of its line", section);
+			file_error(ctx, "cannot read the section line [%s]",
+			    section);
 			return 0;
 		}
 		if (conf_db_key(ctx->c, name, value, &ctx->seen, ctx->err,
@@ -625,6 +630,13 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 		return conf_validate_serve(c, errbuf, errlen);
 	}
 	/* status needs only the socket when --listen names it. */
+	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
+	    !(verb && c->listen != NULL) && c->ndatabases > 0) {
+		snprintf(errbuf, errlen, "no database: the config file has"
+		    " [database] sections; give --sqlite-path and the path of"
+		    " one of them");
+		return CONF_ERROR;
+	}
 	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
 	    !(verb && c->listen != NULL)) {
 		snprintf(errbuf, errlen, "no database: give --sqlite-path, set"

@@ -122,7 +122,8 @@ const struct conf_database *conf_database_find(const struct conf *c,
 /*
  * The id a database gets when its section has no "id =": a name-based
  * UUID (RFC 9562 version 8) of SHA-256 over a fixed prefix and the name,
- * so it stays when the file moves and differs between names.
+ * so it stays when the file moves and differs between names. name: a
+ * section's name, at most 64 characters.
  */
 void		 conf_database_id_for_name(const char *name,
 		    char out[CONF_DATABASE_ID_LEN + 1]);

@@ -5,6 +5,7 @@
  * keys, duplicates) is checked at the end and names the section's line.
  * No message here contains a token or its hash.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -30,21 +31,17 @@ static const char id_prefix[] = "denokv-fcgi database id\n";
 void
 conf_database_id_for_name(const char *name, char out[CONF_DATABASE_ID_LEN + 1])
 {
+	char		 buf[sizeof(id_prefix) + CONF_DB_MAX_NAME];
 	size_t		 plen = sizeof(id_prefix) - 1, nlen = strlen(name);
 	uint8_t		 d[SHA256_DIGEST_LEN];
-	char		*buf;
 
-	/* Names are short (CONF_DB_MAX_NAME); a stack buffer would do too. */
-	buf = malloc(plen + nlen);
-	if (buf == NULL) {
-		/* Not reached in practice; a fixed id is still a valid one. */
-		memset(d, 0, sizeof(d));
-	} else {
-		memcpy(buf, id_prefix, plen);
-		memcpy(buf + plen, name, nlen);
-		sha256(buf, plen + nlen, d);
-		free(buf);
-	}
+	/* Section names are at most CONF_DB_MAX_NAME (conf_db_begin). */
+	assert(nlen <= CONF_DB_MAX_NAME);
+	if (nlen > CONF_DB_MAX_NAME)
+		nlen = CONF_DB_MAX_NAME;
+	memcpy(buf, id_prefix, plen);
+	memcpy(buf + plen, name, nlen);
+	sha256(buf, plen + nlen, d);
 	/* RFC 9562 version 8 (custom) and the RFC variant, as worker.c does. */
 	d[6] = (uint8_t)((d[6] & 0x0f) | 0x80);
 	d[8] = (uint8_t)((d[8] & 0x3f) | 0x80);

@@ -230,7 +230,8 @@ token_parse_spec(const char *value, struct conf_token *out, char *err,
 {
 	static const char	 usage[] = "expected \"read-write|read-only"
 				    " SECRET [expires=TIME]\"";
-	static const char	 exp[] = "expires=";
+	static const char	 kw[] = "expires=";
+	const size_t		 plen = sizeof(kw) - 1;
 	const char		*s = value, *w;
 	char			 when[64];
 	size_t			 n;
@@ -245,8 +246,8 @@ token_parse_spec(const char *value, struct conf_token *out, char *err,
 	else if (word_is(w, n, "read-only"))
 		out->scope = TOKEN_SCOPE_READ_ONLY;
 	else {
-		snprintf(err, errlen, "unknown scope \"%.*s\": %s",
-		    n > 32 ? 32 : (int)n, w, usage);
+		/* Not shown: it may be the secret, its scope left out. */
+		snprintf(err, errlen, "unknown scope: %s", usage);
 		return -1;
 	}
 	if ((w = next_word(&s, &n)) == NULL) {
@@ -258,15 +259,18 @@ token_parse_spec(const char *value, struct conf_token *out, char *err,
 	if ((w = next_word(&s, &n)) == NULL)
 		return 0;
 	/* Whatever follows is not shown: it may be a secret with a blank. */
-	if (n <= sizeof(exp) - 1 || memcmp(w, exp, sizeof(exp) - 1) != 0) {
+	if (n < plen || memcmp(w, kw, plen) != 0) {
 		snprintf(err, errlen, "unexpected text after the token: %s"
 		    " (a token cannot contain blanks)", usage);
 		return -1;
 	}
-	w += sizeof(exp) - 1;
-	n -= sizeof(exp) - 1;
-	if (n >= sizeof(when) || (memcpy(when, w, n), when[n] = '\0',
-	    token_parse_time(when, &out->expires_ms) != 0)) {
+	w += plen;
+	n -= plen;
+	if (n < sizeof(when)) {
+		memcpy(when, w, n);
+		when[n] = '\0';
+	}
+	if (n >= sizeof(when) || token_parse_time(when, &out->expires_ms) != 0) {
 		snprintf(err, errlen, "expires=%.*s is not an RFC 3339 time"
 		    " like 2027-06-30T00:00:00Z", n > 40 ? 40 : (int)n, w);
 		return -1;

@@ -38,7 +38,8 @@ enum token_verdict {
 
 /*
  * The verdict for the bearer token whose digest is given, against the n
- * tokens of a database at time now_ms (Unix ms). Every token is compared,
+ * tokens of a database at time now_ms (Unix ms: the wall clock, as
+ * kv_now_ms() reads it, since expiry times are dates). Every token is compared,
  * in the same time whatever matches, so timing shows neither which token
  * matched nor whether one did. Should two tokens have the same digest,
  * the one that allows most wins (a live one over an expired one).
