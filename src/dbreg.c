@@ -293,6 +293,18 @@ dbreg_open(struct dbreg *r, struct dbreg_db *d, struct kv_db **out)
 	return KV_OK;
 }
 
+int
+dbreg_hubs_full(struct dbreg *r)
+{
+	size_t	 held = 0;
+
+	for (size_t i = 0; i < r->n; i++)
+		if (r->dbs[i].hub != NULL)
+			held += watch_hub_count(r->dbs[i].hub) +
+			    watch_hub_poll_count(r->dbs[i].hub);
+	return held >= watch_stream_cap();
+}
+
 /* Stops the least recently used hub that holds nothing; 0 if none. */
 static int
 stop_idle_hub(struct dbreg *r)

@@ -126,6 +126,12 @@ enum kv_err	 dbreg_open(struct dbreg *, struct dbreg_db *,
  */
 struct watch_hub *dbreg_hub(struct dbreg *, struct dbreg_db *);
 /*
+ * Whether this worker's hubs together hold as many streams and long polls
+ * as its descriptors allow (watch_stream_cap): then no new one is taken,
+ * whichever database it is for.
+ */
+int		 dbreg_hubs_full(struct dbreg *);
+/*
  * Stops every hub and the doorbell relay: their streams end and clients
  * reconnect elsewhere.
  */

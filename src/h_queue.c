@@ -48,7 +48,8 @@ h_queue_lease(struct request *rq)
 	if (n > 0 || req.wait_ms == 0)
 		return reply_json(rq, queue_encode_lease(msgs, n, &len));
 	/* Without a hub, a 503 makes the client back off, not spin. */
-	if ((hub = dbreg_hub(&rq->srv->reg, rq->dbe)) == NULL ||
+	if (dbreg_hubs_full(&rq->srv->reg) ||
+	    (hub = dbreg_hub(&rq->srv->reg, rq->dbe)) == NULL ||
 	    watch_hub_polls_full(hub))
 		return KV_ERR_TOO_MANY_POLLS;
 	if (http_detach_stream(rq->conn, "application/json", &fd,

@@ -24,8 +24,12 @@ h_watch(struct request *rq)
 	if ((err = codec_decode_watch(rq->body, rq->bodylen, rq->arena, &keys,
 	    &n)) != KV_OK)
 		return err;
-	/* No hub (none can start, or too many run): 503, the client retries. */
-	if ((hub = dbreg_hub(&rq->srv->reg, rq->dbe)) == NULL)
+	/*
+	 * No room in this worker, or no hub (none can start, or too many
+	 * run): 503, the client retries (perhaps on another worker).
+	 */
+	if (dbreg_hubs_full(&rq->srv->reg) ||
+	    (hub = dbreg_hub(&rq->srv->reg, rq->dbe)) == NULL)
 		return KV_ERR_TOO_MANY_WATCHES;
 	/* Limits are told before the headers go out, with their status. */
 	if ((err = watch_hub_reserve(hub)) != KV_OK)

@@ -1426,12 +1426,13 @@ hub_free(struct watch_hub *h)
 }
 
 /*
- * The most streams a hub takes: each holds a descriptor, so stay below the
+ * The most streams a worker's hubs take (each hub, and all of them together,
+ * dbreg_hubs_full): each holds a descriptor, so stay below the
  * descriptor limit (with room for the database, the listener and requests
  * in flight) and answer 503 rather than failing accept with EMFILE.
  */
-static size_t
-stream_cap(void)
+size_t
+watch_stream_cap(void)
 {
 	struct rlimit	 rl;
 	size_t		 cap = KV_MAX_WATCHES_PER_WORKER, nofile;
@@ -1466,7 +1467,7 @@ watch_hub_start(const struct conf *c, const struct watch_hub_options *o,
 		snprintf(errbuf, errlen, "out of memory");
 		goto fail;
 	}
-	h->max_streams = stream_cap();
+	h->max_streams = watch_stream_cap();
 	h->out_budget = (size_t)c->watch_output_mib * 1024 * 1024;
 	h->epfd = h->handoff_fd = h->commit_fd = h->queue_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);

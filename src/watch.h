@@ -85,6 +85,12 @@ enum kv_err		 watch_hub_adopt(struct watch_hub *, int fd,
 			    int request_id, const struct kv_bytes *keys,
 			    size_t n);
 
+/*
+ * The most streams and long polls a worker's hubs take together: below the
+ * descriptor limit (each holds one), at most KV_MAX_WATCHES_PER_WORKER.
+ */
+size_t			 watch_stream_cap(void);
+
 /* Streams currently open (for status and tests). */
 size_t			 watch_hub_count(struct watch_hub *);
 /*
