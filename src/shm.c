@@ -278,6 +278,18 @@ shm_proc_reaped(struct shm_segment *s, pid_t pid)
 	}
 }
 
+void
+shm_proc_release(struct shm_segment *s, int slot)
+{
+	uint64_t	 t;
+
+	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	if ((t = atomic_exchange(&s->procs[slot].ticket, 0)) != 0)
+		abandon(s, t);
+	atomic_store(&s->procs[slot].watches, 0);
+	atomic_store(&s->procs[slot].pid, 0);
+}
+
 /* Does any live process hold or wait with ticket t? */
 static int
 ticket_owned(struct shm_segment *s, uint64_t t)

@@ -75,6 +75,12 @@ void			 shm_destroy(struct shm_segment *);
  */
 int	shm_proc_claim(struct shm_segment *, pid_t);
 void	shm_proc_reaped(struct shm_segment *, pid_t);
+/*
+ * Gives back one slot of the calling process that it no longer uses (a
+ * watch hub that stopped), so that starting and stopping one again and
+ * again does not use up the segment's slots.
+ */
+void	shm_proc_release(struct shm_segment *, int slot);
 
 /*
  * Waits until it is this slot's turn to write, at most timeout_ms

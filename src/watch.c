@@ -1413,6 +1413,9 @@ hub_free(struct watch_hub *h)
 		close(h->queue_fd);
 	kv_close(h->qdb);
 	kv_close(h->db);
+	/* Its lease writes' slot: a hub may be started again and again. */
+	if (h->qclient.seg != NULL && h->qclient.slot >= 0)
+		shm_proc_release(h->qclient.seg, h->qclient.slot);
 	/* Streams that ended with the hub stop counting for the database. */
 	while (atomic_load(&h->count) > 0)
 		count_sub(h);

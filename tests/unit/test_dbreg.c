@@ -7,7 +7,8 @@
  * token's verdict on its own and on another database; handles opened on
  * first use (migrated) and closed least recently used first past the
  * bound; and the per-database count of open watches across process slots
- * (max-watches), which a reaped process stops adding to.
+ * (max-watches), which a reaped process stops adding to; a released
+ * slot (a stopped watch hub's) is free again.
  */
 #include <sys/stat.h>
 
@@ -265,6 +266,15 @@ test_watch_count(void)
 	shm_watch_release(seg, s1);
 	T_EQ(shm_watch_count(seg), 0, "released");
 	T_EQ(shm_watch_reserve(seg, s1, 0), 0, "max 0: no limit");
+	{
+		int	 s3 = shm_proc_claim(seg, getpid()), s4;
+
+		shm_proc_release(seg, s3);
+		s4 = shm_proc_claim(seg, getpid());
+		T_EQ(s4, s3, "a released slot is claimed again");
+		T_EQ(shm_watch_count(seg), 1, "releasing keeps the others'"
+		    " counts");
+	}
 	shm_destroy(seg);
 }
 
