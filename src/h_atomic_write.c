@@ -47,7 +47,7 @@ batch_chunk(struct request *const *rqs, size_t n, enum kv_err *errs)
 	assert(n <= AW_MAX_BATCH);
 	/* A request that does not decode is left out and answered alone. */
 	for (size_t i = 0; i < n; i++) {
-		assert(rqs[i]->srv->db == rqs[0]->srv->db);
+		assert(rqs[i]->db == rqs[0]->db);
 		errs[i] = codec_decode_atomic_write(rqs[i]->body,
 		    rqs[i]->bodylen, now, rqs[i]->arena, &w[m]);
 		if (errs[i] != KV_OK)
@@ -59,7 +59,7 @@ batch_chunk(struct request *const *rqs, size_t n, enum kv_err *errs)
 		return;
 	metrics_write_batch(m);
 	/* Results live in a request's arena, used before it is reset. */
-	(void)kv_atomic_write_batch(rqs[0]->srv->db, wp, m, now,
+	(void)kv_atomic_write_batch(rqs[0]->db, wp, m, now,
 	    rqs[of[0]]->arena, res, werr);
 	for (size_t j = 0; j < m; j++) {
 		struct request	*rq = rqs[of[j]];

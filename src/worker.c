@@ -1,9 +1,11 @@
 /*
  * worker.c: accept FastCGI requests, route them, reply (see worker.h).
  *
- * Per request: path, route and method are checked first; every request
- * is authenticated (the bearer token; for the data path also the version
- * header and database id) before its body is read, so unauthenticated
+ * Per request: path, route and method are checked first, then the request
+ * is routed to its database (dbreg.h: Host and mount; a path under no
+ * mount is 404) and authenticated against that database's tokens (for the
+ * data path also the version header and database id) before its body is
+ * read, so unauthenticated
  * clients can neither make the server buffer a megabyte nor hold a worker
  * while they send it slowly. Every read and write on the connection has a
  * deadline (fcgi_conn.h); a request that runs past one is answered where
@@ -103,86 +105,80 @@ route_path(const char *path, size_t *baselen, const char **name)
 	return ROUTE_METADATA;
 }
 
-/*
- * A name-based UUID (RFC 9562 version 8 layout) from two FNV-1a hashes of
- * the absolute path: stable across restarts, different per database.
- */
-void
-database_id_for(const char *path, char out[DATABASE_ID_LEN + 1])
-{
-	uint64_t	 h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
-	uint8_t		 b[16];
-
-	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-		h1 = (h1 ^ *p) * 0x100000001b3ULL;
-		h2 = (h2 ^ *p) * 0x100000001b3ULL;
-		h2 ^= h2 >> 29;
-	}
-	for (int i = 0; i < 8; i++) {
-		b[i] = (uint8_t)(h1 >> (56 - 8 * i));
-		b[8 + i] = (uint8_t)(h2 >> (56 - 8 * i));
-	}
-	b[6] = (b[6] & 0x0f) | 0x80;
-	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, DATABASE_ID_LEN + 1, "%02x%02x%02x%02x-%02x%02x-%02x%02x-"
-	    "%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
-	    b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-	    b[15]);
-}
-
 int
 server_init(struct server *s, const struct conf *c, int listen_fd,
-    struct shm_segment *seg, char *errbuf, size_t errlen)
+    struct shm_segment *const *segs, char *errbuf, size_t errlen)
 {
-	struct kv_options	 opt = conf_kv_options(c);
-	char			 abspath[PATH_MAX];
+	struct kv_db	*db;
+	size_t		 max_open = c->databases != NULL &&
+			    c->max_open_databases > 0 ?
+			    (size_t)c->max_open_databases : 1;
 
 	memset(s, 0, sizeof(*s));
 	s->conf = c;
-	sha256(c->access_token, strlen(c->access_token), s->token_digest);
 	if (c->metrics_token != NULL)
 		sha256(c->metrics_token, strlen(c->metrics_token),
 		    s->metrics_token_digest);
 	s->listen_fd = listen_fd;
-	if (seg != NULL) {
-		if (shm_client_init(&s->shm, seg, &s->hooks) != 0) {
-			snprintf(errbuf, errlen, "no free process slot in the"
-			    " signal segment");
-			return -1;
-		}
-		opt.hooks = &s->hooks;
-	}
-	if ((s->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
+	if (dbreg_init(&s->reg, c, segs, max_open, errbuf, errlen) != 0)
 		return -1;
-	if (realpath(c->sqlite_path, abspath) == NULL)
-		snprintf(abspath, sizeof(abspath), "%s", c->sqlite_path);
-	database_id_for(abspath, s->database_id);
+	/*
+	 * The one database is opened now, as always: a worker that cannot
+	 * open it fails at start, and the master does not restart it. The
+	 * configured ones open on their first request.
+	 */
+	if (c->databases == NULL && dbreg_open(&s->reg, &s->reg.dbs[0],
+	    &db) != KV_OK) {
+		snprintf(errbuf, errlen, "see the lines above");
+		dbreg_fini(&s->reg);
+		return -1;
+	}
+	/* Read back from SQLite, so the log shows what is really in force. */
+	if (c->databases == NULL)
+		log_debug("database open, synchronous=%s",
+		    kv_synchronous(db));
 	return 0;
 }
 
 void
 server_fini(struct server *s)
 {
-	kv_close(s->db);
-	s->db = NULL;
+	dbreg_fini(&s->reg);
 }
 
-/* x-denokv-version, bearer token, x-denokv-database-id, as denokv orders them. */
-static enum kv_err
-check_data_path_headers(struct request *rq)
+/* Which requests write: a read-only token is refused them (403). */
+static int
+route_writes(enum route route)
 {
-	const char	*v = http_param(rq->conn, "HTTP_X_DENOKV_VERSION");
-	const char	*id;
+	return route == ROUTE_ATOMIC_WRITE || route == ROUTE_QUEUE_LEASE ||
+	    route == ROUTE_QUEUE_FINISH || route == ROUTE_QUEUE_RENEW;
+}
+
+/*
+ * The routed database's token (the scope for route), and for the data
+ * path the version header and database id, in denokv's order: version,
+ * token, id.
+ */
+static enum kv_err
+check_credentials(struct request *rq, enum route route)
+{
+	const char	*auth = http_param(rq->conn, "HTTP_AUTHORIZATION");
+	const char	*v, *id;
 	enum kv_err	 err;
 
-	if (v == NULL || (strcmp(v, "2") != 0 && strcmp(v, "3") != 0))
-		return KV_ERR_PROTOCOL_VERSION;
-	if ((err = http_check_bearer(rq->conn, rq->srv->token_digest)) !=
-	    KV_OK)
+	if (route != ROUTE_METADATA) {
+		v = http_param(rq->conn, "HTTP_X_DENOKV_VERSION");
+		if (v == NULL || (strcmp(v, "2") != 0 && strcmp(v, "3") != 0))
+			return KV_ERR_PROTOCOL_VERSION;
+	}
+	if ((err = dbreg_authorize(&rq->srv->reg, rq->dbe, auth,
+	    route_writes(route))) != KV_OK)
 		return err;
-	id = http_param(rq->conn, "HTTP_X_DENOKV_DATABASE_ID");
-	if (id == NULL || strcasecmp(id, rq->srv->database_id) != 0)
-		return KV_ERR_DATABASE_ID;
+	if (route != ROUTE_METADATA) {
+		id = http_param(rq->conn, "HTTP_X_DENOKV_DATABASE_ID");
+		if (id == NULL || strcasecmp(id, rq->dbe->id) != 0)
+			return KV_ERR_DATABASE_ID;
+	}
 	return KV_OK;
 }
 
@@ -234,14 +230,42 @@ route_endpoint(enum route route)
 }
 
 
+/*
+ * The request's route, database and credentials, from its parameters
+ * alone: *cap is how much body it may bring. Shared by admit() and, on
+ * the multiplexed model, by the decision what to keep of a body as it
+ * arrives (worker_body_cap), so the two cannot disagree.
+ */
+static enum kv_err
+admit_parameters(struct request *rq, char *path, enum route *route,
+    size_t *cap)
+{
+	const char	*method = http_param(rq->conn, "REQUEST_METHOD");
+	enum kv_err	 err;
+
+	*route = route_path(path, &rq->baselen, &rq->endpoint);
+	rq->counted_as = route_endpoint(*route);
+	rq->base = path;
+	/* Host, then mount: a path under no mount is 404 (dbreg.h). */
+	if ((err = dbreg_route(&rq->srv->reg, http_param(rq->conn,
+	    "HTTP_HOST"), rq->base, rq->baselen, &rq->dbe)) != KV_OK)
+		return err;
+	if (is_misrouted_protobuf(rq, *route))
+		return KV_ERR_NOT_FOUND;
+	if (method == NULL || strcmp(method, "POST") != 0)
+		return KV_ERR_METHOD;
+	*cap = *route == ROUTE_METADATA ? KV_MAX_METADATA_BODY_BYTES :
+	    KV_MAX_BODY_BYTES;
+	return check_credentials(rq, *route);
+}
+
 /* Everything up to the handler: route, method, credentials, body. */
 static enum kv_err
 admit(struct request *rq, enum route *route)
 {
-	const char	*method = http_param(rq->conn, "REQUEST_METHOD");
 	char		*path;
 	uint8_t		*body;
-	size_t		 cap = KV_MAX_BODY_BYTES;
+	size_t		 cap;
 	enum kv_err	 err;
 
 	if ((err = http_path(rq->conn, rq->arena, &path)) != KV_OK)
@@ -252,19 +276,9 @@ admit(struct request *rq, enum route *route)
 		return KV_OK;
 	}
 	testfault_request(path);
-	*route = route_path(path, &rq->baselen, &rq->endpoint);
-	rq->counted_as = route_endpoint(*route);
-	rq->base = path;
-	if (is_misrouted_protobuf(rq, *route))
-		return KV_ERR_NOT_FOUND;
-	if (method == NULL || strcmp(method, "POST") != 0)
-		return KV_ERR_METHOD;
-	if (*route == ROUTE_METADATA) {
-		cap = KV_MAX_METADATA_BODY_BYTES;
-		err = http_check_bearer(rq->conn, rq->srv->token_digest);
-	} else
-		err = check_data_path_headers(rq);
-	if (err != KV_OK)
+	if ((err = admit_parameters(rq, path, route, &cap)) != KV_OK)
+		return err;
+	if ((err = dbreg_open(&rq->srv->reg, rq->dbe, &rq->db)) != KV_OK)
 		return err;
 	if ((err = http_read_body(rq->conn, cap, rq->arena, &body,
 	    &rq->bodylen)) != KV_OK)
@@ -400,14 +414,33 @@ serve_one(struct server *s, struct fcgi_conn *conn, struct arena *a)
  * The grouping point of atomic writes: every write of rqs is admitted and
  * ready; each is answered here, or errs[i] says what to answer. Writes
  * ready in the same turn of the event loop come here together and share
- * one transaction and one fsync (h_atomic_write_batch). They are all for
- * this worker's one database; with several databases per server, rqs is
- * split here into one batch per database.
+ * one transaction and one fsync (h_atomic_write_batch). rqs is split
+ * into one batch per database, each in arrival order.
  */
 static void
 commit_atomic_writes(struct request *const *rqs, size_t n, enum kv_err *errs)
 {
-	h_atomic_write_batch(rqs, n, errs);
+	struct request	*group[WORKER_MAX_BATCH];
+	enum kv_err	 gerrs[WORKER_MAX_BATCH];
+	size_t		 at[WORKER_MAX_BATCH], m;
+	uint8_t		 done[WORKER_MAX_BATCH] = { 0 };
+
+	assert(n <= WORKER_MAX_BATCH);
+	for (size_t i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		m = 0;
+		for (size_t j = i; j < n; j++) {
+			if (done[j] || rqs[j]->db != rqs[i]->db)
+				continue;
+			done[j] = 1;
+			at[m] = j;
+			group[m++] = rqs[j];
+		}
+		h_atomic_write_batch(group, m, gerrs);
+		for (size_t k = 0; k < m; k++)
+			errs[at[k]] = gerrs[k];
+	}
 }
 
 void
@@ -459,29 +492,19 @@ size_t
 worker_body_cap(void *arg, struct fcgi_conn *conn)
 {
 	struct request	 rq = { .conn = conn, .srv = arg };
-	const char	*method = http_param(conn, "REQUEST_METHOD");
 	const char	*uri = http_param(conn, "REQUEST_URI");
-	const char	*name;
 	char		 small[512], *path = small;
-	size_t		 n, baselen, cap = 0;
+	size_t		 n, cap = 0;
 	enum route	 route;
 
-	if (method == NULL || strcmp(method, "POST") != 0)
-		return 0;
 	if (uri == NULL && (uri = http_param(conn, "DOCUMENT_URI")) == NULL)
 		uri = "/";
 	n = strcspn(uri, "?#");
 	if (n >= sizeof(small) && (path = malloc(n + 1)) == NULL)
 		return 0;
-	if (http_normalise_path(uri, n, path) == KV_OK) {
-		route = route_path(path, &baselen, &name);
-		if (route == ROUTE_METADATA)
-			cap = http_check_bearer(conn, rq.srv->token_digest) ==
-			    KV_OK ? KV_MAX_METADATA_BODY_BYTES : 0;
-		else
-			cap = check_data_path_headers(&rq) == KV_OK ?
-			    KV_MAX_BODY_BYTES : 0;
-	}
+	if (http_normalise_path(uri, n, path) != KV_OK ||
+	    admit_parameters(&rq, path, &route, &cap) != KV_OK)
+		cap = 0;
 	if (path != small)
 		free(path);
 	return cap;
@@ -622,7 +645,6 @@ worker_run(struct server *s)
 {
 	struct arena		 a;
 	sigset_t		 stopset;
-	char			 err[512];
 	int			 rc;
 
 	/* Our handlers go in before FCGX_Init, which keeps existing ones. */
@@ -632,17 +654,12 @@ worker_run(struct server *s)
 		return 1;
 	}
 	arena_init(&a, ARENA_CHUNK);
-	if (s->shm.seg != NULL &&
-	    (s->hub = watch_hub_start(s->conf, s->shm.seg, err,
-	    sizeof(err))) == NULL)
-		log_warnx("watch streams disabled: %s", err);
 	if (s->conf->request_model == REQUEST_MODEL_MULTIPLEXED)
 		rc = worker_loop_run(s, &stopset, &a);
 	else
 		rc = serve_one_per_connection(s, &stopset, &a);
 	/* Open watches end; their clients reconnect to another worker. */
-	watch_hub_stop(s->hub);
-	s->hub = NULL;
+	dbreg_stop_hubs(&s->reg);
 	arena_fini(&a);
 	log_debug("worker exiting");
 	return rc;
