@@ -19,6 +19,11 @@
 #     when it does not answer in time.
 # For nginx, nginx/denokv-fcgi.conf is checked both ways a user may include
 # it: inside a location (the recipe) and once at the server level.
+# When tests/e2e/hosting.test.ts exists (several databases from [database]
+# sections, on $RUN_DIR/hosting.sock, through the stack of run.sh), it runs
+# once more through each proxy: the recipe rendered a second time, with
+# /hosting in place of /kv, HOSTING_BASE_URL=https://localhost:PORT/hosting/
+# and DENO_CERT.
 #
 # Environment (run.sh sets them): RUN_DIR, DENOKV_FCGI_BIN, DENOKV_SRCDIR,
 # DENO, DENO_DIR; NODE, NGINX, CADDY choose those programs; KEEP=1 keeps
@@ -76,6 +81,15 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$P"
 
+# tests/e2e/hosting.test.ts (several databases from [database] sections,
+# started by itself on $RUN_DIR/hosting.sock through the stack of run.sh)
+# runs once more through each TLS proxy, when it exists and the stack does.
+HOSTING=0
+HOSTING_SOCK=$RUN_DIR/hosting.sock
+if [ -f "$E2E_DIR/hosting.test.ts" ]; then
+	HOSTING=1
+fi
+
 # --- the server ---------------------------------------------------------------
 
 SOCK=$P/kv.sock
@@ -113,15 +127,17 @@ check "setup: denokv-fcgi serves on $SOCK" $? "$(tail -n 20 "$P/server.log")"
 NG=$P/nginx
 mkdir -p "$NG/tmp"
 
-# render_recipe PORT: nginx/tls-example.conf for this run, on stdout.
+# render_recipe PORT SOCKET PREFIX: nginx/tls-example.conf for this run, on
+# stdout, serving PREFIX (the recipe's /kv) from SOCKET.
 render_recipe() {
-	local port=$1 src=$DENOKV_SRCDIR/nginx/tls-example.conf
+	local port=$1 sock=$2 prefix=$3 src=$DENOKV_SRCDIR/nginx/tls-example.conf
 	sed -e "s|^\( *\)listen 443 ssl http2;|\1listen 127.0.0.1:$port ssl http2;|" \
 		-e '/^ *listen \[::\]:443 ssl http2;/d' \
 		-e "s|server_name kv.example.com;|server_name localhost;|" \
 		-e "s|/etc/ssl/denokv/|$CA/|g" \
 		-e "s|include /etc/nginx/snippets/denokv-fcgi.conf;|include $NG/denokv-fcgi.conf;|" \
-		-e "s|unix:/run/denokv-fcgi.sock;|unix:$SOCK;|" "$src"
+		-e "s|^\( *\)location /kv {|\1location $prefix {|" \
+		-e "s|unix:/run/denokv-fcgi.sock;|unix:$sock;|" "$src"
 }
 
 render_nginx() {
@@ -129,7 +145,10 @@ render_nginx() {
 	[ "$(id -u)" = 0 ] && user="user $(id -un);"
 	cp "$DENOKV_SRCDIR/nginx/denokv-fcgi.conf" "$NG/"
 	cp /etc/nginx/fastcgi_params /etc/nginx/mime.types "$NG/"
-	render_recipe "$NG_PORT" >"$NG/site.conf"
+	render_recipe "$NG_PORT" "$SOCK" /kv >"$NG/site.conf"
+	if [ "$HOSTING" = 1 ]; then
+		render_recipe "$NG_HOST_PORT" "$HOSTING_SOCK" /hosting >>"$NG/site.conf"
+	fi
 	cat >"$NG/nginx.conf" <<EOF
 # written by tests/e2e/tls.sh
 $user
@@ -184,6 +203,7 @@ start_nginx() {
 	for _ in $(seq 1 "$PORT_TRIES"); do
 		NG_PORT=$(pick_port) NG_SRV_PORT=$(pick_port "$NG_PORT")
 		NG_LOC_PORT=$(pick_port "$NG_PORT" "$NG_SRV_PORT")
+		NG_HOST_PORT=$(pick_port "$NG_PORT" "$NG_SRV_PORT" "$NG_LOC_PORT")
 		render_nginx
 		rm -f "$NG/nginx.pid"
 		if "$NGINX" -p "$NG/" -c "$NG/nginx.conf" -e "$P/nginx-error.log" \
@@ -214,22 +234,27 @@ check "setup: nginx starts with nginx/tls-example.conf (TLS, HTTP/2) and the sni
 CD=$P/caddy
 mkdir -p "$CD"
 
-render_caddy_site() { # PORT SOCKET
+render_caddy_site() { # PORT SOCKET PREFIX
 	sed -e "s|^kv.example.com {|https://localhost:$1 {|" \
 		-e "s|/etc/ssl/denokv/|$CA/|g" \
+		-e "s,\(handle\|path\) /kv\*,\1 $3*," \
 		-e "s|unix//run/denokv-fcgi.sock|unix/$2|" "$DENOKV_SRCDIR/conf/Caddyfile.tls"
 }
 
 start_caddy() {
 
 	for _ in $(seq 1 "$PORT_TRIES"); do
-		CD_PORT=$(pick_port "$NG_PORT" "$NG_SRV_PORT" "$NG_LOC_PORT")
-		CD_DOWN_PORT=$(pick_port "$NG_PORT" "$NG_SRV_PORT" "$NG_LOC_PORT" "$CD_PORT")
+		CD_PORT=$(pick_port "$NG_PORT" "$NG_SRV_PORT" "$NG_LOC_PORT" "$NG_HOST_PORT")
+		CD_DOWN_PORT=$(pick_port "$NG_PORT" "$NG_SRV_PORT" "$NG_LOC_PORT" "$NG_HOST_PORT" "$CD_PORT")
+		CD_HOST_PORT=$(pick_port "$NG_PORT" "$NG_SRV_PORT" "$NG_LOC_PORT" "$NG_HOST_PORT" "$CD_PORT" "$CD_DOWN_PORT")
 		{
 			printf '# written by tests/e2e/tls.sh from conf/Caddyfile.tls\n'
 			printf '{\n\tadmin off\n\tauto_https off\n\tgrace_period 1s\n}\n\n'
-			render_caddy_site "$CD_PORT" "$SOCK"
-			render_caddy_site "$CD_DOWN_PORT" "$P/nobody.sock"
+			render_caddy_site "$CD_PORT" "$SOCK" /kv
+			render_caddy_site "$CD_DOWN_PORT" "$P/nobody.sock" /kv
+			if [ "$HOSTING" = 1 ]; then
+				render_caddy_site "$CD_HOST_PORT" "$HOSTING_SOCK" /hosting
+			fi
 		} >"$CD/Caddyfile"
 		: >"$CD/caddy.out"
 		HOME=$CD XDG_DATA_HOME=$CD/data XDG_CONFIG_HOME=$CD/config \
@@ -314,14 +339,31 @@ clients() {
 		"$NODE" --test-reporter=tap "$E2E_DIR/tls_clients.test.mjs"
 }
 
+# hosting NAME BASE: tests/e2e/hosting.test.ts through one proxy, its Deno
+# CLI and raw requests at BASE (https://localhost:PORT/hosting/), with a
+# fresh directory of databases each time.
+hosting() {
+	local name=$1 base=$2
+	if [ ! -f "$RUN_DIR/env" ]; then
+		tap not_ok "$name: hosting suite: needs the stack of tests/e2e/run.sh" \
+			"no $RUN_DIR/env: run this suite through run.sh (SUITES=tls)"
+		return
+	fi
+	rm -rf "$RUN_DIR/hosting"
+	SUBSUITE_TIMEOUT=300 subsuite "$name: hosting" env RUN_DIR="$RUN_DIR" \
+		HOSTING_BASE_URL="$base" DENO_CERT="$CA/ca.pem" \
+		"$DENO" test --unstable-kv -A --no-check --no-lock --reporter=tap "$E2E_DIR/hosting.test.ts"
+}
+
 # subsuite LABEL CMD...: run a TAP-printing test program; each top-level
 # test point becomes one of ours. A program that reports nothing, fewer
 # points than its plan, or fails without a failing point is a failure too.
+# shellcheck disable=SC2094 # $out is only read inside the loop
 subsuite() {
 	local label=$1 out rc line count=0 plan=-1 fails=0
 	shift
 	out=$P/sub-$N.tap
-	(cd "$E2E_DIR" && timeout -k 5 180 "$@") >"$out" 2>"$out.err" </dev/null
+	(cd "$E2E_DIR" && timeout -k 5 "${SUBSUITE_TIMEOUT:-180}" "$@") >"$out" 2>"$out.err" </dev/null
 	rc=$?
 	while IFS= read -r line; do
 		line=${line%$'\r'}
@@ -371,6 +413,9 @@ if [ -n "$NGINX_PID" ]; then
 	expect_answer "nginx, snippet at the server level: no answer within fastcgi_read_timeout: 504 and a one-line text" \
 		"504|text/plain; charset=utf-8|$TOO_SLOW\\n" \
 		--data-binary x "https://localhost:$NG_SRV_PORT/slow/kv/alice"
+	if [ "$HOSTING" = 1 ]; then
+		hosting nginx "https://localhost:$NG_HOST_PORT/hosting/"
+	fi
 	code=$(curl -sS -m 5 --cacert "$CA/ca.pem" -o /dev/null -w '%{http_code}' -X POST \
 		--data-binary x "$NG_URL/kv/alice.denokv-fcgi-413" 2>&1)
 	check "nginx: the error pages are internal: asked for directly, one is a 404" \
@@ -393,6 +438,9 @@ if [ -n "$CADDY_PID" ]; then
 			"502|text/plain; charset=utf-8|$UNREACHABLE\\n" \
 			"$v" --data-binary x "https://localhost:$CD_DOWN_PORT/kv/alice"
 	done
+	if [ "$HOSTING" = 1 ]; then
+		hosting caddy "https://localhost:$CD_HOST_PORT/hosting/"
+	fi
 else
 	tap not_ok "caddy: not run (caddy did not start)"
 fi
