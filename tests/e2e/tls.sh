@@ -217,10 +217,22 @@ start_nginx() {
 	return 1
 }
 
+# unreplaced FILE...: the lines of a rendered recipe (comments aside) that
+# still name the deployment the recipe was written for; a recipe edited so
+# that the replacements above miss a line must fail here, not bind :443.
+unreplaced() {
+	grep -Hn -v '^[[:space:]]*#' "$@" |
+		grep -E '443|kv\.example\.com|/etc/ssl/|/run/denokv-fcgi\.sock|/etc/nginx/snippets' || true
+}
+
 # A listener that takes connections and never answers: nginx's 504.
 socat "UNIX-LISTEN:$P/silent.sock,fork" SYSTEM:'sleep 30' </dev/null >"$P/silent.out" 2>&1 &
 SILENT_PID=$!
 
+NG_PORT=0 NG_SRV_PORT=0 NG_LOC_PORT=0 NG_HOST_PORT=0 render_nginx
+left=$(unreplaced "$NG/site.conf")
+check "setup: nginx/tls-example.conf renders with every deployment-specific line replaced" \
+	"$([ -z "$left" ]; echo $?)" "$left"
 start_nginx
 check "setup: nginx starts with nginx/tls-example.conf (TLS, HTTP/2) and the snippet at both levels" $? \
 	"$(cat "$NG/start.out" 2>/dev/null)" "$(tail -n 5 "$P/nginx-error.log" 2>/dev/null)"
@@ -426,6 +438,10 @@ fi
 
 # --- through caddy --------------------------------------------------------------
 
+CD_PORT=0 CD_DOWN_PORT=0 CD_HOST_PORT=0 render_caddy_site 0 "$SOCK" /kv >"$CD/rendered"
+left=$(unreplaced "$CD/rendered")
+check "setup: conf/Caddyfile.tls renders with every deployment-specific line replaced" \
+	"$([ -z "$left" ]; echo $?)" "$left"
 start_caddy
 check "setup: caddy starts with conf/Caddyfile.tls (TLS with the test certificate)" $? \
 	"$(tail -n 15 "$CD/caddy.out" 2>/dev/null)"
