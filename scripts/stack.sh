@@ -41,6 +41,12 @@
 #   LOCATION_INCLUDE start-server: the FastCGI snippet the instance's
 #                    location includes, relative to RUN_DIR (default
 #                    denokv-fcgi.conf, the copy of nginx/denokv-fcgi.conf)
+#   CONFIG           start-server: serve the databases of this configuration
+#                    file (--config; its [database NAME] sections) instead
+#                    of DB; TOKEN is then one of its tokens, for the check
+#                    that the instance answers
+#   READY_PATH       start-server: the path whose metadata exchange tells
+#                    that the instance is up (default /NAME/)
 #   WAIT_SECS        how long to wait for readiness (default 20)
 #
 # Exit status: 0 on success; non-zero with a message on stderr otherwise.
@@ -244,9 +250,18 @@ start_fcgi() {
 	# only the script that started it, which then stops it in order, rather
 	# than the server directly.
 	# shellcheck disable=SC2086
-	DENO_KV_ACCESS_TOKEN=$token setsid "$BIN" --sqlite-path "$db" serve \
-		--listen "unix:$sock" $ro $asroot ${SERVER_ARGS:-} \
-		</dev/null >>"$log" 2>&1 &
+	if [ -n "${CONFIG:-}" ]; then
+		# The file names the databases: a path or token from the
+		# environment would be refused next to its sections.
+		env -u DENO_KV_ACCESS_TOKEN -u DENO_KV_SQLITE_PATH \
+			setsid "$BIN" --config "$CONFIG" serve \
+			--listen "unix:$sock" $ro $asroot ${SERVER_ARGS:-} \
+			</dev/null >>"$log" 2>&1 &
+	else
+		DENO_KV_ACCESS_TOKEN=$token setsid "$BIN" --sqlite-path "$db" serve \
+			--listen "unix:$sock" $ro $asroot ${SERVER_ARGS:-} \
+			</dev/null >>"$log" 2>&1 &
+	fi
 	printf '%s\n' "$!" >"$pidfile"
 }
 
@@ -456,7 +471,7 @@ EOF
 		stop_pid "denokv-fcgi $name" "$spid" || true
 		die "nginx refused the configuration for $name"
 	fi
-	if ! wait_ready "http://127.0.0.1:$H1_PORT/$name/" "$token" "$spid" "$RUN_DIR/$name.log" "$name"; then
+	if ! wait_ready "http://127.0.0.1:$H1_PORT${READY_PATH:-/$name/}" "$token" "$spid" "$RUN_DIR/$name.log" "$name"; then
 		rm -f "$RUN_DIR/locations/$name.conf"
 		reload_nginx "$npid" || true
 		stop_pid "denokv-fcgi $name" "$spid" || true

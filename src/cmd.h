@@ -16,6 +16,8 @@ int	cmd_restore_main(int argc, char **argv);
 int	cmd_check_main(int argc, char **argv);
 /* denokv-fcgi [--sqlite-path P | --listen ADDR] status */
 int	cmd_status_main(int argc, char **argv);
+/* denokv-fcgi token new [--read-only] [--expires TIME] */
+int	cmd_token_main(int argc, char **argv);
 
 /*
  * Shared by the verbs: reads the options and the file like serve does

@@ -224,7 +224,11 @@ ask(const struct conf *c, char *err, size_t len)
 		fd = connect_unix(c->listen + 5, err, len);
 	else if (c->listen != NULL)
 		fd = connect_tcp(c->listen, err, len);
-	else {
+	else if (c->sqlite_path == NULL) {
+		snprintf(err, len, "a file with [database] sections names no"
+		    " socket: set listen =");
+		return -1;
+	} else {
 		snprintf(path, sizeof(path), "%s.sock", c->sqlite_path);
 		fd = connect_unix(path, err, len);
 	}

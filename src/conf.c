@@ -2,9 +2,11 @@
  * conf.c: settings from the command line, the environment and an INI file
  * (see conf.h). Every setting is one row of conf_options[]: its name, type,
  * bounds and help. --help, the command line, the file and validation all
- * read that one table, so a setting cannot exist in one place only.
+ * read that one table, so a setting cannot exist in one place only. The
+ * file's [database NAME] sections are conf_db.c's.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <ini.h>
 
 #include "conf.h"
+#include "conf_db.h"
 #include "kv_limits.h"
 
 #ifndef PACKAGE_VERSION
@@ -106,6 +109,10 @@ static const struct conf_option conf_options[] = {
 	{ "metrics-token", "TOKEN", CT_STRING, OFF(metrics_token), 0, 0, 0,
 	  "the bearer token the metrics path requires, 12 characters or"
 	  " more" },
+	{ "max-open-databases", "N", CT_INT, OFF(max_open_databases), 1,
+	  100000, 0, "with [database] sections in the file: databases one"
+	  " worker keeps open, least recently used closed first (default"
+	  " 64)" },
 };
 #define N_OPTIONS	(sizeof(conf_options) / sizeof(conf_options[0]))
 
@@ -232,13 +239,16 @@ usage(FILE *f)
 	    "       denokv-fcgi [--sqlite-path PATH] backup DEST\n"
 	    "       denokv-fcgi [--sqlite-path PATH] restore SRC\n"
 	    "       denokv-fcgi [--sqlite-path PATH] check\n"
-	    "       denokv-fcgi [--sqlite-path PATH | --listen ADDR] status\n\n"
+	    "       denokv-fcgi [--sqlite-path PATH | --listen ADDR] status\n"
+	    "       denokv-fcgi token new [--read-only] [--expires TIME]\n\n"
 	    "Serves a Deno KV database (the KV Connect protocol) over"
 	    " FastCGI.\n\n"
 	    "  backup   copy the database while it is served\n"
 	    "  restore  put a backup in place of a stopped service's database\n"
 	    "  check    integrity and schema check (exit status 1: a problem)\n"
 	    "  status   ask the running service how it is doing\n"
+	    "  token    new: a random token for a [database] section of the"
+	    " file\n"
 	    "\noptions:\n");
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		snprintf(flag, sizeof(flag), "--%s%s%s", conf_options[i].name,
@@ -307,6 +317,7 @@ conf_defaults(struct conf *c)
 	c->busy_timeout_ms = KV_BUSY_TIMEOUT_MS;
 	c->sqlite_file_mode = 0600;
 	c->log_level = LOG_LVL_INFO;
+	c->max_open_databases = 64;
 }
 
 void
@@ -317,14 +328,89 @@ conf_fini(struct conf *c)
 			free(*(char **)field(c, &conf_options[i]));
 			*(char **)field(c, &conf_options[i]) = NULL;
 		}
+	conf_db_free(c);
 }
 
 /* --- the file ----------------------------------------------------------- */
 
+/*
+ * inih calls the handler for "name = value" lines only, so the reader
+ * (which sees every line first) counts lines and takes the section
+ * headers: an empty section is still seen, and each section knows its
+ * line for the checks done after the whole file is read. The reader also
+ * drops the blanks that start a line: inih would take an indented line
+ * for the continuation of the previous value, and indented sections are
+ * how people write them.
+ */
 struct file_ctx {
 	struct conf	*c;
+	FILE		*f;
+	int		 line;		/* of the line being parsed */
+	int		 at_line_start;	/* the next chunk starts a line */
+	unsigned	 seen;		/* keys of the current section */
+	char		 header[CONF_DB_MAX_NAME + 64];	/* its [text] */
+	const char	*top_key;	/* a top-level sqlite-path/access-token */
+	int		 top_line;
+	int		 err_line;
 	char		 err[512];
 };
+
+static void file_error(struct file_ctx *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+
+static void
+file_error(struct file_ctx *ctx, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+	ctx->err_line = ctx->line;
+}
+
+/* A line "[text]" from its first column: a new section. */
+static void
+file_section(struct file_ctx *ctx, const char *line)
+{
+	const char	*close = strchr(line, ']');
+	size_t		 n;
+
+	/* No ']': inih reports the syntax error itself. */
+	if (close == NULL)
+		return;
+	n = (size_t)(close - line - 1);
+	if (n >= sizeof(ctx->header))
+		n = sizeof(ctx->header) - 1;
+	memcpy(ctx->header, line + 1, n);
+	ctx->header[n] = '\0';
+	ctx->seen = 0;
+	if (conf_db_begin(ctx->c, ctx->header, ctx->line, ctx->err,
+	    sizeof(ctx->err)) != 0)
+		ctx->err_line = ctx->line;
+}
+
+static char *
+file_reader(char *str, int num, void *stream)
+{
+	struct file_ctx	*ctx = stream;
+	size_t		 skip;
+
+	if (ctx->err[0] != '\0' || fgets(str, num, ctx->f) == NULL)
+		return NULL;
+	if (ctx->at_line_start) {
+		ctx->line++;
+		skip = ctx->line == 1 && strncmp(str, "\xEF\xBB\xBF", 3) == 0 ?
+		    3 : 0;
+		skip += strspn(str + skip, " \t");
+		memmove(str, str + skip, strlen(str + skip) + 1);
+		if (*str == '[')
+			file_section(ctx, str);
+	}
+	ctx->at_line_start = strchr(str, '\n') != NULL;
+	/* An error stops the file here: inih sees its end. */
+	return ctx->err[0] != '\0' ? NULL : str;
+}
 
 static int
 file_handler(void *user, const char *section, const char *name,
@@ -337,19 +423,32 @@ file_handler(void *user, const char *section, const char *name,
 	if (ctx->err[0] != '\0')
 		return 0;
 	if (section[0] != '\0') {
-		snprintf(ctx->err, sizeof(ctx->err), "section [%s] is not"
-		    " used; put settings at the top level", section);
-		return 0;
+		/* The reader took the header; inih must agree on it. */
+		if (strcmp(section, ctx->header) != 0 ||
+		    ctx->c->ndatabases == 0) {
+			file_error(ctx, "cannot read the section line [%s]",
+			    section);
+			return 0;
+		}
+		if (conf_db_key(ctx->c, name, value, &ctx->seen, ctx->err,
+		    sizeof(ctx->err)) != 0) {
+			ctx->err_line = ctx->line;
+			return 0;
+		}
+		return 1;
 	}
 	o = find_option(name, strlen(name));
 	if (o == NULL || o->cli_only) {
-		snprintf(ctx->err, sizeof(ctx->err), "unknown key \"%s\"",
-		    name);
+		file_error(ctx, "unknown key \"%s\"", name);
 		return 0;
 	}
 	if (apply(ctx->c, o, value, 1, why, sizeof(why)) != 0) {
-		snprintf(ctx->err, sizeof(ctx->err), "%s: %s", name, why);
+		file_error(ctx, "%s: %s", name, why);
 		return 0;
+	}
+	if (o->offset == OFF(sqlite_path) || o->offset == OFF(access_token)) {
+		ctx->top_key = o->name;
+		ctx->top_line = ctx->line;
 	}
 	return 1;
 }
@@ -357,21 +456,40 @@ file_handler(void *user, const char *section, const char *name,
 static int
 load_file(struct conf *c, const char *path, char *errbuf, size_t errlen)
 {
-	struct file_ctx	 ctx = { .c = c };
+	struct file_ctx	 ctx = { .c = c, .at_line_start = 1 };
 	int		 line;
 
-	line = ini_parse(path, file_handler, &ctx);
-	if (line == 0)
-		return 0;
-	if (line < 0)
+	if ((ctx.f = fopen(path, "r")) == NULL) {
 		snprintf(errbuf, errlen, "%s: cannot read: %s", path,
-		    strerror(errno ? errno : ENOENT));
-	else if (ctx.err[0] != '\0')
-		snprintf(errbuf, errlen, "%s:%d: %s", path, line, ctx.err);
-	else
+		    strerror(errno));
+		return -1;
+	}
+	line = ini_parse_stream(file_reader, &ctx, file_handler, &ctx);
+	if (line == 0 && ctx.err[0] == '\0' && ferror(ctx.f))
+		line = -1;
+	fclose(ctx.f);
+	if (ctx.err[0] != '\0') {
+		snprintf(errbuf, errlen, "%s:%d: %s", path, ctx.err_line,
+		    ctx.err);
+		return -1;
+	}
+	if (line < 0) {
+		snprintf(errbuf, errlen, "%s: cannot read: %s", path,
+		    strerror(errno ? errno : EIO));
+		return -1;
+	}
+	if (line > 0) {
 		snprintf(errbuf, errlen, "%s:%d: syntax error (expected"
 		    " name = value)", path, line);
-	return -1;
+		return -1;
+	}
+	if (c->ndatabases > 0 && ctx.top_key != NULL) {
+		snprintf(errbuf, errlen, "%s:%d: %s is for a file without"
+		    " [database] sections; this file has them (use one or"
+		    " the other)", path, ctx.top_line, ctx.top_key);
+		return -1;
+	}
+	return conf_db_validate(c, path, errbuf, errlen);
 }
 
 /* --- the command line ----------------------------------------------------- */
@@ -483,6 +601,9 @@ conf_validate_ops(const struct conf *c, char *errbuf, size_t errlen)
 	return 0;
 }
 
+static enum conf_result conf_validate_serve(const struct conf *, char *,
+		    size_t);
+
 static enum conf_result
 conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
     size_t errlen)
@@ -492,7 +613,30 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 		    " (see --help)");
 		return CONF_ERROR;
 	}
+	/*
+	 * With [database] sections the file names every database and its
+	 * tokens; a single database from elsewhere (the command line, the
+	 * environment) would be ambiguous for serve. The verbs still take
+	 * --sqlite-path: they work on one file.
+	 */
+	if (c->ndatabases > 0 && !verb) {
+		if (c->sqlite_path != NULL || c->access_token != NULL) {
+			snprintf(errbuf, errlen, "the config file has [database]"
+			    " sections: --sqlite-path and --access-token (and"
+			    " DENO_KV_SQLITE_PATH, DENO_KV_ACCESS_TOKEN) do not"
+			    " apply; use one or the other");
+			return CONF_ERROR;
+		}
+		return conf_validate_serve(c, errbuf, errlen);
+	}
 	/* status needs only the socket when --listen names it. */
+	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
+	    !(verb && c->listen != NULL) && c->ndatabases > 0) {
+		snprintf(errbuf, errlen, "no database: the config file has"
+		    " [database] sections; give --sqlite-path and the path of"
+		    " one of them");
+		return CONF_ERROR;
+	}
 	if ((c->sqlite_path == NULL || *c->sqlite_path == '\0') &&
 	    !(verb && c->listen != NULL)) {
 		snprintf(errbuf, errlen, "no database: give --sqlite-path, set"
@@ -513,6 +657,13 @@ conf_validate(const struct conf *c, int saw_serve, int verb, char *errbuf,
 		    " characters", KV_MIN_TOKEN_CHARS);
 		return CONF_ERROR;
 	}
+	return conf_validate_serve(c, errbuf, errlen);
+}
+
+/* The settings serve needs besides its databases. */
+static enum conf_result
+conf_validate_serve(const struct conf *c, char *errbuf, size_t errlen)
+{
 	if ((c->sqlite_file_mode & 0600) != 0600) {
 		snprintf(errbuf, errlen, "sqlite-file-mode: %04o does not let"
 		    " the server read and write its own database (give the"

@@ -17,8 +17,35 @@
 
 #include <sys/types.h>
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "kv.h"
 #include "log.h"
+#include "token.h"
+
+/* The text of a database id: a UUID, 8-4-4-4-12 lower-case hex. */
+#define CONF_DATABASE_ID_LEN	36
+
+/*
+ * One "[database NAME]" section of the file (docs/shared-hosting.md).
+ * Owned by the struct conf that holds it; conf_fini() frees it.
+ */
+struct conf_database {
+	char		*name;		/* [A-Za-z0-9._-]+, unique in the file */
+	char		*path;		/* the SQLite file, as written */
+	char		*mount;		/* "/a/b": starts with '/', no trailing
+					   '/', no "//", "." or ".."; the root
+					   mount "/" is stored as "" */
+	char		*host;		/* NULL: any Host; else lower case,
+					   without a port */
+	char		 id[CONF_DATABASE_ID_LEN + 1];	/* databaseId */
+	int64_t		 max_size;	/* bytes; 0: no limit */
+	int		 max_watches;	/* open watch streams; 0: no limit */
+	struct conf_token *tokens;	/* at least one */
+	size_t		 ntokens;
+	int		 line;		/* of its [database] line, for messages */
+};
 
 struct conf {
 	char		*config_path;	/* NULL: no file */
@@ -47,6 +74,14 @@ struct conf {
 	char		*health_path;
 	char		*metrics_path;
 	char		*metrics_token;	/* required with metrics_path */
+	/*
+	 * The databases of the file's [database NAME] sections, in file
+	 * order; NULL (and 0) for the one-database form (sqlite_path and
+	 * access_token), which then serves at every path as always.
+	 */
+	struct conf_database *databases;
+	size_t		 ndatabases;
+	int		 max_open_databases;	/* per worker, LRU closed first */
 };
 
 enum conf_result {
@@ -80,8 +115,18 @@ struct kv_options conf_kv_options(const struct conf *c);
 /* Whether argv word arg ("--name") is an option whose value follows it. */
 int		 conf_option_takes_value(const char *arg);
 
-/* Whether argv word arg ("--name") is an option whose value follows it. */
-int		 conf_option_takes_value(const char *arg);
+/* The database of that name, or NULL. */
+const struct conf_database *conf_database_find(const struct conf *c,
+		    const char *name);
+
+/*
+ * The id a database gets when its section has no "id =": a name-based
+ * UUID (RFC 9562 version 8) of SHA-256 over a fixed prefix and the name,
+ * so it stays when the file moves and differs between names. name: a
+ * section's name, at most 64 characters.
+ */
+void		 conf_database_id_for_name(const char *name,
+		    char out[CONF_DATABASE_ID_LEN + 1]);
 
 /* The default worker count: one per CPU, at least two. */
 int		 conf_default_workers(void);

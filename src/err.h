@@ -22,6 +22,7 @@
 	X(KV_OK, 200, "OK") \
 	/* transport and routing */ \
 	X(KV_ERR_NOT_FOUND, 404, "Resource not found.") \
+	X(KV_ERR_NO_MOUNT, 404, "No database is mounted at this path.") \
 	X(KV_ERR_METHOD, 405, "Method not allowed: KV Connect requests are POST.") \
 	X(KV_ERR_BODY_TOO_LARGE, 413, "Request body too large.") \
 	X(KV_ERR_BAD_CONTENT_LENGTH, 400, "Invalid or missing Content-Length.") \
@@ -29,6 +30,8 @@
 	/* authentication and headers */ \
 	X(KV_ERR_AUTH_MALFORMED, 401, "Malformed authorization header.") \
 	X(KV_ERR_AUTH_INVALID, 401, "Invalid access token.") \
+	X(KV_ERR_TOKEN_EXPIRED, 401, "The access token has expired.") \
+	X(KV_ERR_TOKEN_READ_ONLY, 403, "Refused: this token is read-only.") \
 	X(KV_ERR_DATABASE_ID, 400, "Invalid database id.") \
 	X(KV_ERR_PROTOCOL_VERSION, 400, "Expected protocol version 2 or 3 in x-denokv-version.") \
 	/* metadata exchange */ \
@@ -69,6 +72,9 @@
 	X(KV_ERR_BUSY, 503, "The database is busy, try again later.") \
 	X(KV_ERR_NOMEM, 503, "The server is out of memory, try again later.") \
 	X(KV_ERR_TOO_MANY_WATCHES, 503, "The server has too many open watches, try again later.") \
+	/* per-database limits of the configuration file: the operator's */ \
+	X(KV_ERR_SIZE_LIMIT, 507, "The write was not applied: database size limit reached (reads still work).") \
+	X(KV_ERR_WATCH_LIMIT, 429, "This database has too many open watches.") \
 	X(KV_ERR_STORAGE, 500, "The database reported an unexpected error; the server's log says which.") \
 	X(KV_ERR_INTERNAL, 500, "An internal server error occurred.") \
 	/* transient: the write waited its whole turn-wait limit (busy-timeout) */ \

@@ -18,7 +18,7 @@ h_atomic_write(struct request *rq)
 	if ((err = codec_decode_atomic_write(rq->body, rq->bodylen, now,
 	    rq->arena, &w)) != KV_OK)
 		return err;
-	if ((err = kv_atomic_write(rq->srv->db, &w, now, rq->arena, &res)) !=
+	if ((err = kv_atomic_write(rq->db, &w, now, rq->arena, &res)) !=
 	    KV_OK)
 		return err;
 	metrics_commit(res.committed);

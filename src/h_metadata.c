@@ -9,7 +9,8 @@
  * (http_normalise_path): it starts with one slash and has no dot segment
  * or backslash, so the URL is always a path on the origin the client
  * used, never "//other.host/...", to which the client would send the
- * token. The caller has checked the token before reading the body.
+ * token. The caller has routed the request to its database (whose id is
+ * answered) and checked the token before reading the body.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ enum kv_err
 h_metadata(struct request *rq)
 {
 	char		 url[4096], expires[64];
+	const char	*auth, *token;
 	char		*text;
 	json_t		*doc;
 	enum kv_err	 err;
@@ -44,6 +46,15 @@ h_metadata(struct request *rq)
 	if ((err = codec_decode_metadata_request(rq->body, rq->bodylen,
 	    &version, &queues)) != KV_OK)
 		return err;
+	/*
+	 * The data path takes the token the client authenticated with here:
+	 * the configuration may hold only its hash. admit() has checked the
+	 * header's "Bearer " form.
+	 */
+	if ((auth = http_param(rq->conn, "HTTP_AUTHORIZATION")) == NULL ||
+	    strlen(auth) < 7)
+		return KV_ERR_AUTH_MALFORMED;
+	token = auth + 7;
 	if (rq->baselen + sizeof("/v2") > sizeof(url))
 		return KV_ERR_NOT_FOUND;
 	snprintf(url, sizeof(url), "%.*s/v2", (int)rq->baselen, rq->base);
@@ -54,9 +65,9 @@ h_metadata(struct request *rq)
 	    sizeof(expires));
 	doc = json_pack("{s:i, s:s, s:[{s:s, s:s}], s:s, s:s}",
 	    "version", version,
-	    "databaseId", rq->srv->database_id,
+	    "databaseId", rq->dbe->id,
 	    "endpoints", "url", url, "consistency", "strong",
-	    "token", rq->srv->conf->access_token,
+	    "token", token,
 	    "expiresAt", expires);
 	/* queue delivery, this server's extension (docs/queues.md) */
 	if (doc != NULL && queues && json_object_set_new(doc,

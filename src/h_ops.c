@@ -49,10 +49,21 @@ is_get(struct request *rq)
 	return 0;
 }
 
+/*
+ * The database the operator's endpoints look at: the only one, or the
+ * first configured (the others are probed by their own clients' 5xx).
+ */
+static struct dbreg_db *
+ops_database(struct request *rq)
+{
+	return &rq->srv->reg.dbs[0];
+}
+
 /* The data version and one entry: touches the kv table's root and a leaf. */
 static enum kv_err
 read_probe(struct request *rq)
 {
+	struct kv_db		*db;
 	static const uint8_t	 all_end[] = { 0xff };
 	struct kv_range		 r = {
 		.start = { all_end, 0 },
@@ -63,9 +74,11 @@ read_probe(struct request *rq)
 	int64_t			 version;
 	enum kv_err		 e;
 
-	if ((e = kv_current_version(rq->srv->db, &version)) != KV_OK)
+	if ((e = dbreg_open(&rq->srv->reg, ops_database(rq), &db)) != KV_OK)
 		return e;
-	return kv_snapshot_read(rq->srv->db, &r, 1, kv_now_ms(), rq->arena,
+	if ((e = kv_current_version(db, &version)) != KV_OK)
+		return e;
+	return kv_snapshot_read(db, &r, 1, kv_now_ms(), rq->arena,
 	    &res);
 }
 
@@ -80,7 +93,7 @@ h_health(struct request *rq)
 
 	if (!is_get(rq))
 		return;
-	if (statvfs(rq->srv->conf->sqlite_path, &vfs) == 0) {
+	if (statvfs(ops_database(rq)->path, &vfs) == 0) {
 		free_bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
 		if (free_bytes < KV_HEALTH_MIN_FREE_BYTES) {
 			n = snprintf(why, sizeof(why), "disk full: %llu bytes"
@@ -102,6 +115,7 @@ static void
 h_metrics(struct request *rq)
 {
 	struct kv_queue_stats	 qs;
+	struct kv_db		*db;
 	enum kv_err		 e;
 	char			*buf;
 	size_t			 n;
@@ -115,10 +129,12 @@ h_metrics(struct request *rq)
 		return;
 	}
 	/* Unreadable now (a storage fault): the other families still go. */
-	if ((e = kv_queue_stats(rq->srv->db, kv_now_ms(), &qs)) != KV_OK)
+	if ((e = dbreg_open(&rq->srv->reg, ops_database(rq), &db)) == KV_OK)
+		e = kv_queue_stats(db, kv_now_ms(), &qs);
+	if (e != KV_OK)
 		log_warnx("metrics: queue stats: %s", kv_err_message(e));
 	if ((buf = arena_alloc(rq->arena, OPS_RENDER_BYTES)) == NULL ||
-	    (n = metrics_render(rq->srv->conf->sqlite_path,
+	    (n = metrics_render(ops_database(rq)->path,
 	    e == KV_OK ? &qs : NULL, buf, OPS_RENDER_BYTES)) == 0) {
 		reply_text(rq, 503, NO_STORE, "metrics unavailable\n", 20);
 		return;
@@ -135,7 +151,7 @@ h_status(struct request *rq)
 	size_t	 n;
 
 	if ((buf = arena_alloc(rq->arena, OPS_RENDER_BYTES)) == NULL ||
-	    (n = metrics_render_status(rq->srv->conf->sqlite_path, buf,
+	    (n = metrics_render_status(ops_database(rq)->path, buf,
 	    OPS_RENDER_BYTES)) == 0) {
 		reply_text(rq, 503, NO_STORE, "status unavailable\n", 19);
 		return;

@@ -31,28 +31,31 @@ h_queue_lease(struct request *rq)
 {
 	struct queue_lease_req	 req;
 	struct kv_queue_msg	*msgs;
+	struct watch_hub	*hub;
 	size_t			 n = 0, len = 0;
 	enum kv_err		 err;
 	int			 fd, request_id;
 
 	if ((err = queue_decode_lease(rq->body, rq->bodylen, &req)) != KV_OK)
 		return err;
-	if (kv_is_read_only(rq->srv->db))
+	if (kv_is_read_only(rq->db))
 		return KV_ERR_READ_ONLY;
 	if ((msgs = arena_alloc(rq->arena, req.max * sizeof(*msgs))) == NULL)
 		return KV_ERR_NOMEM;
-	if ((err = kv_queue_lease(rq->srv->db, kv_now_ms(), req.max,
+	if ((err = kv_queue_lease(rq->db, kv_now_ms(), req.max,
 	    req.lease_ms, rq->arena, msgs, &n)) != KV_OK)
 		return err;
 	if (n > 0 || req.wait_ms == 0)
 		return reply_json(rq, queue_encode_lease(msgs, n, &len));
 	/* Without a hub, a 503 makes the client back off, not spin. */
-	if (rq->srv->hub == NULL || watch_hub_polls_full(rq->srv->hub))
+	if (dbreg_hubs_full(&rq->srv->reg) ||
+	    (hub = dbreg_hub(&rq->srv->reg, rq->dbe)) == NULL ||
+	    watch_hub_polls_full(hub))
 		return KV_ERR_TOO_MANY_POLLS;
 	if (http_detach_stream(rq->conn, "application/json", &fd,
 	    &request_id) != 0)
 		return KV_OK;	/* the client is gone; nothing to answer */
-	if (watch_hub_adopt_poll(rq->srv->hub, fd, request_id, req.max,
+	if (watch_hub_adopt_poll(hub, fd, request_id, req.max,
 	    req.wait_ms, req.lease_ms) != KV_OK)
 		close(fd);	/* headers are out: the client polls again */
 	return KV_OK;
@@ -68,7 +71,7 @@ h_queue_finish(struct request *rq)
 	if ((err = queue_decode_finish(rq->body, rq->bodylen, rq->arena,
 	    &req)) != KV_OK)
 		return err;
-	if ((err = kv_queue_finish_many(rq->srv->db, req.o, req.n,
+	if ((err = kv_queue_finish_many(rq->db, req.o, req.n,
 	    kv_now_ms())) != KV_OK)
 		return err;
 	if (req.batch)
@@ -90,7 +93,7 @@ h_queue_renew(struct request *rq)
 	if ((err = queue_decode_renew(rq->body, rq->bodylen, rq->arena,
 	    &req)) != KV_OK)
 		return err;
-	if ((err = kv_queue_renew(rq->srv->db, req.id, req.until,
+	if ((err = kv_queue_renew(rq->db, req.id, req.until,
 	    req.lease_ms, kv_now_ms(), &until)) != KV_OK)
 		return err;
 	return reply_json(rq, queue_encode_renew(req.id, until, &len));

@@ -20,7 +20,7 @@ h_snapshot_read(struct request *rq)
 	if ((results = arena_alloc(rq->arena, (n + 1) * sizeof(*results))) ==
 	    NULL)
 		return KV_ERR_NOMEM;
-	if ((err = kv_snapshot_read(rq->srv->db, ranges, n, kv_now_ms(),
+	if ((err = kv_snapshot_read(rq->db, ranges, n, kv_now_ms(),
 	    rq->arena, results)) != KV_OK)
 		return err;
 	if ((err = codec_encode_snapshot_read(results, n, rq->arena, &out)) !=

@@ -12,6 +12,7 @@
 
 #include "arena.h"
 #include "conf.h"
+#include "dbreg.h"
 #include "err.h"
 #include "fcgi_conn.h"
 #include "kv.h"
@@ -20,20 +21,15 @@
 #include "shm.h"
 #include "watch.h"
 
-#define DATABASE_ID_LEN	36
+#define DATABASE_ID_LEN	DBREG_ID_LEN
 
-/* What one serving process holds: its config, database and identity. */
+/* What one serving process holds: its config and its databases. */
 struct server {
 	const struct conf	*conf;
-	struct kv_db		*db;
-	char			 database_id[DATABASE_ID_LEN + 1];
-	uint8_t			 token_digest[SHA256_DIGEST_LEN];
+	struct dbreg		 reg;
 	/* of conf->metrics_token, when metrics are on */
 	uint8_t			 metrics_token_digest[SHA256_DIGEST_LEN];
 	int			 listen_fd;
-	struct shm_client	 shm;		/* shm.seg NULL: standalone */
-	struct kv_hooks		 hooks;
-	struct watch_hub	*hub;		/* NULL: watch not served */
 };
 
 struct request {
@@ -43,6 +39,9 @@ struct request {
 	const char		*endpoint;	/* for logs: "metadata", ... */
 	const char		*base;		/* mount path, no trailing '/' */
 	size_t			 baselen;
+	/* the database it was routed to, and its open handle */
+	struct dbreg_db		*dbe;
+	struct kv_db		*db;
 	const uint8_t		*body;
 	size_t			 bodylen;
 	/* for the metrics: which endpoint, and a status a handler sent */

@@ -3,13 +3,16 @@
  * batches of KV_EXPIRY_BATCH (each its own short write transaction, so
  * writers are never held up for long), then a passive checkpoint, and a
  * truncating one when the WAL has grown past HK_WAL_TRUNCATE_FRAMES.
- * Queue leases that ran out are returned in the same pass.
+ * Queue leases that ran out are returned in the same pass. With many
+ * databases (docs/shared-hosting.md) a pass visits them in turn, opening
+ * each through the registry, which keeps only a few open.
  */
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 
+#include "dbreg.h"
 #include "housekeeper.h"
 #include "kv_limits.h"
 #include "log.h"
@@ -18,6 +21,13 @@
 #define HK_INTERVAL_MS		1000
 /* Batches per pass: a backlog is worked off over several passes. */
 #define HK_MAX_BATCHES		10
+/*
+ * Databases visited per pass, and handles kept open between visits: with
+ * more databases than that, each is visited every n / HK_VISITS_PER_PASS
+ * seconds, and the housekeeper's memory and descriptors stay bounded.
+ */
+#define HK_VISITS_PER_PASS	64
+#define HK_MAX_OPEN		8
 /* About 64 MiB of 4 KiB pages. */
 #define HK_WAL_TRUNCATE_FRAMES	16384
 
@@ -74,32 +84,55 @@ checkpoint(struct kv_db *db)
 		log_info("WAL truncated after %d frames", frames);
 }
 
-int
-housekeeper_run(const struct conf *c, struct shm_segment *seg)
+/* One database's housekeeping: expiry, queue leases, checkpoint. */
+static void
+visit(const struct conf *c, struct dbreg *reg, struct dbreg_db *d)
 {
-	struct shm_client	 client;
-	struct kv_hooks		 hooks;
-	struct kv_options	 opt = conf_kv_options(c);
+	struct kv_db	*db;
+
+	if (dbreg_open(reg, d, &db) != KV_OK)
+		return;		/* logged; tried again on the next round */
+	sweep_expired(db);
+	return_expired_leases(db);
+	/*
+	 * checkpoint = external: a replicator (Litestream) copies the
+	 * WAL and checkpoints once it has; a checkpoint of ours could
+	 * move the WAL on before it copied the frames (it would then
+	 * start a new snapshot) or wait on its read lock.
+	 */
+	if (!c->checkpoint_external)
+		checkpoint(db);
+}
+
+int
+housekeeper_run(const struct conf *c, struct shm_segment *const *segs)
+{
+	struct dbreg		 reg;
 	struct timespec		 interval = {
 		.tv_sec = HK_INTERVAL_MS / 1000,
 		.tv_nsec = (HK_INTERVAL_MS % 1000) * 1000000L,
 	};
-	struct kv_db		*db;
 	sigset_t		 set;
 	char			 err[512];
+	size_t			 next = 0;
 	int			 sig;
 
-	/* Its deletions queue fairly with the workers' writes and wake watchers. */
-	if (seg != NULL) {
-		if (shm_client_init(&client, seg, &hooks) != 0) {
-			log_warnx("no free process slot in the signal segment");
+	/*
+	 * Its deletions queue fairly with the workers' writes and wake
+	 * watchers: the registry claims a slot in each database's segment.
+	 */
+	if (dbreg_init(&reg, c, segs, HK_MAX_OPEN, err, sizeof(err)) != 0) {
+		log_warnx("%s", err);
+		return 1;
+	}
+	/* The one database is opened at once, as always: a failure shows. */
+	if (c->databases == NULL && !c->read_only) {
+		struct kv_db	*db;
+
+		if (dbreg_open(&reg, &reg.dbs[0], &db) != KV_OK) {
+			dbreg_fini(&reg);
 			return 1;
 		}
-		opt.hooks = &hooks;
-	}
-	if ((db = kv_open(c->sqlite_path, &opt, err, sizeof(err))) == NULL) {
-		log_warnx("cannot open database: %s", err);
-		return 1;
 	}
 	/* Sleep in sigtimedwait: a stop signal ends the wait at once. */
 	sigemptyset(&set);
@@ -112,17 +145,12 @@ housekeeper_run(const struct conf *c, struct shm_segment *seg)
 			break;
 		if (c->read_only)
 			continue;
-		sweep_expired(db);
-		return_expired_leases(db);
-		/*
-		 * checkpoint = external: a replicator (Litestream) copies the
-		 * WAL and checkpoints once it has; a checkpoint of ours could
-		 * move the WAL on before it copied the frames (it would then
-		 * start a new snapshot) or wait on its read lock.
-		 */
-		if (!c->checkpoint_external)
-			checkpoint(db);
+		/* Round robin, a bounded number per pass (see the top). */
+		for (size_t i = 0; i < reg.n && i < HK_VISITS_PER_PASS; i++) {
+			visit(c, &reg, &reg.dbs[next]);
+			next = (next + 1) % reg.n;
+		}
 	}
-	kv_close(db);
+	dbreg_fini(&reg);
 	return 0;
 }

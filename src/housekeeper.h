@@ -12,6 +12,7 @@
 /* Runs until SIGTERM; returns the exit status. */
 struct shm_segment;
 
-int	housekeeper_run(const struct conf *, struct shm_segment *);
+/* segs: each database's signal segment, as dbreg_init takes them. */
+int	housekeeper_run(const struct conf *, struct shm_segment *const *segs);
 
 #endif

@@ -90,14 +90,19 @@ status_text(int status)
 	case 200: return "OK";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 411: return "Length Required";
+	case 409: return "Conflict";
+	case 410: return "Gone";
 	case 413: return "Content Too Large";
+	case 429: return "Too Many Requests";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";
 	case 503: return "Service Unavailable";
+	case 507: return "Insufficient Storage";
 	default: return "Unknown";
 	}
 }
@@ -173,18 +178,28 @@ http_check_bearer(struct fcgi_conn *c,
 }
 
 enum kv_err
-http_bearer_matches(const char *h,
-    const uint8_t token_digest[SHA256_DIGEST_LEN])
+http_bearer_digest(const char *h, uint8_t digest[SHA256_DIGEST_LEN])
 {
 	const char	*sp;
-	uint8_t		 got[SHA256_DIGEST_LEN];
 
 	if (h == NULL || (sp = strchr(h, ' ')) == NULL)
 		return KV_ERR_AUTH_MALFORMED;
 	if ((size_t)(sp - h) != 6 || strncasecmp(h, "bearer", 6) != 0)
 		return KV_ERR_AUTH_INVALID;
 	sp++;
-	sha256(sp, strlen(sp), got);
+	sha256(sp, strlen(sp), digest);
+	return KV_OK;
+}
+
+enum kv_err
+http_bearer_matches(const char *h,
+    const uint8_t token_digest[SHA256_DIGEST_LEN])
+{
+	uint8_t		 got[SHA256_DIGEST_LEN];
+	enum kv_err	 err;
+
+	if ((err = http_bearer_digest(h, got)) != KV_OK)
+		return err;
 	if (!sha256_digest_equal(got, token_digest))
 		return KV_ERR_AUTH_INVALID;
 	return KV_OK;

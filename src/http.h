@@ -60,6 +60,14 @@ enum kv_err	 http_check_bearer(struct fcgi_conn *,
 		    const uint8_t token_digest[SHA256_DIGEST_LEN]);
 
 /*
+ * The SHA-256 digest of the bearer token of an Authorization header (NULL
+ * when absent), for token_authorize(): KV_OK, KV_ERR_AUTH_MALFORMED (no
+ * header, or no blank in it) or KV_ERR_AUTH_INVALID (not "Bearer").
+ */
+enum kv_err	 http_bearer_digest(const char *header,
+		    uint8_t digest[SHA256_DIGEST_LEN]);
+
+/*
  * The request path without its query string, normalised (see
  * http_normalise_path), in the arena; KV_ERR_BAD_PATH if it is refused.
  */

@@ -88,6 +88,12 @@ struct kv_options {
 	 * replicator that reads the WAL (Litestream) checkpoints instead.
 	 */
 	int			 external_checkpoints;
+	/*
+	 * Largest size the file may grow to, in bytes (SQLite's
+	 * max_page_count, rounded down to whole pages); a write past it is
+	 * rolled back and answered KV_ERR_SIZE_LIMIT. 0: no limit.
+	 */
+	int64_t			 max_size_bytes;
 	const struct kv_hooks	*hooks;		/* NULL: none */
 };
 

@@ -27,6 +27,7 @@
  * KV_FAULT_LOG_INTERVAL_MS per connection and reported to the fault hook.
  */
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <assert.h>
 #include <errno.h>
@@ -166,6 +167,7 @@ struct kv_db {
 	uint64_t		 deadline_us;	/* of the running operation */
 	uint64_t		 fault_logged_us;	/* 0: never */
 	unsigned long		 faults_unlogged;
+	int			 size_limited;	/* max_page_count set by us */
 	struct kv_queue_stmts	*queue;		/* kv_queue.c's, lazily */
 };
 
@@ -311,11 +313,41 @@ report_fault(struct kv_db *k, enum kv_err err, int rc, const char *what)
 	k->faults_unlogged = 0;
 }
 
+/*
+ * SQLITE_FULL means either that the disk is full or that the file reached
+ * max_page_count. Only the second is the database's size limit (a 507 the
+ * user can act on by deleting data); it is told apart by the disk: a write
+ * stopped by the page count failed in no system call, and the file system
+ * still has room.
+ */
+static int
+is_size_limit(struct kv_db *k, int rc)
+{
+	const char	*path;
+	struct statvfs	 vfs;
+	int		 sys = sqlite3_system_errno(k->db);
+
+	if (!k->size_limited || (rc & 0xff) != SQLITE_FULL || sys == ENOSPC ||
+	    sys == EDQUOT)
+		return 0;
+	path = sqlite3_db_filename(k->db, "main");
+	if (path == NULL || statvfs(path, &vfs) != 0)
+		return 0;
+	return (uint64_t)vfs.f_bavail * vfs.f_frsize >=
+	    KV_HEALTH_MIN_FREE_BYTES;
+}
+
 /* Maps an SQLite result code to ours (see kv_err_for_sqlite) and reports it. */
 static enum kv_err
 sqlite_err(struct kv_db *k, int rc, const char *what)
 {
 	enum kv_err	 err = kv_err_for_sqlite(rc, sqlite3_system_errno(k->db));
+
+	if (err == KV_ERR_DISK_FULL && is_size_limit(k, rc)) {
+		/* The user's doing, not a fault: no error-level log. */
+		log_debug("sqlite: %s: size limit reached", what);
+		return KV_ERR_SIZE_LIMIT;
+	}
 
 	if (err == KV_OK)	/* called on a path that expected no error */
 		err = KV_ERR_INTERNAL;
@@ -567,6 +599,33 @@ create_file(const char *path, mode_t mode, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/*
+ * Caps the file at max_bytes (whole pages) for this connection. SQLite
+ * keeps the cap at least the current page count, so a file already past
+ * it stays readable and can shrink by deletions (which free pages
+ * in place) but not grow.
+ */
+static int
+limit_size(struct kv_db *k, int64_t max_bytes, char *errbuf, size_t errlen)
+{
+	int64_t		 page_size;
+	int		 found;
+	char		 sql[64];
+
+	if (kv_sqlite_query_int(k->db, "pragma page_size", &page_size,
+	    &found) != 0 || !found || page_size <= 0) {
+		snprintf(errbuf, errlen, "reading page_size: %s",
+		    sqlite3_errmsg(k->db));
+		return -1;
+	}
+	snprintf(sql, sizeof(sql), "pragma max_page_count = %lld",
+	    (long long)(max_bytes / page_size > 0 ? max_bytes / page_size : 1));
+	if (exec_sql(k->db, sql, errbuf, errlen) != 0)
+		return -1;
+	k->size_limited = 1;
+	return 0;
+}
+
 struct kv_db *
 kv_open(const char *path, const struct kv_options *opt, char *errbuf,
     size_t errlen)
@@ -612,6 +671,9 @@ kv_open(const char *path, const struct kv_options *opt, char *errbuf,
 		    migrate(k->db, errbuf, errlen) != 0)
 			goto fail;
 	} else if (check_schema(k->db, errbuf, errlen) != 0)
+		goto fail;
+	if (opt->max_size_bytes > 0 &&
+	    limit_size(k, opt->max_size_bytes, errbuf, errlen) != 0)
 		goto fail;
 	for (int i = 0; i < ST__COUNT; i++) {
 		if (sqlite3_prepare_v3(k->db, kv_stmt_sql[i], -1,

@@ -306,6 +306,12 @@ listen_open(const struct conf *c, const char **desc, char *errbuf,
 	}
 	if ((fd = listen_systemd(errbuf, errlen)) != -2)
 		return fd;
+	/* Many databases: none of them is where the socket would go. */
+	if (c->sqlite_path == NULL) {
+		snprintf(errbuf, errlen, "a file with [database] sections"
+		    " needs listen = (or systemd's socket)");
+		return -1;
+	}
 	if ((size_t)snprintf(path, sizeof(path), "%s.sock", c->sqlite_path) >=
 	    sizeof(path)) {
 		snprintf(errbuf, errlen, "database path too long");

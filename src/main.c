@@ -19,6 +19,7 @@ static const struct {
 	{ "restore", cmd_restore_main },
 	{ "check", cmd_check_main },
 	{ "status", cmd_status_main },
+	{ "token", cmd_token_main },
 };
 
 int

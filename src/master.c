@@ -34,6 +34,7 @@
 #include "master.h"
 #include "metrics.h"
 #include "privdrop.h"
+#include "segtab.h"
 #include "shm.h"
 #include "worker.h"
 
@@ -87,7 +88,7 @@ struct master {
 	char		**argv;
 	struct conf	 conf;
 	int		 listen_fd;
-	struct shm_segment *shm;
+	struct segtab	 segs;		/* one signal segment per database */
 	char		 socket_path[PATH_MAX];	/* a unix socket we created */
 	dev_t		 socket_dev;		/* ... and its identity */
 	ino_t		 socket_ino;
@@ -128,8 +129,8 @@ n_running_workers(const struct master *m)
 static void
 notify_status(struct master *m)
 {
-	uint64_t	 wait_us = m->shm != NULL ? shm_max_wait_us(m->shm) : 0;
-	uint64_t	 timeouts = m->shm != NULL ? shm_turn_timeouts(m->shm) : 0;
+	uint64_t	 wait_us = segtab_max_wait_us(&m->segs);
+	uint64_t	 timeouts = segtab_turn_timeouts(&m->segs);
 	char		 faults[512] = "";
 	struct metrics_service sv = {
 		.workers = m->conf.workers,
@@ -139,8 +140,7 @@ notify_status(struct master *m)
 	};
 
 	metrics_set_service(&sv);
-	if (m->shm != NULL)
-		shm_fault_summary(m->shm, faults, sizeof(faults));
+	segtab_fault_summary(&m->segs, faults, sizeof(faults));
 	sd_notifyf(0, "STATUS=serving with %d of %d workers, %lu restarts,"
 	    " generation %d, longest write-queue wait %llu.%03llu ms,"
 	    " %llu write-queue timeouts%s%s",
@@ -198,17 +198,14 @@ child_main(struct master *m, enum child_kind kind, pid_t master_pid)
 	if (kind == CHILD_HOUSEKEEPER) {
 		log_settag("housekeeper");
 		close(m->listen_fd);
-		child_exit(housekeeper_run(&m->conf, m->shm));
+		child_exit(housekeeper_run(&m->conf, m->segs.order));
 	}
 	log_settag("worker");
-	if (server_init(&srv, &m->conf, m->listen_fd, m->shm, err,
+	if (server_init(&srv, &m->conf, m->listen_fd, m->segs.order, err,
 	    sizeof(err)) != 0) {
-		log_errorx("cannot open database %s: %s", m->conf.sqlite_path,
-		    err);
+		log_errorx("cannot start serving: %s", err);
 		child_exit(EXIT_NO_RESTART);
 	}
-	/* Read back from SQLite, so the log shows what is really in force. */
-	log_debug("database open, synchronous=%s", kv_synchronous(srv.db));
 	rc = worker_run(&srv);
 	server_fini(&srv);
 	child_exit(rc);
@@ -327,8 +324,8 @@ reap(struct master *m)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct child	*c = NULL;
 
-		/* Give up its place in the write queue before anything else. */
-		shm_proc_reaped(m->shm, pid);
+		/* Give up its places in the write queues before anything else. */
+		segtab_reaped(&m->segs, pid);
 		metrics_proc_reaped(pid);
 
 		if (remove_retiring(m, pid)) {
@@ -561,6 +558,15 @@ reload(struct master *m)
 		return;
 	}
 	keep_fixed_settings(&m->conf, &fresh);
+	/* Segments first: the new generation inherits them at fork. */
+	if (segtab_sync(&m->segs, &fresh, err, sizeof(err)) != 0) {
+		log_warnx("reload failed, keeping the running configuration:"
+		    " %s", err);
+		(void)segtab_sync(&m->segs, &m->conf, err, sizeof(err));
+		conf_fini(&fresh);
+		sd_notify(0, "READY=1");
+		return;
+	}
 	/*
 	 * The new generation starts accepting on the shared socket before
 	 * the old one is told to finish, so no request finds nobody home.
@@ -584,6 +590,8 @@ reload(struct master *m)
 		memcpy(m->slots, old, sizeof(old));
 		conf_fini(&m->conf);
 		m->conf = running;
+		/* Only finds what it has: no mapping can fail here. */
+		(void)segtab_sync(&m->segs, &m->conf, err, sizeof(err));
 		m->generation--;
 		sd_notify(0, "READY=1");
 		return;
@@ -685,13 +693,19 @@ check_database_access(const struct conf *c, char *errbuf, size_t errlen)
 	return 0;
 }
 
-/* Opens and migrates once, before any child exists, then closes. */
+/*
+ * Opens and migrates once, before any child exists, then closes. The
+ * databases of a configuration file are opened and migrated by whoever
+ * uses one first: a host with a thousand of them starts at once.
+ */
 static int
 prepare_database(const struct conf *c, char *errbuf, size_t errlen)
 {
 	struct kv_options	 opt = conf_kv_options(c);
 	struct kv_db		*db;
 
+	if (c->databases != NULL)
+		return 0;
 	if (check_database_access(c, errbuf, errlen) != 0)
 		return -1;
 	if ((db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
@@ -749,8 +763,10 @@ setup(struct master *m, char *err, size_t errlen)
 	if (prepare_database(&m->conf, err, errlen) != 0)
 		return -1;
 	/* Mapped before any fork, so every child shares the same pages. */
-	if ((m->shm = shm_create()) == NULL) {
-		snprintf(err, errlen, "cannot map the signal segment: %s",
+	if (segtab_sync(&m->segs, &m->conf, err, errlen) != 0)
+		return -1;
+	if (shm_bell_init() != 0) {
+		snprintf(err, errlen, "cannot map the doorbell: %s",
 		    strerror(errno));
 		return -1;
 	}
@@ -766,9 +782,15 @@ setup(struct master *m, char *err, size_t errlen)
 		snprintf(err, errlen, "fcntl O_NONBLOCK: %s", strerror(errno));
 		return -1;
 	}
-	log_info("serving %sdatabase %s on %s with %d workers",
-	    m->conf.read_only ? "read-only " : "", m->conf.sqlite_path, desc,
-	    m->conf.workers);
+	if (m->conf.databases != NULL)
+		log_info("serving %zu %sdatabase%s on %s with %d workers",
+		    m->conf.ndatabases, m->conf.read_only ? "read-only " : "",
+		    m->conf.ndatabases == 1 ? "" : "s", desc,
+		    m->conf.workers);
+	else
+		log_info("serving %sdatabase %s on %s with %d workers",
+		    m->conf.read_only ? "read-only " : "",
+		    m->conf.sqlite_path, desc, m->conf.workers);
 	return 0;
 }
 
@@ -817,6 +839,9 @@ supervise(struct master *m)
 		}
 		respawn_due(m);
 		kill_overdue_retirees(m);
+		/* Removed databases' segments, once no child uses them. */
+		if (m->n_retiring == 0)
+			segtab_release_removed(&m->segs);
 		watchdog_tick(m);
 		if (clock_mono_ms() >= m->next_status_ms) {
 			notify_status(m);
@@ -892,6 +917,7 @@ master_main(int argc, char **argv)
 	rc = supervise(&m);
 	remove_socket(&m);
 	log_info("stopped");
+	segtab_free(&m.segs);
 	conf_fini(&m.conf);
 	return rc;
 }

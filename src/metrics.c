@@ -105,6 +105,7 @@ struct metrics_segment {
 	_Atomic uint64_t	 faults[FAULT__COUNT];
 	/* watches */
 	_Atomic uint64_t	 watch_deliveries;
+	_Atomic uint64_t	 watch_reads;
 	struct metrics_proc	 procs[METRICS_MAX_PROCS];
 };
 
@@ -306,6 +307,13 @@ metrics_watch_delivered(void)
 		add(&seg->watch_deliveries, 1);
 }
 
+void
+metrics_watch_read(void)
+{
+	if (seg != NULL)
+		add(&seg->watch_reads, 1);
+}
+
 int64_t
 metrics_open_watches(void)
 {
@@ -480,6 +488,11 @@ metrics_render(const char *db_path, const struct kv_queue_stats *q,
 	    "Watch frames with changed entries sent to clients.");
 	put(&o, "denokv_watch_deliveries_total %llu\n",
 	    (unsigned long long)load(&seg->watch_deliveries));
+	family(&o, "denokv_watch_reads_total", "counter",
+	    "Database reads of a watch stream's keys (its first, and each"
+	    " after a change signalled for them).");
+	put(&o, "denokv_watch_reads_total %llu\n",
+	    (unsigned long long)load(&seg->watch_reads));
 	family(&o, "denokv_database_bytes", "gauge",
 	    "Size of the database file.");
 	put(&o, "denokv_database_bytes %lld\n", file_size(db_path, ""));

@@ -60,6 +60,8 @@ void	metrics_commit(int committed);	/* 0: a check failed */
 void	metrics_watch_opened(void);
 void	metrics_watch_closed(void);
 void	metrics_watch_delivered(void);
+/* A watch stream's keys were read from the database. */
+void	metrics_watch_read(void);
 /* How long one write waited for its turn in the write queue. */
 void	metrics_write_wait(uint64_t us);
 /* A write gave up waiting for its turn (503). */

@@ -42,6 +42,7 @@ struct shm_proc {
 	_Atomic int32_t		 pid;
 	_Atomic uint64_t	 ticket;	/* 0: none */
 	_Atomic uint32_t	 wake;		/* its own futex: bumped on its turn */
+	_Atomic int32_t		 watches;	/* open watch streams it holds */
 };
 
 /* Who holds ticket t: lets a releaser wake exactly the next writer. */
@@ -83,6 +84,19 @@ struct shm_segment {
 	_Atomic uint32_t	 queue_futex;
 };
 
+/*
+ * The host-wide doorbell (shm.h): one word on a page of its own, mapped by
+ * the master before it forks, like the segments. A process-wide mapping,
+ * one of the house's allowed globals; NULL in programs that never made
+ * one (the verbs, the unit tests), which then ring nothing.
+ */
+struct shm_bell {
+	uint32_t		 magic;
+	_Atomic uint32_t	 word;
+};
+#define SHM_BELL_MAGIC	0x444b5642u	/* "DKVB" */
+static struct shm_bell	*bell;
+
 static long
 futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
 {
@@ -111,7 +125,10 @@ shm_create(void)
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (s == MAP_FAILED)
 		return NULL;
-	/* Fresh anonymous pages are zero; set what is not. */
+	/*
+	 * Fresh anonymous pages are zero; set what is not, which is all on
+	 * the first page: the rest stays untouched (no memory) until used.
+	 */
 	s->magic = SHM_MAGIC;
 	s->version = SHM_VERSION;
 	s->size = sizeof(*s);
@@ -136,6 +153,7 @@ shm_proc_claim(struct shm_segment *s, pid_t pid)
 		if (atomic_compare_exchange_strong(&s->procs[i].pid, &free_pid,
 		    (int32_t)pid)) {
 			atomic_store(&s->procs[i].ticket, 0);
+			atomic_store(&s->procs[i].watches, 0);
 			return i;
 		}
 	}
@@ -258,6 +276,18 @@ shm_proc_reaped(struct shm_segment *s, pid_t pid)
 			abandon(s, t);
 		atomic_store(&s->procs[i].pid, 0);
 	}
+}
+
+void
+shm_proc_release(struct shm_segment *s, int slot)
+{
+	uint64_t	 t;
+
+	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	if ((t = atomic_exchange(&s->procs[slot].ticket, 0)) != 0)
+		abandon(s, t);
+	atomic_store(&s->procs[slot].watches, 0);
+	atomic_store(&s->procs[slot].pid, 0);
 }
 
 /* Does any live process hold or wait with ticket t? */
@@ -426,6 +456,51 @@ shm_turn_timeouts(const struct shm_segment *s)
 	return atomic_load(&((struct shm_segment *)s)->turn_timeouts);
 }
 
+/* --- open watch streams ---------------------------------------------------- */
+
+/* Streams of live processes only: a reaped slot has pid 0. */
+static int64_t
+watches_total(struct shm_segment *s)
+{
+	int64_t	 n = 0;
+
+	for (int i = 0; i < SHM_MAX_PROCS; i++)
+		if (atomic_load_explicit(&s->procs[i].pid,
+		    memory_order_relaxed) != 0)
+			n += atomic_load(&s->procs[i].watches);
+	return n;
+}
+
+int
+shm_watch_reserve(struct shm_segment *s, int slot, int max)
+{
+	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	/*
+	 * Count first, then look: two processes reserving the last place at
+	 * once both see the other's and one of them backs off, so the sum
+	 * never stays above max.
+	 */
+	atomic_fetch_add(&s->procs[slot].watches, 1);
+	if (max > 0 && watches_total(s) > max) {
+		atomic_fetch_sub(&s->procs[slot].watches, 1);
+		return -1;
+	}
+	return 0;
+}
+
+void
+shm_watch_release(struct shm_segment *s, int slot)
+{
+	assert(slot >= 0 && slot < SHM_MAX_PROCS);
+	atomic_fetch_sub(&s->procs[slot].watches, 1);
+}
+
+int64_t
+shm_watch_count(const struct shm_segment *s)
+{
+	return watches_total((struct shm_segment *)s);
+}
+
 /* --- storage faults ------------------------------------------------------- */
 
 void
@@ -572,10 +647,19 @@ shm_changes_next(const struct shm_segment *cs, struct shm_cursor *c,
 	return 1;
 }
 
+/* After the segment's own word: a relay that sees the bell move finds it. */
+static void
+ring_bell(void)
+{
+	if (bell != NULL)
+		wake_all(&bell->word);
+}
+
 void
 shm_publish(struct shm_segment *s)
 {
 	wake_all(&s->commit_futex);
+	ring_bell();
 }
 
 uint64_t
@@ -611,6 +695,7 @@ void
 shm_queue_signal(struct shm_segment *s)
 {
 	wake_all(&s->queue_futex);
+	ring_bell();
 }
 
 uint32_t
@@ -630,6 +715,58 @@ shm_queue_wait(const struct shm_segment *cs, uint32_t seen, int timeout_ms)
 
 	(void)futex(&s->queue_futex, FUTEX_WAIT, seen, &ts);
 	return atomic_load(&s->queue_futex);
+}
+
+/* --- the doorbell ------------------------------------------------------------- */
+
+int
+shm_bell_init(void)
+{
+	struct shm_bell	*b;
+
+	if (bell != NULL)
+		return 0;
+	b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return -1;
+	b->magic = SHM_BELL_MAGIC;
+	bell = b;
+	return 0;
+}
+
+void
+shm_bell_ring(void)
+{
+	ring_bell();
+}
+
+int
+shm_bell_ready(void)
+{
+	return bell != NULL;
+}
+
+uint32_t
+shm_bell_word(void)
+{
+	return bell != NULL ? atomic_load(&bell->word) : 0;
+}
+
+uint32_t
+shm_bell_wait(uint32_t seen, int timeout_ms)
+{
+	struct timespec	 ts = {
+		.tv_sec = timeout_ms / 1000,
+		.tv_nsec = (long)(timeout_ms % 1000) * 1000000L,
+	};
+
+	if (bell == NULL) {
+		nanosleep(&ts, NULL);
+		return 0;
+	}
+	(void)futex(&bell->word, FUTEX_WAIT, seen, &ts);
+	return atomic_load(&bell->word);
 }
 
 /* --- storage hooks -------------------------------------------------------- */

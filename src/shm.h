@@ -43,7 +43,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		0x444b5653u	/* "DKVS" */
-#define SHM_VERSION		2
+#define SHM_VERSION		3
 #define SHM_MAX_PROCS		2048	/* process slots: writers, hubs */
 /*
  * Slots one child may hold: a worker takes one for its request loop and
@@ -75,6 +75,12 @@ void			 shm_destroy(struct shm_segment *);
  */
 int	shm_proc_claim(struct shm_segment *, pid_t);
 void	shm_proc_reaped(struct shm_segment *, pid_t);
+/*
+ * Gives back one slot of the calling process that it no longer uses (a
+ * watch hub that stopped), so that starting and stopping one again and
+ * again does not use up the segment's slots.
+ */
+void	shm_proc_release(struct shm_segment *, int slot);
 
 /*
  * Waits until it is this slot's turn to write, at most timeout_ms
@@ -84,6 +90,16 @@ void	shm_proc_reaped(struct shm_segment *, pid_t);
  */
 int	shm_write_begin(struct shm_segment *, int slot, int timeout_ms);
 void	shm_write_end(struct shm_segment *, int slot);
+
+/*
+ * Open watch streams of one database (its segment), counted per process
+ * slot so that a dead process's streams stop counting when it is reaped.
+ * shm_watch_reserve counts one more for the slot unless that would make
+ * the total exceed max (max <= 0: no limit); 0 if counted, -1 if not.
+ */
+int	 shm_watch_reserve(struct shm_segment *, int slot, int max);
+void	 shm_watch_release(struct shm_segment *, int slot);
+int64_t	 shm_watch_count(const struct shm_segment *);
 
 /* The longest any writer waited for its turn, in microseconds (bench). */
 uint64_t shm_max_wait_us(const struct shm_segment *);
@@ -158,6 +174,25 @@ void	 shm_queue_signal(struct shm_segment *);
 uint32_t shm_queue_word(const struct shm_segment *);
 uint32_t shm_queue_wait(const struct shm_segment *, uint32_t seen,
 	    int timeout_ms);
+
+/*
+ * --- the doorbell ----------------------------------------------------------
+ * With many databases, each has its own segment, and a worker holding
+ * watch streams or long polls for several of them would need a sleeper on
+ * each one's words. Instead every shm_publish and shm_queue_signal, of any
+ * segment, also rings one host-wide doorbell word, after bumping the
+ * segment's own word: one thread per worker sleeps on the bell and then
+ * compares the commit and queue words of only the databases it holds
+ * streams for (watch.c), so a watch on one database is never woken for a
+ * write to another. shm_bell_init maps it (the master, before fork; once);
+ * a process without it rings nothing.
+ */
+int	 shm_bell_init(void);
+int	 shm_bell_ready(void);
+void	 shm_bell_ring(void);
+uint32_t shm_bell_word(void);
+/* As shm_commit_wait, on the bell (without one: sleeps timeout_ms). */
+uint32_t shm_bell_wait(uint32_t seen, int timeout_ms);
 
 /* --- glue for the storage engine's hooks (kv.h) --------------------------- */
 

@@ -1,11 +1,16 @@
 /*
  * watch.c: the watch hub (see watch.h for the design).
  *
- * Threads: the hub thread owns every stream, its own SQLite connection and
- * an epoll set (streams' sockets, a hand-off eventfd, a commit eventfd).
- * The waiter thread only converts commit-futex wake-ups into commit
- * eventfd writes. The accept thread touches nothing but the hand-off
- * queue (under a mutex) and the hand-off eventfd.
+ * Threads: a hub serves one database (dbreg.c starts one per database
+ * with streams in this worker). Its hub thread owns every stream, its own
+ * SQLite connections and an epoll set (streams' sockets, a hand-off
+ * eventfd, a commit and a queue eventfd). The worker's doorbell relay
+ * (struct watch_bell, one thread for all its hubs) sleeps on the host-wide
+ * doorbell (shm.h) and, when it rings, compares the commit and queue words
+ * of each hub's database with what it last saw, writing to that hub's
+ * eventfd only if they moved: a hub is never woken for another database's
+ * writes. The accept thread touches nothing but the hand-off queue (under
+ * a mutex) and the hand-off eventfd.
  *
  * Output: frames are wrapped in FastCGI STDOUT records and written with
  * non-blocking write(2); what does not fit waits in the stream's buffer
@@ -21,8 +26,8 @@
  *
  * Queue long polls (docs/queues.md) are a second kind of stream in the
  * same hub: parked in arrival order, answered once with a JSON body when
- * messages are leased for them or their wait is over. A queue waiter
- * thread turns queue-futex wake-ups into events; the hub leases with its
+ * messages are leased for them or their wait is over. The relay turns
+ * queue-word moves into events; the hub leases with its
  * own read-write connection, and sleeps until the next moment the queue
  * tables say something becomes due or a lease runs out.
  */
@@ -126,12 +131,20 @@ struct handoff {
 
 struct watch_hub {
 	const struct conf	*conf;
+	char			*name;		/* the database's, for logs */
+	char			*path;		/* the database's file */
+	int64_t			 max_size_bytes;	/* for lease writes */
 	struct shm_segment	*seg;
+	int			 count_slot;	/* where streams are counted */
+	int			 max_watches;	/* of the database; 0: none */
 	struct kv_db		*db;
 	int			 epfd;
 	int			 handoff_fd;	/* eventfd */
 	int			 commit_fd;	/* eventfd */
-	pthread_t		 hub_thread, waiter_thread;
+	pthread_t		 hub_thread;
+	/* the relay's: under bell->lock */
+	struct watch_bell	*bell;
+	uint32_t		 bell_commit, bell_queue;	/* last seen */
 	pthread_mutex_t		 lock;
 	struct handoff		*queue;
 	atomic_int		 stop;
@@ -171,8 +184,6 @@ struct watch_hub {
 	struct shm_client	 qclient;	/* its own turn to write */
 	struct kv_hooks		 qhooks;
 	int			 queue_fd;	/* eventfd */
-	pthread_t		 queue_waiter;
-	int			 queue_waiter_started;
 	/*
 	 * Polls waiting for messages, oldest first (h->polls), and polls
 	 * answered whose answer is still being written (h->sending).
@@ -194,6 +205,17 @@ static char	tag_handoff, tag_commit, tag_queue;
 
 static void	drop(struct watch_hub *, struct watch_stream *);
 static void	out_release(struct watch_hub *, struct watch_stream *);
+
+/*
+ * A stream stops counting: in this hub and among the database's open
+ * watches across workers (the segment's count for the max-watches limit).
+ */
+static void
+count_sub(struct watch_hub *h)
+{
+	atomic_fetch_sub(&h->count, 1);
+	shm_watch_release(h->seg, h->count_slot);
+}
 
 /* Output held for watch streams: long polls' answers are counted apart. */
 static size_t
@@ -429,7 +451,7 @@ drop(struct watch_hub *h, struct watch_stream *s)
 	last = h->streams[--h->n_streams];
 	last->index = s->index;
 	h->streams[s->index] = last;
-	atomic_fetch_sub(&h->count, 1);
+	count_sub(h);
 	metrics_watch_closed();
 	s->dead = 1;
 	s->next_dead = h->graveyard;
@@ -491,6 +513,7 @@ refresh(struct watch_hub *h, struct watch_stream *s, int64_t now_wall)
 	uint64_t			 slot_seen[KV_MAX_WATCHED_KEYS];
 	int				 changed = !s->sent_initial, rc = 0;
 
+	metrics_watch_read();
 	arena_reset(&h->arena);
 	ranges = arena_alloc(&h->arena, s->n * sizeof(*ranges));
 	res = arena_alloc(&h->arena, s->n * sizeof(*res));
@@ -1070,41 +1093,6 @@ end_all_polls(struct watch_hub *h)
 }
 
 /*
- * The loop of both waiter threads: turns wake-ups of one futex word into
- * writes to the hub's eventfd fd, until the hub stops. It sleeps on the
- * value it last compared, never on a fresh read of the word: a change
- * landing between two waits must wake it, not be slept through.
- */
-static void
-relay_wakeups(struct watch_hub *h, uint32_t word,
-    uint32_t (*wait)(const struct shm_segment *, uint32_t, int), int fd,
-    const char *who)
-{
-	uint64_t	 one = 1;
-	uint32_t	 now;
-
-	while (!atomic_load(&h->stop)) {
-		now = wait(h->seg, word, 1000);
-		if (now == word)
-			continue;
-		word = now;
-		if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-			log_warn("%s: eventfd write", who);
-	}
-}
-
-/* Turns queue-futex wake-ups into epoll events for the hub. */
-static void *
-queue_waiter_main(void *arg)
-{
-	struct watch_hub	*h = arg;
-
-	relay_wakeups(h, shm_queue_word(h->seg), shm_queue_wait, h->queue_fd,
-	    "queue waiter");
-	return NULL;
-}
-
-/*
  * The hub's read-write connection for leases, with its own process slot
  * in the segment: the accept thread may be writing at the same time.
  */
@@ -1113,6 +1101,7 @@ queue_open(struct watch_hub *h, char *errbuf, size_t errlen)
 {
 	struct kv_options	 opt = conf_kv_options(h->conf);
 
+	opt.max_size_bytes = h->max_size_bytes;
 	if (h->conf->read_only)
 		return 0;	/* nothing to lease: polls are refused */
 	if (shm_client_init(&h->qclient, h->seg, &h->qhooks) != 0) {
@@ -1121,14 +1110,8 @@ queue_open(struct watch_hub *h, char *errbuf, size_t errlen)
 		return -1;
 	}
 	opt.hooks = &h->qhooks;
-	if ((h->qdb = kv_open(h->conf->sqlite_path, &opt, errbuf, errlen)) ==
-	    NULL)
+	if ((h->qdb = kv_open(h->path, &opt, errbuf, errlen)) == NULL)
 		return -1;
-	if (pthread_create(&h->queue_waiter, NULL, queue_waiter_main, h) != 0) {
-		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
-		return -1;
-	}
-	h->queue_waiter_started = 1;
 	return 0;
 }
 
@@ -1159,7 +1142,7 @@ take_handoffs(struct watch_hub *h)
 		}
 		if (add_stream(h, s) != 0) {
 			close(s->fd);
-			atomic_fetch_sub(&h->count, 1);
+			count_sub(h);
 			stream_free(s);
 			continue;
 		}
@@ -1270,15 +1253,141 @@ hub_main(void *arg)
 	return NULL;
 }
 
-/* Turns commit-futex wake-ups into epoll events for the hub. */
-static void *
-waiter_main(void *arg)
-{
-	struct watch_hub	*h = arg;
+/* --- the doorbell relay --------------------------------------------------------- */
 
-	relay_wakeups(h, shm_commit_word(h->seg), shm_commit_wait,
-	    h->commit_fd, "watch waiter");
+struct watch_bell {
+	pthread_t		 thread;
+	pthread_mutex_t		 lock;
+	atomic_int		 stop;
+	struct watch_hub	**hubs;		/* under lock */
+	size_t			 n, cap;
+};
+
+static void
+poke(int fd, const char *what)
+{
+	uint64_t	 one = 1;
+
+	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("watch relay: %s eventfd write", what);
+}
+
+/* Wakes the hub for what moved on its database since it last looked. */
+static void
+poke_if_moved(struct watch_hub *h)
+{
+	uint32_t	 c = shm_commit_word(h->seg), q = shm_queue_word(h->seg);
+
+	if (c != h->bell_commit) {
+		h->bell_commit = c;
+		poke(h->commit_fd, "commit");
+	}
+	if (q != h->bell_queue) {
+		h->bell_queue = q;
+		poke(h->queue_fd, "queue");
+	}
+}
+
+/*
+ * Reads the bell, then compares the words, then sleeps on the value read
+ * first: a commit landing after the read rings the bell past that value,
+ * so the wait returns at once and the next round sees it. The timeout is
+ * a safety net only.
+ */
+static void *
+bell_main(void *arg)
+{
+	struct watch_bell	*b = arg;
+	uint32_t		 word;
+
+	while (!atomic_load(&b->stop)) {
+		word = shm_bell_word();
+		pthread_mutex_lock(&b->lock);
+		for (size_t i = 0; i < b->n; i++)
+			poke_if_moved(b->hubs[i]);
+		pthread_mutex_unlock(&b->lock);
+		(void)shm_bell_wait(word, 1000);
+	}
 	return NULL;
+}
+
+/* Registers a hub; its words as they are now are "seen". */
+static void
+bell_add(struct watch_bell *b, struct watch_hub *h)
+{
+	struct watch_hub	**grown;
+
+	pthread_mutex_lock(&b->lock);
+	h->bell = b;
+	h->bell_commit = shm_commit_word(h->seg);
+	h->bell_queue = shm_queue_word(h->seg);
+	if (b->n == b->cap) {
+		size_t	 cap = b->cap ? 2 * b->cap : 16;
+
+		if ((grown = realloc(b->hubs, cap * sizeof(*grown))) == NULL) {
+			/* Unwoken, the hub still looks once a second. */
+			pthread_mutex_unlock(&b->lock);
+			log_warnx("watch relay: out of memory; database %s"
+			    " is looked at once a second", h->name);
+			return;
+		}
+		b->hubs = grown;
+		b->cap = cap;
+	}
+	b->hubs[b->n++] = h;
+	pthread_mutex_unlock(&b->lock);
+	/* A commit between the hub's start and now: look once. */
+	poke(h->commit_fd, "commit");
+}
+
+static void
+bell_remove(struct watch_bell *b, struct watch_hub *h)
+{
+	if (b == NULL)
+		return;
+	pthread_mutex_lock(&b->lock);
+	for (size_t i = 0; i < b->n; i++)
+		if (b->hubs[i] == h)
+			b->hubs[i] = b->hubs[--b->n];
+	pthread_mutex_unlock(&b->lock);
+}
+
+struct watch_bell *
+watch_bell_start(char *errbuf, size_t errlen)
+{
+	struct watch_bell	*b;
+
+	if (!shm_bell_ready()) {
+		snprintf(errbuf, errlen, "no doorbell mapped");
+		return NULL;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&b->lock, NULL);
+	if (pthread_create(&b->thread, NULL, bell_main, b) != 0) {
+		snprintf(errbuf, errlen, "watch relay: cannot start its"
+		    " thread");
+		pthread_mutex_destroy(&b->lock);
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void
+watch_bell_stop(struct watch_bell *b)
+{
+	if (b == NULL)
+		return;
+	atomic_store(&b->stop, 1);
+	/* Every relay on the host looks once and finds nothing moved. */
+	shm_bell_ring();
+	pthread_join(b->thread, NULL);
+	pthread_mutex_destroy(&b->lock);
+	free(b->hubs);
+	free(b);
 }
 
 /* --- public ------------------------------------------------------------------ */
@@ -1304,20 +1413,29 @@ hub_free(struct watch_hub *h)
 		close(h->queue_fd);
 	kv_close(h->qdb);
 	kv_close(h->db);
+	/* Its lease writes' slot: a hub may be started again and again. */
+	if (h->qclient.seg != NULL && h->qclient.slot >= 0)
+		shm_proc_release(h->qclient.seg, h->qclient.slot);
+	/* Streams that ended with the hub stop counting for the database. */
+	while (atomic_load(&h->count) > 0)
+		count_sub(h);
 	arena_fini(&h->arena);
 	free(h->streams);
 	free(h->by_slot);
+	free(h->name);
+	free(h->path);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
 
 /*
- * The most streams a hub takes: each holds a descriptor, so stay below the
+ * The most streams a worker's hubs take (each hub, and all of them together,
+ * dbreg_hubs_full): each holds a descriptor, so stay below the
  * descriptor limit (with room for the database, the listener and requests
  * in flight) and answer 503 rather than failing accept with EMFILE.
  */
-static size_t
-stream_cap(void)
+size_t
+watch_stream_cap(void)
 {
 	struct rlimit	 rl;
 	size_t		 cap = KV_MAX_WATCHES_PER_WORKER, nofile;
@@ -1331,10 +1449,11 @@ stream_cap(void)
 }
 
 struct watch_hub *
-watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
-    size_t errlen)
+watch_hub_start(const struct conf *c, const struct watch_hub_options *o,
+    char *errbuf, size_t errlen)
 {
 	struct kv_options	 opt = conf_kv_options(c);
+	struct shm_segment	*seg = o->seg;
 	struct watch_hub	*h;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL) {
@@ -1343,7 +1462,15 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 	}
 	h->conf = c;
 	h->seg = seg;
-	h->max_streams = stream_cap();
+	h->count_slot = o->count_slot;
+	h->max_watches = o->max_watches;
+	h->max_size_bytes = o->max_size_bytes;
+	if ((h->name = strdup(o->name)) == NULL ||
+	    (h->path = strdup(o->path)) == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		goto fail;
+	}
+	h->max_streams = watch_stream_cap();
 	h->out_budget = (size_t)c->watch_output_mib * 1024 * 1024;
 	h->epfd = h->handoff_fd = h->commit_fd = h->queue_fd = -1;
 	pthread_mutex_init(&h->lock, NULL);
@@ -1366,7 +1493,7 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 		goto fail;
 	}
 	opt.read_only = 1;	/* the hub only reads */
-	if ((h->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
+	if ((h->db = kv_open(h->path, &opt, errbuf, errlen)) == NULL)
 		goto fail;
 	if (queue_open(h, errbuf, errlen) != 0)
 		goto fail;
@@ -1374,19 +1501,10 @@ watch_hub_start(const struct conf *c, struct shm_segment *seg, char *errbuf,
 		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
 		goto fail;
 	}
-	if (pthread_create(&h->waiter_thread, NULL, waiter_main, h) != 0) {
-		atomic_store(&h->stop, 1);
-		pthread_join(h->hub_thread, NULL);
-		snprintf(errbuf, errlen, "watch hub: cannot start its thread");
-		goto fail;
-	}
+	/* From now on, commits and enqueues on its database wake it. */
+	bell_add(o->bell, h);
 	return h;
 fail:
-	if (h->queue_waiter_started) {
-		atomic_store(&h->stop, 1);
-		shm_queue_signal(seg);
-		pthread_join(h->queue_waiter, NULL);
-	}
 	hub_free(h);
 	return NULL;
 }
@@ -1398,17 +1516,12 @@ watch_hub_stop(struct watch_hub *h)
 
 	if (h == NULL)
 		return;
+	/* First off the relay: it must not poke a hub being freed. */
+	bell_remove(h->bell, h);
 	atomic_store(&h->stop, 1);
 	if (write(h->handoff_fd, &one, sizeof(one)) < 0)
 		log_warn("watch hub: eventfd write");
-	/* Wakes our waiter now (other hubs see a wake-up with no changes). */
-	shm_publish(h->seg);
 	pthread_join(h->hub_thread, NULL);
-	pthread_join(h->waiter_thread, NULL);
-	if (h->queue_waiter_started) {
-		shm_queue_signal(h->seg);
-		pthread_join(h->queue_waiter, NULL);
-	}
 	/* Streams handed over after the hub stopped: close them. */
 	while (h->queue != NULL) {
 		struct handoff	*q = h->queue;
@@ -1437,6 +1550,26 @@ hand_off(struct watch_hub *h, struct handoff *q, struct watch_stream *s)
 }
 
 enum kv_err
+watch_hub_reserve(struct watch_hub *h)
+{
+	if (atomic_fetch_add(&h->count, 1) >= h->max_streams) {
+		atomic_fetch_sub(&h->count, 1);
+		return KV_ERR_TOO_MANY_WATCHES;
+	}
+	if (shm_watch_reserve(h->seg, h->count_slot, h->max_watches) != 0) {
+		atomic_fetch_sub(&h->count, 1);
+		return KV_ERR_WATCH_LIMIT;
+	}
+	return KV_OK;
+}
+
+void
+watch_hub_unreserve(struct watch_hub *h)
+{
+	count_sub(h);
+}
+
+enum kv_err
 watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
     const struct kv_bytes *keys, size_t n)
 {
@@ -1444,10 +1577,6 @@ watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
 	struct handoff		*q;
 	int			 flags;
 
-	if (atomic_fetch_add(&h->count, 1) >= h->max_streams) {
-		atomic_fetch_sub(&h->count, 1);
-		return KV_ERR_TOO_MANY_WATCHES;
-	}
 	s = calloc(1, sizeof(*s) + n * sizeof(s->keys[0]));
 	q = malloc(sizeof(*q));
 	if (s == NULL || q == NULL)
@@ -1470,7 +1599,7 @@ watch_hub_adopt(struct watch_hub *h, int fd, int request_id,
 	hand_off(h, q, s);
 	return KV_OK;
 nomem:
-	atomic_fetch_sub(&h->count, 1);
+	count_sub(h);
 	if (s != NULL)
 		stream_free(s);
 	free(q);

@@ -1,9 +1,11 @@
 /*
  * worker.c: accept FastCGI requests, route them, reply (see worker.h).
  *
- * Per request: path, route and method are checked first; every request
- * is authenticated (the bearer token; for the data path also the version
- * header and database id) before its body is read, so unauthenticated
+ * Per request: path, route and method are checked first, then the request
+ * is routed to its database (dbreg.h: Host and mount; a path under no
+ * mount is 404) and authenticated against that database's tokens (for the
+ * data path also the version header and database id) before its body is
+ * read, so unauthenticated
  * clients can neither make the server buffer a megabyte nor hold a worker
  * while they send it slowly. Every read and write on the connection has a
  * deadline (fcgi_conn.h); a request that runs past one is answered where
@@ -102,86 +104,76 @@ route_path(const char *path, size_t *baselen, const char **name)
 	return ROUTE_METADATA;
 }
 
-/*
- * A name-based UUID (RFC 9562 version 8 layout) from two FNV-1a hashes of
- * the absolute path: stable across restarts, different per database.
- */
-void
-database_id_for(const char *path, char out[DATABASE_ID_LEN + 1])
-{
-	uint64_t	 h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
-	uint8_t		 b[16];
-
-	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-		h1 = (h1 ^ *p) * 0x100000001b3ULL;
-		h2 = (h2 ^ *p) * 0x100000001b3ULL;
-		h2 ^= h2 >> 29;
-	}
-	for (int i = 0; i < 8; i++) {
-		b[i] = (uint8_t)(h1 >> (56 - 8 * i));
-		b[8 + i] = (uint8_t)(h2 >> (56 - 8 * i));
-	}
-	b[6] = (b[6] & 0x0f) | 0x80;
-	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, DATABASE_ID_LEN + 1, "%02x%02x%02x%02x-%02x%02x-%02x%02x-"
-	    "%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
-	    b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-	    b[15]);
-}
-
 int
 server_init(struct server *s, const struct conf *c, int listen_fd,
-    struct shm_segment *seg, char *errbuf, size_t errlen)
+    struct shm_segment *const *segs, char *errbuf, size_t errlen)
 {
-	struct kv_options	 opt = conf_kv_options(c);
-	char			 abspath[PATH_MAX];
+	struct kv_db	*db;
+	size_t		 max_open = c->databases != NULL &&
+			    c->max_open_databases > 0 ?
+			    (size_t)c->max_open_databases : 1;
 
 	memset(s, 0, sizeof(*s));
 	s->conf = c;
-	sha256(c->access_token, strlen(c->access_token), s->token_digest);
 	if (c->metrics_token != NULL)
 		sha256(c->metrics_token, strlen(c->metrics_token),
 		    s->metrics_token_digest);
 	s->listen_fd = listen_fd;
-	if (seg != NULL) {
-		if (shm_client_init(&s->shm, seg, &s->hooks) != 0) {
-			snprintf(errbuf, errlen, "no free process slot in the"
-			    " signal segment");
-			return -1;
-		}
-		opt.hooks = &s->hooks;
-	}
-	if ((s->db = kv_open(c->sqlite_path, &opt, errbuf, errlen)) == NULL)
+	if (dbreg_init(&s->reg, c, segs, max_open, errbuf, errlen) != 0)
 		return -1;
-	if (realpath(c->sqlite_path, abspath) == NULL)
-		snprintf(abspath, sizeof(abspath), "%s", c->sqlite_path);
-	database_id_for(abspath, s->database_id);
+	/*
+	 * The one database is opened now, as always: a worker that cannot
+	 * open it fails at start, and the master does not restart it. The
+	 * configured ones open on their first request.
+	 */
+	if (c->databases == NULL && dbreg_open(&s->reg, &s->reg.dbs[0],
+	    &db) != KV_OK) {
+		snprintf(errbuf, errlen, "see the lines above");
+		dbreg_fini(&s->reg);
+		return -1;
+	}
 	return 0;
 }
 
 void
 server_fini(struct server *s)
 {
-	kv_close(s->db);
-	s->db = NULL;
+	dbreg_fini(&s->reg);
 }
 
-/* x-denokv-version, bearer token, x-denokv-database-id, as denokv orders them. */
-static enum kv_err
-check_data_path_headers(struct request *rq)
+/* Which requests write: a read-only token is refused them (403). */
+static int
+route_writes(enum route route)
 {
-	const char	*v = http_param(rq->conn, "HTTP_X_DENOKV_VERSION");
-	const char	*id;
+	return route == ROUTE_ATOMIC_WRITE || route == ROUTE_QUEUE_LEASE ||
+	    route == ROUTE_QUEUE_FINISH || route == ROUTE_QUEUE_RENEW;
+}
+
+/*
+ * The routed database's token (the scope for route), and for the data
+ * path the version header and database id, in denokv's order: version,
+ * token, id.
+ */
+static enum kv_err
+check_credentials(struct request *rq, enum route route)
+{
+	const char	*auth = http_param(rq->conn, "HTTP_AUTHORIZATION");
+	const char	*v, *id;
 	enum kv_err	 err;
 
-	if (v == NULL || (strcmp(v, "2") != 0 && strcmp(v, "3") != 0))
-		return KV_ERR_PROTOCOL_VERSION;
-	if ((err = http_check_bearer(rq->conn, rq->srv->token_digest)) !=
-	    KV_OK)
+	if (route != ROUTE_METADATA) {
+		v = http_param(rq->conn, "HTTP_X_DENOKV_VERSION");
+		if (v == NULL || (strcmp(v, "2") != 0 && strcmp(v, "3") != 0))
+			return KV_ERR_PROTOCOL_VERSION;
+	}
+	if ((err = dbreg_authorize(&rq->srv->reg, rq->dbe, auth,
+	    route_writes(route))) != KV_OK)
 		return err;
-	id = http_param(rq->conn, "HTTP_X_DENOKV_DATABASE_ID");
-	if (id == NULL || strcasecmp(id, rq->srv->database_id) != 0)
-		return KV_ERR_DATABASE_ID;
+	if (route != ROUTE_METADATA) {
+		id = http_param(rq->conn, "HTTP_X_DENOKV_DATABASE_ID");
+		if (id == NULL || strcasecmp(id, rq->dbe->id) != 0)
+			return KV_ERR_DATABASE_ID;
+	}
 	return KV_OK;
 }
 
@@ -254,16 +246,19 @@ admit(struct request *rq, enum route *route)
 	*route = route_path(path, &rq->baselen, &rq->endpoint);
 	rq->counted_as = route_endpoint(*route);
 	rq->base = path;
+	/* Host, then mount: a path under no mount is 404 (dbreg.h). */
+	if ((err = dbreg_route(&rq->srv->reg, http_param(rq->conn,
+	    "HTTP_HOST"), rq->base, rq->baselen, &rq->dbe)) != KV_OK)
+		return err;
 	if (is_misrouted_protobuf(rq, *route))
 		return KV_ERR_NOT_FOUND;
 	if (method == NULL || strcmp(method, "POST") != 0)
 		return KV_ERR_METHOD;
-	if (*route == ROUTE_METADATA) {
+	if (*route == ROUTE_METADATA)
 		cap = KV_MAX_METADATA_BODY_BYTES;
-		err = http_check_bearer(rq->conn, rq->srv->token_digest);
-	} else
-		err = check_data_path_headers(rq);
-	if (err != KV_OK)
+	if ((err = check_credentials(rq, *route)) != KV_OK)
+		return err;
+	if ((err = dbreg_open(&rq->srv->reg, rq->dbe, &rq->db)) != KV_OK)
 		return err;
 	if ((err = http_read_body(rq->conn, cap, rq->arena, &body,
 	    &rq->bodylen)) != KV_OK)
@@ -436,7 +431,6 @@ worker_run(struct server *s)
 	struct accept_log	 alog = { 0, 0 };
 	struct arena		 a;
 	sigset_t		 stopset, during;
-	char			 err[512];
 	int			 rc;
 
 	/* Our handlers go in before FCGX_Init, which keeps existing ones. */
@@ -454,10 +448,6 @@ worker_run(struct server *s)
 		return 1;
 	}
 	arena_init(&a, ARENA_CHUNK);
-	if (s->shm.seg != NULL &&
-	    (s->hub = watch_hub_start(s->conf, s->shm.seg, err,
-	    sizeof(err))) == NULL)
-		log_warnx("watch streams disabled: %s", err);
 	while (!worker_stop) {
 		wait_for_connection(s->listen_fd, &during, &stopset);
 		if (worker_stop)
@@ -495,8 +485,7 @@ worker_run(struct server *s)
 		arena_reset(&a);
 	}
 	/* Open watches end; their clients reconnect to another worker. */
-	watch_hub_stop(s->hub);
-	s->hub = NULL;
+	dbreg_stop_hubs(&s->reg);
 	fcgi_conn_fini(&conn);
 	arena_fini(&a);
 	log_debug("worker exiting");

@@ -9,12 +9,14 @@
 #include "handlers.h"
 
 /*
- * Opens the database and fills in the server's identity. With a signal
- * segment, writes are admitted fairly across processes and commits wake
- * watchers. On failure writes a one-line reason to errbuf and returns -1.
+ * Sets up the database registry (dbreg.h); the one-database form opens
+ * its database now. segs: each database's signal segment, in the order of
+ * the configuration (NULL: none); with one, writes are admitted fairly
+ * across processes and commits wake watchers. On failure writes a
+ * one-line reason to errbuf and returns -1.
  */
 int	server_init(struct server *, const struct conf *, int listen_fd,
-	    struct shm_segment *, char *errbuf, size_t errlen);
+	    struct shm_segment *const *segs, char *errbuf, size_t errlen);
 void	server_fini(struct server *);
 
 /* Serves requests until SIGTERM or SIGINT; returns the exit status. */
@@ -38,8 +40,5 @@ enum route {
 /* *name: the endpoint's name for logs ("snapshot_read", "metadata"). */
 enum route	route_path(const char *path, size_t *baselen,
 		    const char **name);
-
-/* The database id for a database file: stable for its absolute path. */
-void	database_id_for(const char *path, char out[DATABASE_ID_LEN + 1]);
 
 #endif

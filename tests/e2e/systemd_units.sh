@@ -10,8 +10,9 @@
 #     service below MAX_EXPOSURE;
 #   - conf/denokv-fcgi.conf passes `--check-config` once sqlite-path and
 #     access-token are filled in (and not before), every option of --help
-#     is in it, every commented-out value in it is valid, and a copy with an
-#     unknown key fails naming the key and its line;
+#     is in it, every commented-out value in it is valid, its example
+#     [database] section is valid, and a copy with an unknown key fails
+#     naming the key and its line;
 #   - man/denokv-fcgi.8 renders without warnings (man --warnings, and
 #     mandoc -T lint if installed), documents every option of --help and
 #     states the limits of src/kv_limits.h.
@@ -227,6 +228,18 @@ else
 	check_config "$TMP/etc/all.conf"
 	check "config: every commented-out value is valid" \
 	    "$([ "$rc" = 0 ]; echo $?)" "exit status $rc" "$out"
+
+	# The example [database] section, taken out of its comment, with
+	# the one-database settings removed (a file has one or the other).
+	{
+		grep -v -E '^(sqlite-path|access-token)[[:space:]]*=' "$CONF"
+		sed -n '/^# \[database /,$p' "$EXAMPLE_CONF" |
+		    sed -e 's/^# //' -e "s|/var/lib/denokv-fcgi|$TMP/var|"
+	} >"$TMP/etc/sections.conf"
+	check_config "$TMP/etc/sections.conf"
+	check "config: the example [database] section passes --check-config" \
+	    "$([ "$rc" = 0 ] && grep -q '^\[database ' "$TMP/etc/sections.conf"; echo $?)" \
+	    "exit status $rc" "$out"
 
 	cp "$CONF" "$TMP/etc/unknown.conf"
 	echo "no-such-key = 1" >>"$TMP/etc/unknown.conf"
