@@ -7,10 +7,11 @@
 # throwaway CA made by tls_ca.sh. TAP on stdout.
 #
 # Cases, through each proxy:
-#   - Deno.openKv and @deno/kv openKv on databases under /kv/ (with and
-#     without the trailing slash): set/get/delete, an atomic check passing
-#     and failing, a watch seeing another connection's write
-#     (tls_clients.test.ts, tls_clients.test.mjs);
+#   - Deno.openKv and @deno/kv openKv on two databases of one server
+#     under /kv/ (one URL with the trailing slash, one without): each its
+#     own database; set/get/delete, an atomic check passing and failing,
+#     a watch seeing another connection's write (tls_clients.test.ts,
+#     tls_clients.test.mjs);
 #   - a body over the proxy's 2 MB limit: 413 with the server's own
 #     one-line text/plain, from Deno's fetch (HTTP/2), Node's fetch and
 #     @deno/kv (HTTP/1.1) and curl (HTTP/2 and HTTP/1.1, with a length and
@@ -92,12 +93,27 @@ fi
 
 # --- the server ---------------------------------------------------------------
 
+# Two databases from [database] sections, at the mounts the recipes'
+# /kv location serves: https://HOST/kv/alice and https://HOST/kv/bob.
 SOCK=$P/kv.sock
 start_server() {
 	local asroot=
 	[ "$(id -u)" = 0 ] && asroot=--allow-root
-	DENO_KV_ACCESS_TOKEN=$TOKEN setsid "$BIN" --sqlite-path "$P/kv.sqlite" serve \
-		--listen "unix:$SOCK" --workers 2 $asroot </dev/null >>"$P/server.log" 2>&1 &
+	(umask 077 && cat >"$P/kv.ini") <<EOF
+workers = 2
+listen = unix:$SOCK
+
+[database alice]
+path = $P/alice.sqlite
+mount = /kv/alice
+token = read-write $TOKEN
+
+[database bob]
+path = $P/bob.sqlite
+mount = /kv/bob
+token = read-write $TOKEN
+EOF
+	setsid "$BIN" --config "$P/kv.ini" serve $asroot </dev/null >>"$P/server.log" 2>&1 &
 	SRV=$!
 	wait_until 20 test -S "$SOCK"
 }
@@ -112,7 +128,7 @@ openssl x509 -in "$CA/cert.pem" -noout -text 2>/dev/null | grep -q 'CA:FALSE'
 check "setup: the server certificate is not a CA (Deno refuses that: CaUsedAsEndEntity)" $?
 
 start_server
-check "setup: denokv-fcgi serves on $SOCK" $? "$(tail -n 20 "$P/server.log")"
+check "setup: denokv-fcgi serves alice and bob on $SOCK" $? "$(tail -n 20 "$P/server.log")"
 
 # --- nginx --------------------------------------------------------------------
 #

@@ -4,8 +4,9 @@
 // proxies and the server and passes:
 //
 //   TLS_PROXY    the proxy's name (stored in the values written)
-//   TLS_KV_URLS  space-separated https:// URLs of databases behind it
-//                (mounts under /kv/, with and without the trailing slash)
+//   TLS_KV_URLS  space-separated https:// URLs of distinct databases
+//                behind it (mounts under /kv/, with and without the
+//                trailing slash)
 //   TLS_ORIGIN   https://localhost:PORT of the proxy
 //   DENO_CERT    the test CA (tests/e2e/tls_ca.sh), read by the Deno CLI
 //   DENO_KV_ACCESS_TOKEN  the token of every database in TLS_KV_URLS
@@ -113,6 +114,29 @@ for (const url of KV_URLS) {
     }
   });
 }
+
+test("each URL is a database of its own: its own id, and no key of another", async () => {
+  const ids = new Set<string>();
+  for (const url of KV_URLS) {
+    const r = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ supportedVersions: [3] }),
+    });
+    assert.equal(r.status, 200, `metadata exchange at ${url}`);
+    ids.add((await r.json()).databaseId);
+  }
+  assert.equal(ids.size, KV_URLS.length, `databaseIds ${[...ids].join(", ")}`);
+  const kvs = await Promise.all(KV_URLS.map(open));
+  try {
+    const key = ["tls", RID, "own"];
+    await kvs[0].set(key, "only in the first");
+    assert.equal((await kvs[0].get(key)).value, "only in the first");
+    for (const kv of kvs.slice(1)) assert.equal((await kv.get(key)).value, null);
+  } finally {
+    for (const kv of kvs) kv.close();
+  }
+});
 
 // Bodies sent with fetch: the Deno CLI's own HTTP client, over the same
 // TLS connection setup (DENO_CERT), offering HTTP/2. The KV client itself
