@@ -287,8 +287,10 @@ dbreg_open(struct dbreg *r, struct dbreg_db *d, struct kv_db **out)
 		return KV_ERR_STORAGE;
 	}
 	r->n_open++;
-	log_debug("database %s open, synchronous=%s", d->name,
-	    kv_synchronous(d->db));
+	/* The one database's is logged by the worker that opens it at start. */
+	if (d->conf != NULL)
+		log_debug("database %s open, synchronous=%s", d->name,
+		    kv_synchronous(d->db));
 	*out = d->db;
 	return KV_OK;
 }

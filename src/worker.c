@@ -132,6 +132,10 @@ server_init(struct server *s, const struct conf *c, int listen_fd,
 		dbreg_fini(&s->reg);
 		return -1;
 	}
+	/* Read back from SQLite, so the log shows what is really in force. */
+	if (c->databases == NULL)
+		log_debug("database open, synchronous=%s",
+		    kv_synchronous(db));
 	return 0;
 }
 
