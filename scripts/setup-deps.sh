@@ -22,7 +22,7 @@ PACKAGES=(
 	libfcgi-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler
 	libjansson-dev libsystemd-dev libinih-dev
 	nginx caddy systemd sqlite3 curl ca-certificates procps iproute2
-	socat man-db groff-base wrk strace mandoc util-linux git
+	socat openssl man-db groff-base wrk strace mandoc util-linux git
 	clang libclang-rt-dev
 	debhelper dpkg-dev lintian
 )

@@ -10,7 +10,7 @@
 #       write RUN_DIR/env (shell-sourceable).
 #   scripts/stack.sh start-server RUN_DIR NAME
 #       Start another denokv-fcgi (the main database, or $DB) on
-#       RUN_DIR/NAME.sock, mounted at /NAME/ on the same nginx listeners;
+#       RUN_DIR/NAME.sock, mounted at /NAME on the same nginx listeners;
 #       writes RUN_DIR/NAME.env. Two instances on one file is a supported
 #       setup (they share the database through SQLite).
 #   scripts/stack.sh stop-server RUN_DIR NAME
@@ -460,13 +460,8 @@ cmd_start_server() {
 	spid=$(readpid "$RUN_DIR/$name.pid")
 	cat >"$RUN_DIR/locations/$name.conf" <<EOF
 # instance $name (scripts/stack.sh start-server)
-location /$name/ {
+location /$name {
     include ${LOCATION_INCLUDE:-denokv-fcgi.conf};
-    fastcgi_pass unix:$RUN_DIR/$name.sock;
-    add_header X-Denokv-Instance $name always;
-}
-location = /$name {
-    include denokv-fcgi.conf;
     fastcgi_pass unix:$RUN_DIR/$name.sock;
     add_header X-Denokv-Instance $name always;
 }
