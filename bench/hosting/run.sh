@@ -28,7 +28,7 @@ fi
 DURATION=${DURATION:-5}             # seconds per wrk run
 ROUNDS=${ROUNDS:-2}                 # rounds (median reported), spreads alternated
 DATABASES=${DATABASES:-1000}        # [database NAME] sections in the config
-SPREADS=${SPREADS:-"1 10 $DATABASES"}
+SPREADS=${SPREADS:-$(printf '%s\n' 1 10 "$DATABASES" | awk -v n="$DATABASES" '$1 <= n && !seen[$1]++' | tr '\n' ' ')}
 CLASSIC=${CLASSIC:-1}               # 1: also a one-database server from the command line
 MAX_OPEN=${MAX_OPEN:-$DATABASES}    # max-open-databases; "default": leave it to the server
 KEYS=${KEYS:-100}                   # keys ["bench", n] per database
@@ -81,9 +81,11 @@ need "$CC" "apt-get install gcc"
 want_fds=$((DATABASES * 4 + 1024))
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
 	hard=$(ulimit -Hn)
-	[ "$hard" = unlimited ] || [ "$hard" -ge "$want_fds" ] || hard_low=1
-	ulimit -n "$([ "${hard_low:-0}" = 1 ] && echo "$hard" || echo "$want_fds")"
-	[ "${hard_low:-0}" = 1 ] && warn "open-files limit $(ulimit -n) is below the $want_fds that $DATABASES open databases may need"
+	if [ "$hard" != unlimited ] && [ "$hard" -lt "$want_fds" ]; then
+		warn "open-files hard limit $hard is below the $want_fds that $DATABASES open databases may need"
+		want_fds=$hard
+	fi
+	ulimit -n "$want_fds"
 fi
 
 HELP=$("$DENOKV_BIN" --help 2>&1 || true)
