@@ -38,7 +38,7 @@ CONNS=${CONNS:-64}                  # wrk -c
 WRK_TIMEOUT=${WRK_TIMEOUT:-10s}
 WORKERS=${WORKERS:-2}
 SYNC=${SYNC:-full}
-NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-16}
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-32}
 KEEP_TMP=${KEEP_TMP:-auto}
 if [ -z "${DENOKV_BIN:-}" ]; then
 	DENOKV_BIN=$REPO/build/src/denokv-fcgi
@@ -251,7 +251,7 @@ http {
 EOF
 		if [ $HAS_MODEL = 1 ]; then
 			for m in "${MOUNTS[@]}"; do
-				printf '    upstream up_%s { server unix:%s; keepalive %s; }\n' "$m" "$T/$m.sock" "$NGINX_KEEPALIVE"
+				printf '    upstream up_%s { server unix:%s; keepalive %s; keepalive_requests 100000; }\n' "$m" "$T/$m.sock" "$NGINX_KEEPALIVE"
 			done
 		fi
 		printf '    server {\n        listen 127.0.0.1:%s;\n        server_name localhost;\n' "$H1_PORT"

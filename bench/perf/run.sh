@@ -46,7 +46,7 @@ SCALE_OPS=${SCALE_OPS:-"get set"}   # at 64 concurrent
 IDLE_WATCHES=${IDLE_WATCHES:-500}
 IDLE_POLLS=${IDLE_POLLS:-100}
 IDLE_OPS=${IDLE_OPS:-"get set"}     # at 64 concurrent
-NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-16}  # idle kept connections per nginx worker (multiplexed model)
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-32}  # idle kept connections per nginx worker (multiplexed model)
 KEEP_TMP=${KEEP_TMP:-auto}
 if [ -z "${DENOKV_BIN:-}" ]; then
 	DENOKV_BIN=$REPO/build/src/denokv-fcgi
@@ -291,7 +291,7 @@ http {
 EOF
 		for m in "${MOUNTS[@]}" t; do
 			if [ "${MOUNT_KEEPALIVE[$m]}" = 1 ]; then
-				printf '    upstream up_%s { server unix:%s; keepalive %s; }\n' \
+				printf '    upstream up_%s { server unix:%s; keepalive %s; keepalive_requests 100000; }\n' \
 				    "$m" "$T/$m.sock" "$NGINX_KEEPALIVE"
 			fi
 		done
