@@ -38,7 +38,7 @@ interface Options {
   skew: number;
   prefix: string;
   verify: boolean;
-  cpu: Map<string, number[]>;
+  cpu: Map<string, number[]> | null;
 }
 
 function parseArgs(args: string[]): Options {
@@ -51,7 +51,7 @@ function parseArgs(args: string[]): Options {
     skew: 3,
     prefix: "bank",
     verify: true,
-    cpu: new Map(),
+    cpu: null,
   };
   for (let i = 0; i < args.length; i++) {
     let [name, value] = args[i].split("=", 2) as [string, string | undefined];
@@ -70,13 +70,14 @@ function parseArgs(args: string[]): Options {
         o.verify = value !== "0";
         break;
       case "cpu":
+        o.cpu ??= new Map();
         for (const group of value.split(/\s+/).filter(Boolean)) {
           const [gname, list] = group.split("=", 2);
           const pids = (list ?? "").split(",").filter(Boolean).map(Number);
           if (!gname || pids.some((p) => !Number.isInteger(p) || p <= 0)) {
             usage(`bad --cpu group ${group}`);
           }
-          o.cpu.set(gname, pids);
+          o.cpu!.set(gname, pids);
         }
         break;
       case "accounts":
@@ -167,7 +168,9 @@ function sampleCpu(groups: Map<string, number[]>): Map<string, [number, number]>
 }
 
 const opt = parseArgs(Deno.args);
-if (opt.cpu.size > 0) opt.cpu.set("client", [Deno.pid]);
+// With --cpu (even an empty one) the client itself is always sampled.
+const cpuGroups = opt.cpu ?? new Map<string, number[]>();
+if (opt.cpu) cpuGroups.set("client", [Deno.pid]);
 const CLK_TCK = 100; // USER_HZ: what /proc reports in on Linux
 const acct = (i: number): Deno.KvKey => [opt.prefix, i];
 const BATCH = 100; // mutations per atomic write while preparing
@@ -263,7 +266,7 @@ console.log(
   `bank: ${opt.readers} readers, ${opt.writers} writers, ${opt.accounts} ` +
     `accounts, ${opt.duration} s, against ${opt.url}`,
 );
-const cpuBefore = sampleCpu(opt.cpu);
+const cpuBefore = sampleCpu(cpuGroups);
 const start = performance.now();
 let last = { ...stats };
 let tick = 0;
@@ -299,7 +302,7 @@ const loops = [
 ];
 await Promise.all(loops);
 const elapsed = (performance.now() - start) / 1000;
-const cpuAfter = sampleCpu(opt.cpu);
+const cpuAfter = sampleCpu(cpuGroups);
 clearInterval(ticker);
 clearTimeout(stopper);
 
@@ -346,7 +349,7 @@ for (const [name, [u1, s1]] of cpuAfter) {
   const u = (u1 - u0) / CLK_TCK / elapsed, s = (s1 - s0) / CLK_TCK / elapsed;
   console.log(
     `RESULT_CPU name=${name} user=${u.toFixed(2)} sys=${s.toFixed(2)} ` +
-      `total=${(u + s).toFixed(2)} pids=${opt.cpu.get(name)!.join(",")}`,
+      `total=${(u + s).toFixed(2)} pids=${cpuGroups.get(name)!.join(",")}`,
   );
 }
 console.log(

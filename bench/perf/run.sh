@@ -161,6 +161,7 @@ cleanup() {
 	local rc=$? f
 	set +e
 	trap - EXIT INT TERM
+	[ -n "${IDLE_PID:-}" ] && stop_pids "$IDLE_PID"
 	[ ${#PIDS[@]} -gt 0 ] && stop_pids "${PIDS[@]}"
 	if [ $rc -ne 0 ] && [ $rc -ne 130 ] && [ $rc -ne 143 ]; then
 		for f in "${LOGS[@]}"; do
