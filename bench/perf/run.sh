@@ -655,6 +655,25 @@ if want_section idle; then
 	} >>"$REPORT"
 fi
 
+for m in "${MOUNTS[@]}"; do
+	alive "${PID[$m]}" || die "denokv-fcgi ($m) is gone at the end of the run; see $T/$m.log"
+done
+
+# The servers' own counters over the whole run (`denokv-fcgi status`):
+# requests, commits and, where the build groups commits, write batches.
+{
+	echo
+	echo "== denokv-fcgi status at the end (counters over the whole run)"
+	for m in s p; do
+		[ -n "${PID[$m]:-}" ] || continue
+		bin=$DENOKV_BIN
+		[ "$m" = p ] && [ -n "$PREV_BIN" ] && bin=$PREV_BIN
+		st=$("$bin" --listen "unix:$T/$m.sock" status 2>&1) || st="status failed: $st"
+		printf '%-7s %s\n' "$([ "$m" = s ] && echo server || echo prev):" \
+		    "$(grep -E '^(requests|commits|write batches):' <<<"$st" | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
+		grep -q '^write batches:' <<<"$st" || echo "        (no write batch figures: this build does not group commits or does not report them)"
+	done
+} >>"$REPORT"
 # ---- goals (issue: bank >= 1.0x, set c64 >= 1.0x, get c64 >= 0.5x the local file) ----
 goal() { # what value target
 	local v=$2
@@ -672,9 +691,6 @@ goal() { # what value target
 	echo "load at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
 } >>"$REPORT"
 
-for m in "${MOUNTS[@]}"; do
-	alive "${PID[$m]}" || die "denokv-fcgi ($m) is gone at the end of the run; see $T/$m.log"
-done
 cp "$REPORT" "$OUT/last-run.txt"
 cat "$REPORT"
 log "report saved to $OUT/last-run.txt"
