@@ -172,7 +172,7 @@ wait_socket() {
 	done
 	die "$3 did not create $1 within 10 s"
 }
-# shellcheck source=../../scripts/ports.sh
+# shellcheck source=scripts/ports.sh
 . "$REPO/scripts/ports.sh"
 
 # ---- the configuration: one section per database ------------------------------------
@@ -291,7 +291,6 @@ log "nginx on $BASE"
 # mem LABEL: one line per process of the multi-database server: role, pid,
 # Rss and Pss (KiB, smaps_rollup), open database files (descriptors on
 # *.sqlite).
-declare -A MEM
 mem() {
 	local label=$1 p role rss pss dbs
 	for p in "${PID[hosting]}" $(pgrep -P "${PID[hosting]}" | sort -n); do
