@@ -424,6 +424,9 @@ memsum() { # label column(3 rss, 4 pss, 5 dbs) [role]
 		awk -v r1="$(memsum one_open 3)" -v r2="$(memsum all_open 3)" -v p1="$(memsum one_open 4)" \
 		    -v p2="$(memsum all_open 4)" -v d1="$dbs1" -v d2="$dbs2" \
 		    'BEGIN { n = d2 - d1; printf "per open database (one_open -> all_open, %d more database handles over all processes): Rss %.1f KiB, Pss %.1f KiB\n", n, (r2 - r1) / n, (p2 - p1) / n }'
+		if [ "$dbs2" -lt $((WORKERS * DATABASES)) ]; then
+			echo "(fewer handles open than workers x databases: the workers closed some again (max-open-databases), so the growth includes databases opened and closed since, and the figure above is not the cost of one open handle)"
+		fi
 	fi
 	echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$T/report.txt"
