@@ -153,6 +153,7 @@ render_recipe() {
 		-e "s|/etc/ssl/denokv/|$CA/|g" \
 		-e "s|include /etc/nginx/snippets/denokv-fcgi.conf;|include $NG/denokv-fcgi.conf;|" \
 		-e "s|^\( *\)location /kv {|\1location $prefix {|" \
+		-e "s|denokv_tls\b|denokv_tls${prefix//\//_}|" \
 		-e "s|unix:/run/denokv-fcgi.sock;|unix:$sock;|" "$src"
 }
 
