@@ -181,7 +181,7 @@ test_batch(struct kv_db *db, int lfd)
 {
 	static const uint8_t	 one[] = { 0xFF, 0x0F, 'N', 0, 0, 0, 0, 0, 0,
 	    0xF0, 0x3F };
-	struct server		 srv = { .db = db };
+	struct server		 srv = { .conf = NULL };
 	struct fcgi_conn	 conn[N_REQ];
 	struct arena		 arena[N_REQ];
 	struct request		 rq[N_REQ], *rqs[N_REQ];
@@ -212,7 +212,7 @@ test_batch(struct kv_db *db, int lfd)
 			T_BAIL("accepting request %d", i);
 		arena_init(&arena[i], 16 * 1024);
 		rq[i] = (struct request){ .conn = &conn[i], .srv = &srv,
-		    .arena = &arena[i], .endpoint = "atomic_write",
+		    .arena = &arena[i], .db = db, .endpoint = "atomic_write",
 		    .body = body[i], .bodylen = blen[i] };
 		rqs[i] = &rq[i];
 	}
