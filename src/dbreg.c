@@ -244,8 +244,11 @@ claim_slot(struct dbreg_db *d)
 	return KV_OK;
 }
 
-/* Closes the least recently used open handle other than keep. */
-static void
+/*
+ * Closes the least recently used open handle other than keep that nobody
+ * holds; 0 if there is none.
+ */
+static int
 close_lru(struct dbreg *r, const struct dbreg_db *keep)
 {
 	struct dbreg_db	*lru = NULL;
@@ -253,15 +256,27 @@ close_lru(struct dbreg *r, const struct dbreg_db *keep)
 	for (size_t i = 0; i < r->n; i++) {
 		struct dbreg_db	*d = &r->dbs[i];
 
-		if (d->db != NULL && d != keep &&
+		if (d->db != NULL && d != keep && d->holds == 0 &&
 		    (lru == NULL || d->used < lru->used))
 			lru = d;
 	}
-	if (lru != NULL) {
-		log_debug("closing database %s (least recently used)",
-		    lru->name);
-		close_db(r, lru);
-	}
+	if (lru == NULL)
+		return 0;
+	log_debug("closing database %s (least recently used)", lru->name);
+	close_db(r, lru);
+	return 1;
+}
+
+void
+dbreg_hold(struct dbreg_db *d)
+{
+	d->holds++;
+}
+
+void
+dbreg_release(struct dbreg_db *d)
+{
+	d->holds--;
 }
 
 enum kv_err
@@ -278,8 +293,8 @@ dbreg_open(struct dbreg *r, struct dbreg_db *d, struct kv_db **out)
 	}
 	if ((e = claim_slot(d)) != KV_OK)
 		return e;
-	while (r->n_open >= r->max_open)
-		close_lru(r, d);
+	while (r->n_open >= r->max_open && close_lru(r, d))
+		;
 	opt = dbreg_kv_options(r, d);
 	if ((d->db = kv_open(d->path, &opt, err, sizeof(err))) == NULL) {
 		log_warnx("cannot open database %s (%s): %s", d->name,

@@ -56,6 +56,7 @@ struct dbreg_db {
 	struct kv_hooks		 hooks;
 	struct kv_db		*db;		/* NULL: closed */
 	uint64_t		 used;		/* LRU tick of its last use */
+	unsigned		 holds;		/* dbreg_hold: not to be closed */
 	struct watch_hub	*hub;		/* NULL: none running */
 	uint64_t		 hub_used;
 };
@@ -119,6 +120,15 @@ enum kv_err	 dbreg_authorize(struct dbreg *, struct dbreg_db *,
  */
 enum kv_err	 dbreg_open(struct dbreg *, struct dbreg_db *,
 		    struct kv_db **out);
+
+/*
+ * Keeps a database's open handle from being closed to make room while a
+ * request still to be finished uses it (an atomic write waiting for its
+ * group commit while later requests of the same turn open others). The
+ * bound on open handles may be passed while every handle is held.
+ */
+void		 dbreg_hold(struct dbreg_db *);
+void		 dbreg_release(struct dbreg_db *);
 
 /*
  * The watch hub of a database, started on first use. NULL when it cannot

@@ -457,6 +457,8 @@ worker_serve_ready(struct server *s, struct fcgi_conn *const *conns,
 	for (size_t i = 0; i < n; i++) {
 		request_open(&sv[i], s, conns[i], a);
 		if (sv[i].err == KV_OK && sv[i].route == ROUTE_ATOMIC_WRITE) {
+			/* Its handle stays open while later requests open others. */
+			dbreg_hold(sv[i].rq.dbe);
 			at[nw] = i;
 			writes[nw++] = &sv[i].rq;
 			continue;
@@ -475,6 +477,7 @@ worker_serve_ready(struct server *s, struct fcgi_conn *const *conns,
 		log_overrun(writes[0], "a group of writes",
 		    clock_mono_ms() - t0, HANDLER_DEADLINE_MS);
 	for (size_t j = 0; j < nw; j++) {
+		dbreg_release(writes[j]->dbe);
 		sv[at[j]].err = errs[j];
 		request_close(&sv[at[j]]);
 		done(done_arg, conns[at[j]]);

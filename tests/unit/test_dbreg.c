@@ -198,6 +198,17 @@ test_lru(struct dbreg *r)
 	T_OK(alice->claimed && bob->claimed && root->claimed,
 	    "each opened database has a process slot in its segment");
 	T_OK(!r->dbs[2].claimed, "an unopened one has none");
+
+	/* A held handle is not closed to make room; the bound gives way. */
+	dbreg_hold(root);
+	dbreg_hold(bob);
+	T_EQ(dbreg_open(r, alice, &db), KV_OK, "alice opens past the bound");
+	T_OK(root->db != NULL && bob->db != NULL, "the held handles stay open");
+	T_EQ(r->n_open, 3, "three open while two are held");
+	dbreg_release(root);
+	dbreg_release(bob);
+	T_EQ(dbreg_open(r, &r->dbs[2], &db), KV_OK, "a fourth opens");
+	T_EQ(r->n_open, 2, "released, the bound holds again");
 }
 
 static void
