@@ -1,16 +1,16 @@
 // Shared hosting end to end (docs/shared-hosting.md): one denokv-fcgi
-// instance serving three databases from [database NAME] sections of its
+// instance serving the databases of [database NAME] sections of its
 // configuration file, behind the stack's nginx (h2c for the Deno CLI,
-// HTTP/1.1 for raw requests), each at its own mount under /hosting/.
+// HTTP/1.1 for raw requests): three at their own mounts under /hosting/,
+// two more sharing one mount, told apart by Host.
 //
 // Covered: own data, versionstamps and id per database; every token against
 // every database; read-only and expired tokens; watches of one database not
 // woken by another's writes (counted by denokv_watch_reads_total, not timed);
 // the max-watches and max-size limits (429, 507, reads go on); expiry swept
-// in every database; a file made by
-// the Deno CLI's local Deno.openKv served as one of the databases, readable
-// both ways; routing by Host on a shared mount; unknown mounts and paths
-// (404 with a reason); SIGHUP adding a
+// in every database; a file made by the Deno CLI's local Deno.openKv served
+// as one of the databases, readable both ways; routing by Host on a shared
+// mount; unknown mounts and paths (404 with a reason); SIGHUP adding a
 // database, removing one and changing tokens under a concurrent load with no
 // failed request to the others.
 //
