@@ -7,7 +7,8 @@
  * the watch hooks (every committed version recorded with its keys, one
  * publish per batch); a COMMIT that fails (an fsync error) acknowledging
  * nothing, also after the process dies and the file is recovered; a
- * batch-level refusal (read-only, busy) given to every write; two
+ * batch-level refusal (read-only, busy, no write turn) given to every
+ * write; two
  * processes committing batches on one file at once (versionstamps unique
  * and ordered, no sum lost); and a
  * differential test: seeded random atomic writes applied one by one with
@@ -585,6 +586,15 @@ test_enqueues_and_hooks(void)
 
 /* --- batch-level refusals ---------------------------------------------------- */
 
+/* A write turn that never comes (the writer ahead is stuck). */
+static int
+no_turn(void *ctx, int timeout_ms)
+{
+	(void)ctx;
+	(void)timeout_ms;
+	return -1;
+}
+
 static void
 test_refusals(void)
 {
@@ -596,6 +606,7 @@ test_refusals(void)
 	struct kv_write_result	 res[2];
 	enum kv_err		 errs[2];
 	struct kv_db		*db = open_rw("refusals.sqlite3"), *ro;
+	struct kv_hooks		 stuck = { .write_begin = no_turn };
 	sqlite3			*raw;
 
 	kv_close(db);
@@ -621,6 +632,13 @@ test_refusals(void)
 	    res[1].committed, "busy: once the lock is free the batch"
 	    " commits");
 	sqlite3_close(raw);
+	kv_close(db);
+
+	db = open_with("refusals.sqlite3", 0, 200, &stuck);
+	T_OK(err_is(run_batch(db, w, 2, res, errs), KV_ERR_WRITE_TIMEOUT) &&
+	    errs[0] == KV_ERR_WRITE_TIMEOUT &&
+	    errs[1] == KV_ERR_WRITE_TIMEOUT && !res[0].committed &&
+	    !res[1].committed, "no turn: the batch and each write time out");
 	kv_close(db);
 }
 
