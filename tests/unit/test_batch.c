@@ -7,7 +7,10 @@
  * the watch hooks (every committed version recorded with its keys, one
  * publish per batch); a COMMIT that fails (an fsync error) acknowledging
  * nothing, also after the process dies and the file is recovered; a
- * batch-level refusal (read-only, busy) given to every write; and a
+ * batch-level refusal (read-only, busy, no write turn) given to every
+ * write; two
+ * processes committing batches on one file at once (versionstamps unique
+ * and ordered, no sum lost); and a
  * differential test: seeded random atomic writes applied one by one with
  * kv_atomic_write and in random batches, with the same outcomes and the
  * same final file. TEST_BATCH_SEED=N replays one seed.
@@ -187,25 +190,52 @@ sum_m(const char *key)
 	return m;
 }
 
-/* Reads one key: 1 and its version in *version, 0 absent, -1 error. */
+/* Reads one key: 1 and its entry (arena-owned), 0 absent, -1 error. */
 static int
-get_version(struct kv_db *db, const char *key, uint64_t *version)
+read_one(struct kv_db *db, const char *key, struct kv_entry *e)
 {
 	struct kv_range		 r = { .limit = 1 };
 	struct kv_range_result	 res;
 	char			 end[64];
 
+	/* The range [key, key + "\0"): the key alone. */
 	snprintf(end, sizeof(end), "%s", key);
 	r.start = str(key);
 	r.end = (struct kv_bytes){ (const uint8_t *)end, strlen(key) + 1 };
-	end[strlen(key)] = '\0';
 	arena_reset(&A);
 	if (kv_snapshot_read(db, &r, 1, NOW, &A, &res) != KV_OK)
 		return -1;
 	if (res.n == 0)
 		return 0;
-	*version = vs_version(res.entries[0].versionstamp);
+	*e = res.entries[0];
 	return 1;
+}
+
+/* Reads one key: 1 and its version in *version, 0 absent, -1 error. */
+static int
+get_version(struct kv_db *db, const char *key, uint64_t *version)
+{
+	struct kv_entry	 e;
+	int		 rc = read_one(db, key, &e);
+
+	if (rc == 1)
+		*version = vs_version(e.versionstamp);
+	return rc;
+}
+
+/* The KvU64 stored at key; -1 if there is none. */
+static int64_t
+get_u64(struct kv_db *db, const char *key)
+{
+	struct kv_entry	 e;
+	uint64_t	 u = 0;
+
+	if (read_one(db, key, &e) != 1 || e.encoding != KV_ENC_LE64 ||
+	    e.value.len != 8)
+		return -1;
+	for (int i = 7; i >= 0; i--)
+		u = (u << 8) | e.value.p[i];
+	return (int64_t)u;
 }
 
 static int
@@ -556,6 +586,15 @@ test_enqueues_and_hooks(void)
 
 /* --- batch-level refusals ---------------------------------------------------- */
 
+/* A write turn that never comes (the writer ahead is stuck). */
+static int
+no_turn(void *ctx, int timeout_ms)
+{
+	(void)ctx;
+	(void)timeout_ms;
+	return -1;
+}
+
 static void
 test_refusals(void)
 {
@@ -567,6 +606,7 @@ test_refusals(void)
 	struct kv_write_result	 res[2];
 	enum kv_err		 errs[2];
 	struct kv_db		*db = open_rw("refusals.sqlite3"), *ro;
+	struct kv_hooks		 stuck = { .write_begin = no_turn };
 	sqlite3			*raw;
 
 	kv_close(db);
@@ -592,6 +632,13 @@ test_refusals(void)
 	    res[1].committed, "busy: once the lock is free the batch"
 	    " commits");
 	sqlite3_close(raw);
+	kv_close(db);
+
+	db = open_with("refusals.sqlite3", 0, 200, &stuck);
+	T_OK(err_is(run_batch(db, w, 2, res, errs), KV_ERR_WRITE_TIMEOUT) &&
+	    errs[0] == KV_ERR_WRITE_TIMEOUT &&
+	    errs[1] == KV_ERR_WRITE_TIMEOUT && !res[0].committed &&
+	    !res[1].committed, "no turn: the batch and each write time out");
 	kv_close(db);
 }
 
@@ -750,6 +797,116 @@ test_commit_failure(void)
 	T_OK(run_batch(db, &w0, 1, res, errs) == KV_OK && errs[0] == KV_OK &&
 	    res[0].committed, "failed COMMIT: the next batch commits");
 	kv_close(db);
+	munmap(out, sizeof(*out));
+}
+
+/* --- two processes committing batches at once ------------------------------ */
+
+#define PROCS		2
+#define PROC_BATCHES	50
+#define PROC_BATCH	4
+
+/* What each writer process committed, in a shared page. */
+struct procs_out {
+	int		 ok[PROCS];
+	uint64_t	 version[PROCS][PROC_BATCHES * PROC_BATCH];
+};
+
+/*
+ * Each write adds 1 to a shared KvU64 counter and sets a key of its own,
+ * in batches of PROC_BATCH, on its own connection: the two processes meet
+ * only at SQLite's write lock.
+ */
+static void
+procs_child(int p, struct procs_out *out)
+{
+	static const uint8_t	 one[8] = { 1 };
+	struct kv_mutation	 m[PROC_BATCH][2];
+	struct kv_write		 w[PROC_BATCH];
+	struct kv_write_result	 res[PROC_BATCH];
+	enum kv_err		 errs[PROC_BATCH];
+	char			 key[PROC_BATCH][32];
+	struct kv_db		*db = open_with("procs.sqlite3", 0, 10000,
+				    NULL);
+	int			 n = 0;
+
+	memset(w, 0, sizeof(w));
+	for (int b = 0; b < PROC_BATCHES; b++) {
+		for (int i = 0; i < PROC_BATCH; i++) {
+			snprintf(key[i], sizeof(key[i]), "p%d-%03d", p, n + i);
+			memset(m[i], 0, sizeof(m[i]));
+			m[i][0].type = KV_MUT_SUM;
+			m[i][0].key = str("counter");
+			m[i][0].value = (struct kv_bytes){ one, 8 };
+			m[i][0].encoding = KV_ENC_LE64;
+			m[i][1] = set_m(key[i], "v");
+			w[i].mutations = m[i];
+			w[i].n_mutations = 2;
+		}
+		if (run_batch(db, w, PROC_BATCH, res, errs) != KV_OK)
+			_exit(1);
+		for (int i = 0; i < PROC_BATCH; i++, n++) {
+			if (errs[i] != KV_OK || !res[i].committed)
+				_exit(1);
+			out->version[p][n] = vs_version(res[i].versionstamp);
+		}
+	}
+	out->ok[p] = 1;
+	kv_close(db);
+	_exit(0);
+}
+
+static void
+test_two_processes(void)
+{
+	enum { N = PROC_BATCHES * PROC_BATCH };
+	struct procs_out	*out;
+	struct kv_db		*db = open_rw("procs.sqlite3");
+	sqlite3			*raw;
+	pid_t			 pid[PROCS];
+	static uint64_t		 all[PROCS * N];
+	uint64_t		 v;
+	int			 status, ordered = 1, distinct = 1, found = 1;
+	char			 key[32];
+
+	out = mmap(NULL, sizeof(*out), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (out == MAP_FAILED)
+		T_BAIL("a shared page");
+	memset(out, 0, sizeof(*out));
+	fflush(stdout);
+	for (int p = 0; p < PROCS; p++)
+		if ((pid[p] = fork()) == 0)
+			procs_child(p, out);
+	for (int p = 0; p < PROCS; p++)
+		T_OK(pid[p] > 0 && waitpid(pid[p], &status, 0) == pid[p] &&
+		    WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+		    out->ok[p], "two processes: writer %d committed its %d"
+		    " batches", p, PROC_BATCHES);
+	for (int p = 0; p < PROCS; p++)
+		for (int i = 0; i < N; i++) {
+			all[p * N + i] = out->version[p][i];
+			ordered &= i == 0 ||
+			    out->version[p][i] > out->version[p][i - 1];
+			snprintf(key, sizeof(key), "p%d-%03d", p, i);
+			found &= get_version(db, key, &v) == 1 &&
+			    v == out->version[p][i];
+		}
+	T_OK(ordered, "two processes: each one's versionstamps strictly"
+	    " increase");
+	for (int i = 0; i < PROCS * N; i++)
+		for (int j = i + 1; j < PROCS * N; j++)
+			distinct &= all[i] != all[j];
+	T_OK(distinct, "two processes: no versionstamp given twice");
+	T_OK(found, "two processes: every key reads back with its write's"
+	    " versionstamp");
+	T_EQ(get_u64(db, "counter"), PROCS * N, "two processes: the shared"
+	    " counter counts every write (no sum lost between them)");
+	kv_close(db);
+	raw = raw_open("procs.sqlite3");
+	T_EQ(sql_int(raw, "select version from data_version"), PROCS * N,
+	    "two processes: the data version moved once per write");
+	sqlite3_close(raw);
 	munmap(out, sizeof(*out));
 }
 
@@ -1037,6 +1194,7 @@ main(void)
 	test_enqueues_and_hooks();
 	test_refusals();
 	test_commit_failure();
+	test_two_processes();
 	test_differential();
 	arena_fini(&A);
 	remove_tmpdir();
