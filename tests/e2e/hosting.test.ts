@@ -1,15 +1,16 @@
 // Shared hosting end to end (docs/shared-hosting.md): one denokv-fcgi
-// instance serving three databases from [database NAME] sections of its
+// instance serving the databases of [database NAME] sections of its
 // configuration file, behind the stack's nginx (h2c for the Deno CLI,
-// HTTP/1.1 for raw requests), each at its own mount under /hosting/.
+// HTTP/1.1 for raw requests): three at their own mounts under /hosting/,
+// two more sharing one mount, told apart by Host.
 //
 // Covered: own data, versionstamps and id per database; every token against
 // every database; read-only and expired tokens; watches of one database not
 // woken by another's writes (counted by denokv_watch_reads_total, not timed);
 // the max-watches and max-size limits (429, 507, reads go on); expiry swept
-// in every database; a file made by
-// the Deno CLI's local Deno.openKv served as one of the databases, readable
-// both ways; unknown mounts and paths (404 with a reason); SIGHUP adding a
+// in every database; a file made by the Deno CLI's local Deno.openKv served
+// as one of the databases, readable both ways; routing by Host on a shared
+// mount; unknown mounts and paths (404 with a reason); SIGHUP adding a
 // database, removing one and changing tokens under a concurrent load with no
 // failed request to the others.
 //
@@ -66,11 +67,15 @@ const T = {
   bobRW: "bob-read-write-token-000004",
   carolRW: "carol-read-write-token-0005",
   daveRW: "dave-read-write-token-00006",
+  eveRW: "eve-read-write-token-000007",
+  frankRW: "frank-read-write-token-0008",
 };
 
 interface Db {
   name: string;
   path: string;
+  mount?: string; // default: /hosting/NAME
+  host?: string;
   tokens: string[]; // "SCOPE SECRET [expires=...]"
   extra?: string[];
 }
@@ -99,6 +104,15 @@ const bob: Db = {
 // carol's file is made by the Deno CLI's own local KV (below)
 const carol: Db = { name: "carol", path: `${DIR}/local.sqlite`, tokens: [`read-write ${T.carolRW}`] };
 const dave: Db = { name: "dave", path: `${DIR}/dave.sqlite`, tokens: [`read-write ${T.daveRW}`] };
+// One mount, two databases: eve for requests to eve.example, frank for the rest.
+const eve: Db = {
+  name: "eve",
+  path: `${DIR}/eve.sqlite`,
+  mount: `/${NAME}/shared`,
+  host: "eve.example",
+  tokens: [`read-write ${T.eveRW}`],
+};
+const frank: Db = { name: "frank", path: `${DIR}/frank.sqlite`, mount: `/${NAME}/shared`, tokens: [`read-write ${T.frankRW}`] };
 
 function configText(dbs: Db[]): string {
   const lines = [
@@ -108,7 +122,8 @@ function configText(dbs: Db[]): string {
     `metrics-token = ${METRICS_TOKEN}`,
   ];
   for (const d of dbs) {
-    lines.push("", `[database ${d.name}]`, `path = ${d.path}`, `mount = /${NAME}/${d.name}`);
+    lines.push("", `[database ${d.name}]`, `path = ${d.path}`, `mount = ${d.mount ?? `/${NAME}/${d.name}`}`);
+    if (d.host) lines.push(`host = ${d.host}`);
     for (const t of d.tokens) lines.push(`token = ${t}`);
     lines.push(...(d.extra ?? []));
   }
@@ -125,7 +140,7 @@ kv.close();`;
   const r = await run([Deno.execPath(), "eval", "--unstable-kv", code]);
   if (r.code !== 0) throw new Error(`making carol's file with the Deno CLI failed: ${r.stderr}`);
 }
-await Deno.writeTextFile(CONFIG, configText([alice, bob, carol]));
+await Deno.writeTextFile(CONFIG, configText([alice, bob, carol, eve, frank]));
 const INSTANCE = await startServer(NAME, {
   CONFIG,
   TOKEN: T.aliceRW,
@@ -454,6 +469,28 @@ plainTest("the housekeeper visits every database: an expired entry in bob is del
     left = await expiring();
   }
   assert.equal(left, "0", "the expired entry is still in bob's file after 15 s");
+});
+
+plainTest("the Host header picks between databases on the same mount", async () => {
+  // curl: the Host header is the client's to set
+  const ask = async (host: string | null, token: string) => {
+    const args = ["curl", "-sS", "-m", "20", "-X", "POST", "-H", `Authorization: Bearer ${token}`, "-H",
+      "Content-Type: application/json", "--data", '{"supportedVersions":[2,3]}', "-w", "\n%{http_code}"];
+    if (host) args.push("-H", `Host: ${host}`);
+    const r = await run([...args, h1("shared")]);
+    assert.equal(r.code, 0, r.stderr);
+    const i = r.stdout.lastIndexOf("\n");
+    return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i) };
+  };
+  const e = await ask("eve.example", T.eveRW);
+  assert.equal(e.status, 200, e.body);
+  const f = await ask(null, T.frankRW);
+  assert.equal(f.status, 200, f.body);
+  assert.notEqual(JSON.parse(e.body).databaseId, JSON.parse(f.body).databaseId);
+  // each token only where its database answers
+  assert.equal((await ask("eve.example", T.frankRW)).status, 401);
+  assert.equal((await ask("EVE.example:8443", T.eveRW)).status, 200, "Host is matched without case and port");
+  assert.equal((await ask("other.example", T.eveRW)).status, 401, "eve answered for another host");
 });
 
 plainTest("unknown mounts and paths under a mount are 404 with a reason; the worker goes on", async () => {
