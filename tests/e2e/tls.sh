@@ -263,8 +263,9 @@ check "setup: nginx starts with nginx/tls-example.conf (TLS, HTTP/2) and the sni
 CD=$P/caddy
 mkdir -p "$CD"
 
-render_caddy_site() { # PORT SOCKET PREFIX
-	sed -e "s|^kv.example.com {|https://localhost:$1 {|" \
+# render_caddy_site ADDRESS SOCKET PREFIX: conf/Caddyfile.tls for this run.
+render_caddy_site() {
+	sed -e "s|^kv.example.com {|$1 {|" \
 		-e "s|/etc/ssl/denokv/|$CA/|g" \
 		-e "s,\(handle\|path\) /kv\*,\1 $3*," \
 		-e "s|unix//run/denokv-fcgi.sock|unix/$2|" "$DENOKV_SRCDIR/conf/Caddyfile.tls"
@@ -279,10 +280,12 @@ start_caddy() {
 		{
 			printf '# written by tests/e2e/tls.sh from conf/Caddyfile.tls\n'
 			printf '{\n\tadmin off\n\tauto_https off\n\tgrace_period 1s\n}\n\n'
-			render_caddy_site "$CD_PORT" "$SOCK" /kv
-			render_caddy_site "$CD_DOWN_PORT" "$P/nobody.sock" /kv
+			render_caddy_site "https://localhost:$CD_PORT" "$SOCK" /kv
+			render_caddy_site "https://localhost:$CD_DOWN_PORT" "$P/nobody.sock" /kv
+			# Any host name: the hosting suite routes by Host too (a
+			# real site lists its names: "kv.example.com, a.example {").
 			if [ "$HOSTING" = 1 ]; then
-				render_caddy_site "$CD_HOST_PORT" "$HOSTING_SOCK" /hosting
+				render_caddy_site "https://:$CD_HOST_PORT" "$HOSTING_SOCK" /hosting
 			fi
 		} >"$CD/Caddyfile"
 		: >"$CD/caddy.out"
@@ -370,7 +373,8 @@ clients() {
 
 # hosting NAME BASE: tests/e2e/hosting.test.ts through one proxy, its Deno
 # CLI and raw requests at BASE (https://localhost:PORT/hosting/), with a
-# fresh directory of databases each time.
+# fresh directory of databases each time. Deno trusts the test CA through
+# DENO_CERT, the suite's curl through CURL_CA_BUNDLE.
 hosting() {
 	local name=$1 base=$2
 	if [ ! -f "$RUN_DIR/env" ]; then
@@ -380,7 +384,7 @@ hosting() {
 	fi
 	rm -rf "$RUN_DIR/hosting"
 	SUBSUITE_TIMEOUT=300 subsuite "$name: hosting" env RUN_DIR="$RUN_DIR" \
-		HOSTING_BASE_URL="$base" DENO_CERT="$CA/ca.pem" \
+		HOSTING_BASE_URL="$base" DENO_CERT="$CA/ca.pem" CURL_CA_BUNDLE="$CA/ca.pem" \
 		"$DENO" test --unstable-kv -A --no-check --no-lock --reporter=tap "$E2E_DIR/hosting.test.ts"
 }
 
@@ -455,7 +459,7 @@ fi
 
 # --- through caddy --------------------------------------------------------------
 
-CD_PORT=0 CD_DOWN_PORT=0 CD_HOST_PORT=0 render_caddy_site 0 "$SOCK" /kv >"$CD/rendered"
+CD_PORT=0 CD_DOWN_PORT=0 CD_HOST_PORT=0 render_caddy_site https://localhost:0 "$SOCK" /kv >"$CD/rendered"
 left=$(unreplaced "$CD/rendered")
 check "setup: conf/Caddyfile.tls renders with every deployment-specific line replaced" \
 	"$([ -z "$left" ]; echo $?)" "$left"
