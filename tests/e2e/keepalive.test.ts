@@ -7,7 +7,8 @@
 //     is refused with FCGI_CANT_MPX_CONN, and the connection goes on;
 //   - 200 idle connections (kept after a request, or never used) do not
 //     stop the one worker from serving a new one, directly or through
-//     nginx.
+//     nginx; a connection that never sends a request is closed after
+//     the body timeout.
 // And through the stack's nginx (upstream keepalive, fastcgi_keep_conn
 // on): after sequential requests the main server still holds connections
 // from nginx open, which it closes after each request on the earlier model.
@@ -122,6 +123,24 @@ plainTest("200 idle connections do not stop the one worker from serving", async 
     assert.equal(await metadataOn(idle[0], true), 200, "an old kept connection is served again");
   } finally {
     for (const c of idle) c.close();
+  }
+});
+
+plainTest("a connection that never sends a request is closed after the body timeout", async () => {
+  // As on the earlier model: otherwise silent connections hold the
+  // worker's descriptors until it accepts nothing more (EMFILE).
+  const c = await FcgiConn.open(SOCKET);
+  try {
+    assert.equal(await closedWithin(c, 20_000), true, "a silent connection was still open after 20 s (body timeout 5 s)");
+  } finally {
+    c.close();
+  }
+  // The worker still serves a new connection.
+  const fresh = await FcgiConn.open(SOCKET);
+  try {
+    assert.equal(await metadataOn(fresh, true), 200);
+  } finally {
+    fresh.close();
   }
 });
 
