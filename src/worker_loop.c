@@ -205,7 +205,18 @@ conn_settle(struct loop *l, struct loop_conn *lc, int64_t now)
 		conn_close(l, lc);
 		return;
 	}
-	ev.events = EPOLLIN | (rc == 1 ? EPOLLOUT : 0);
+	/*
+	 * Between requests, the next one is not read while the last answer
+	 * is still going out: a peer that sends requests without reading
+	 * their answers would otherwise grow the output buffer by a response
+	 * per request until the send deadline. A proxy reads an answer before
+	 * it sends the next request anyway; a body still arriving, or being
+	 * drained, is read all the same. A peer that goes away is still
+	 * heard (EPOLLHUP).
+	 */
+	ev.events = rc == 1 ? EPOLLOUT : 0;
+	if (rc != 1 || mc->state != FCGI_MUX_IDLE || fcgi_mux_lingering(mc))
+		ev.events |= EPOLLIN;
 	if (ev.events != lc->events) {
 		ev.data.ptr = lc;
 		if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, mc->fd, &ev) != 0) {
