@@ -384,6 +384,13 @@ begin_request(struct fcgi_mux_conn *c, const struct record *r, int64_t now_ms)
 	if (r->id == 0 || r->clen != 8)
 		return -1;
 	if (c->state != FCGI_MUX_IDLE) {
+		/*
+		 * The open request's own id again: refusing it would end that
+		 * request in the proxy's eyes (an END_REQUEST of its id) with
+		 * its real answer still to come. The peer broke the protocol.
+		 */
+		if (r->id == c->id)
+			return -1;
 		/* One request at a time per connection: nginx never asks more. */
 		status = FCGI_CANT_MPX_CONN;
 		return put_management(c, FCGI_END_REQUEST, r->id, &status, 1,

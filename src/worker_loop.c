@@ -102,7 +102,7 @@ conn_close(struct loop *l, struct loop_conn *lc)
 }
 
 static int
-conn_add(struct loop *l, int fd)
+conn_add(struct loop *l, int fd, int64_t now)
 {
 	struct loop_conn	*lc, **nc;
 	struct epoll_event	 ev;
@@ -120,6 +120,12 @@ conn_add(struct loop *l, int fd)
 	fcgi_mux_conn_init(&lc->mc, fd, l->srv->conf->body_timeout * 1000,
 	    l->srv->conf->send_timeout * 1000, worker_body_cap, l->srv);
 	lc->mc.epfd = l->epfd;
+	/*
+	 * Its first request is due as a request's parameters are: a proxy
+	 * sends it at once, and a connection that never sends one must not
+	 * hold a descriptor for ever (conn_unused_expired).
+	 */
+	lc->mc.arrival_by = now + lc->mc.fc.body_ms;
 	lc->events = EPOLLIN;
 	memset(&ev, 0, sizeof(ev));
 	ev.events = lc->events;
@@ -199,7 +205,18 @@ conn_settle(struct loop *l, struct loop_conn *lc, int64_t now)
 		conn_close(l, lc);
 		return;
 	}
-	ev.events = EPOLLIN | (rc == 1 ? EPOLLOUT : 0);
+	/*
+	 * Between requests, the next one is not read while the last answer
+	 * is still going out: a peer that sends requests without reading
+	 * their answers would otherwise grow the output buffer by a response
+	 * per request until the send deadline. A proxy reads an answer before
+	 * it sends the next request anyway; a body still arriving, or being
+	 * drained, is read all the same. A peer that goes away is still
+	 * heard (EPOLLHUP).
+	 */
+	ev.events = rc == 1 ? EPOLLOUT : 0;
+	if (rc != 1 || mc->state != FCGI_MUX_IDLE || fcgi_mux_lingering(mc))
+		ev.events |= EPOLLIN;
 	if (ev.events != lc->events) {
 		ev.data.ptr = lc;
 		if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, mc->fd, &ev) != 0) {
@@ -268,7 +285,7 @@ accept_many(struct loop *l, int64_t now)
 		if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
 			(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 			    sizeof(one));
-		if (conn_add(l, fd) != 0) {
+		if (conn_add(l, fd, now) != 0) {
 			log_warn("cannot take a connection");
 			close(fd);
 		}
@@ -311,6 +328,21 @@ on_conn_event(struct loop *l, struct loop_conn *lc, uint32_t events,
 }
 
 /*
+ * 1 when a connection that has not begun a request since it was accepted
+ * is past the time its first one was due (conn_add): it is closed, as the
+ * earlier model closed a connection whose request did not come. Silent
+ * connections would otherwise pile up until the worker is out of
+ * descriptors and serves no new connection at all.
+ */
+static int
+conn_unused_expired(const struct loop_conn *lc, int64_t now)
+{
+	return lc->mc.state == FCGI_MUX_IDLE && lc->mc.last_id == 0 &&
+	    !lc->mc.closing && !fcgi_mux_pending(&lc->mc) &&
+	    now >= lc->mc.arrival_by;
+}
+
+/*
  * Requests past their arrival deadline become ready (and get their 408);
  * output past its send deadline closes its connection. Returns the time
  * to the nearest deadline left (ms, -1: none).
@@ -330,6 +362,11 @@ check_deadlines(struct loop *l, int64_t now)
 				conn_settle(l, lc, now);
 			continue;
 		}
+		if (conn_unused_expired(lc, now)) {
+			lc->mc.closing = 1;
+			conn_settle(l, lc, now);
+			continue;
+		}
 		if (fcgi_mux_pending(&lc->mc) ? now >= lc->mc.send_by :
 		    (lc->mc.closing && lc->mc.state == FCGI_MUX_IDLE &&
 		    !fcgi_mux_lingering(&lc->mc))) {
@@ -337,7 +374,8 @@ check_deadlines(struct loop *l, int64_t now)
 			continue;
 		}
 		at = -1;
-		if (lc->mc.state != FCGI_MUX_IDLE)
+		if (lc->mc.state != FCGI_MUX_IDLE || (lc->mc.last_id == 0 &&
+		    !lc->mc.closing && !fcgi_mux_pending(&lc->mc)))
 			at = lc->mc.arrival_by;
 		else if (fcgi_mux_lingering(&lc->mc))
 			at = lc->mc.linger_until;

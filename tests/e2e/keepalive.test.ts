@@ -7,13 +7,33 @@
 //     is refused with FCGI_CANT_MPX_CONN, and the connection goes on;
 //   - 200 idle connections (kept after a request, or never used) do not
 //     stop the one worker from serving a new one, directly or through
-//     nginx.
+//     nginx; a connection that never sends a request is closed after
+//     the body timeout;
+//   - a peer that sends requests without reading the answers does not
+//     make the worker hold them all (the next request is read once the
+//     last answer is out).
 // And through the stack's nginx (upstream keepalive, fastcgi_keep_conn
 // on): after sequential requests the main server still holds connections
 // from nginx open, which it closes after each request on the earlier model.
 
-import { assert, ENV, H1_URL, plainTest, run, SRCDIR, startServer, stopServer, TOKEN } from "./helpers.ts";
-import { encodeParams, FcgiConn, record } from "./fcgi.ts";
+import {
+  assert,
+  encAtomicWrite,
+  encodeKey,
+  encSnapshotRead,
+  ENV,
+  H1_URL,
+  MutationType,
+  plainTest,
+  run,
+  sleep,
+  SRCDIR,
+  startServer,
+  stopServer,
+  TOKEN,
+  ValueEncoding,
+} from "./helpers.ts";
+import { encodeParams, FcgiConn, fcgiRequest, record } from "./fcgi.ts";
 
 const NAME = "keep";
 const inst = await startServer(NAME, { SERVER_ARGS: "--workers 1" });
@@ -122,6 +142,83 @@ plainTest("200 idle connections do not stop the one worker from serving", async 
     assert.equal(await metadataOn(idle[0], true), 200, "an old kept connection is served again");
   } finally {
     for (const c of idle) c.close();
+  }
+});
+
+plainTest("a connection that never sends a request is closed after the body timeout", async () => {
+  // As on the earlier model: otherwise silent connections hold the
+  // worker's descriptors until it accepts nothing more (EMFILE).
+  const c = await FcgiConn.open(SOCKET);
+  try {
+    assert.equal(await closedWithin(c, 20_000), true, "a silent connection was still open after 20 s (body timeout 5 s)");
+  } finally {
+    c.close();
+  }
+  // The worker still serves a new connection.
+  const fresh = await FcgiConn.open(SOCKET);
+  try {
+    assert.equal(await metadataOn(fresh, true), 200);
+  } finally {
+    fresh.close();
+  }
+});
+
+// Resident memory of the instance's processes (its workers), in KiB.
+async function instanceRssKiB(): Promise<number> {
+  const r = await run(["ps", "-o", "rss=", "--ppid", inst.PID]);
+  return r.stdout.split("\n").map((l) => Number(l.trim()) || 0).reduce((a, b) => a + b, 0);
+}
+
+plainTest("a peer that sends requests without reading their answers does not grow the worker", async () => {
+  const meta = await fcgiRequest(SOCKET, metadataParams(), body);
+  assert.equal(meta.kind, "response");
+  if (meta.kind !== "response") return;
+  const dbId = JSON.parse(meta.response.text).databaseId as string;
+  const dataParams = (path: string, len: number) => ({
+    REQUEST_METHOD: "POST",
+    REQUEST_URI: path,
+    CONTENT_TYPE: "application/x-protobuf",
+    CONTENT_LENGTH: String(len),
+    HTTP_AUTHORIZATION: `Bearer ${TOKEN}`,
+    HTTP_X_DENOKV_VERSION: "3",
+    HTTP_X_DENOKV_DATABASE_ID: dbId,
+  });
+  // 15 values of 60 KB: each read of them is a 900 KB answer.
+  const prefix = new TextEncoder().encode("unread");
+  for (let i = 0; i < 15; i++) {
+    const w = encAtomicWrite({
+      mutations: [{
+        key: encodeKey([prefix, i]),
+        type: MutationType.SET,
+        value: { data: new Uint8Array(60_000).fill(120), encoding: ValueEncoding.BYTES },
+      }],
+    });
+    const o = await fcgiRequest(SOCKET, dataParams("/v2/atomic_write", w.length), w);
+    assert.ok(o.kind === "response" && o.response.status === 200, `write ${i}: ${JSON.stringify(o.kind)}`);
+  }
+  const read = encSnapshotRead([{ start: encodeKey([prefix]), end: encodeKey([prefix, 1000]), limit: 100 }]);
+  const before = await instanceRssKiB();
+  // 100 reads, one after another, none of their answers read: 90 MB if
+  // the worker kept them all.
+  const c = await FcgiConn.open(SOCKET);
+  try {
+    for (let i = 0; i < 100; i++) {
+      await c.begin(dataParams("/v2/snapshot_read", read.length), true);
+      await c.stdin(read, true);
+      await sleep(30);
+    }
+    await sleep(500);
+    const grown = await instanceRssKiB() - before;
+    assert.ok(grown < 40 * 1024, `the worker grew by ${grown} KiB holding unread answers`);
+  } finally {
+    c.close();
+  }
+  // The worker goes on serving.
+  const fresh = await FcgiConn.open(SOCKET);
+  try {
+    assert.equal(await metadataOn(fresh, true), 200);
+  } finally {
+    fresh.close();
   }
 });
 

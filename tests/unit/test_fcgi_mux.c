@@ -320,6 +320,20 @@ test_management(void)
 	    "answered with UNKNOWN_TYPE naming it");
 	T_EQ(c.state, FCGI_MUX_IDLE, "no request started");
 	fcgi_mux_conn_fini(&c);
+	/*
+	 * A second begin with the open request's own id: no END_REQUEST of
+	 * that id may go out (the proxy would take it for the end of the
+	 * open request); the connection is broken instead.
+	 */
+	b.n = 0;
+	begin(&b, 7, FCGI_RESPONDER, 1);
+	begin(&b, 7, FCGI_RESPONDER, 1);
+	conn(&c, -1);
+	T_EQ(fcgi_mux_input(&c, b.b, b.n, 0), -1,
+	    "a begin reusing the open request's id breaks the protocol");
+	T_OK(c.broken && out_record(&c, 0, &type, &id, &content, &len) != 0,
+	    "broken, and nothing answered for the open id");
+	fcgi_mux_conn_fini(&c);
 }
 
 static void
