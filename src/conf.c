@@ -86,6 +86,9 @@ static const struct conf_option conf_options[] = {
 	{ "send-timeout", "SECONDS", CT_INT, OFF(send_timeout), 1, 3600, 0,
 	  "writing one response may take this long, else the connection is"
 	  " closed (default 30)" },
+	{ "keepalive-timeout", "SECONDS", CT_INT, OFF(keepalive_timeout), 0,
+	  86400, 0, "a connection kept open for the web server and idle this"
+	  " long is asked to be dropped and closed; 0: never (default 120)" },
 	{ "request-model", "MODEL", CT_MODEL, OFF(request_model), 0, 0, 0,
 	  "multiplexed (default: each worker serves many kept-alive proxy"
 	  " connections) or one-per-connection (the earlier model, kept"
@@ -330,6 +333,7 @@ conf_defaults(struct conf *c)
 	c->watch_output_mib = KV_WATCH_OUTPUT_BUDGET_MIB;
 	c->body_timeout = 5;
 	c->send_timeout = 30;
+	c->keepalive_timeout = 120;
 	c->request_model = REQUEST_MODEL_MULTIPLEXED;
 	c->sync = KV_SYNC_FULL;
 	c->busy_timeout_ms = KV_BUSY_TIMEOUT_MS;

@@ -69,6 +69,7 @@ struct conf {
 	int		 watch_output_mib;	/* per worker, all watch streams */
 	int		 body_timeout;	/* seconds for a request to arrive */
 	int		 send_timeout;	/* seconds to write one response */
+	int		 keepalive_timeout;	/* seconds a kept connection may idle; 0: for ever */
 	enum request_model request_model;
 	int		 read_only;
 	enum kv_sync	 sync;

@@ -639,6 +639,7 @@ fcgi_mux_end_request(struct fcgi_mux_conn *c, int close_after, int64_t now_ms)
 	if (put_record(c, FCGI_STDOUT, c->id, NULL, 0, now_ms) != 0 ||
 	    put_end_request(c, c->id, FCGI_REQUEST_COMPLETE, now_ms) != 0)
 		c->broken = 1;
+	c->idle_since = now_ms;
 	request_reset(c);
 }
 

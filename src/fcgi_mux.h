@@ -116,6 +116,7 @@ struct fcgi_mux_conn {
 	int64_t			 linger_until;	/* its body is drained until then */
 	int			 said_goodbye;	/* since the last request (fcgi_mux_goodbye) */
 	uint16_t		 last_id;	/* of the last request begun here */
+	int64_t			 idle_since;	/* the last request ended then */
 
 	/* input: bytes not yet parsed (a partial record at most) */
 	uint8_t			*in;

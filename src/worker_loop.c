@@ -17,6 +17,11 @@
  * served, and the proxy is asked to drop each kept connection once it is
  * idle (fcgi_mux_goodbye); the worker exits when the proxy has closed
  * them, or after LOOP_DRAIN_MS.
+ *
+ * A kept connection left idle past keepalive-timeout gets the same
+ * goodbye and is closed LOOP_DRAIN_MS later (conn_goodbye): whoever can
+ * reach the socket cannot hold the worker's descriptors for ever with one
+ * request per connection and silence after it.
  */
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -40,9 +45,10 @@
 #define LOOP_EVENTS		64
 #define LOOP_ACCEPTS_PER_WAKEUP	64
 /*
- * On a stop, how long kept connections may stay open after the proxy was
- * asked to drop them (fcgi_mux_goodbye); nginx does at its next look at
- * them, within milliseconds. Past this they are closed all the same.
+ * How long a kept connection may stay open after the proxy was asked to
+ * drop it (fcgi_mux_goodbye), on a stop or past keepalive-timeout; nginx
+ * does at its next look at it, within milliseconds. Past this it is
+ * closed all the same.
  */
 #define LOOP_DRAIN_MS		3000
 
@@ -51,6 +57,7 @@ struct loop_conn {
 	struct fcgi_mux_conn	 mc;		/* first: cast from fcgi_mux_conn */
 	size_t			 slot;		/* index in loop.conns */
 	uint32_t		 events;	/* registered with epoll */
+	int64_t			 bye_until;	/* said goodbye: closed by then */
 };
 
 struct loop {
@@ -59,6 +66,7 @@ struct loop {
 	int			 epfd;
 	int			 sigfd;
 	const char		*allowed;	/* FCGI_WEB_SERVER_ADDRS */
+	int64_t			 keepalive_ms;	/* idle kept connections; 0: for ever */
 	int			 listening;	/* listener in the epoll set */
 	int64_t			 resume_accept_ms;	/* 0: not paused */
 	struct accept_log	 alog;
@@ -162,6 +170,41 @@ queue_if_ready(struct loop *l, struct loop_conn *lc)
 }
 
 /*
+ * When the idle-connection rules next act on a connection (-1: never, as
+ * things stand): a goodbye said is followed by the close LOOP_DRAIN_MS
+ * later; a kept connection idle (between requests, nothing to write) gets
+ * its goodbye keepalive_ms after its last request ended. A connection
+ * that never began a request is conn_unused_expired's.
+ */
+static int64_t
+conn_idle_due(const struct loop *l, const struct loop_conn *lc)
+{
+	const struct fcgi_mux_conn	*mc = &lc->mc;
+
+	if (mc->state != FCGI_MUX_IDLE || mc->closing || fcgi_mux_pending(mc) ||
+	    fcgi_mux_lingering(mc))
+		return -1;
+	if (mc->said_goodbye)
+		return lc->bye_until;
+	if (mc->last_id == 0 || l->keepalive_ms == 0)
+		return -1;
+	return mc->idle_since + l->keepalive_ms;
+}
+
+/*
+ * Asks the proxy to drop an idle connection (fcgi_mux_goodbye) rather
+ * than closing it under a request that may be on its way, and gives it
+ * LOOP_DRAIN_MS to do so. Returns fcgi_mux_flush's answer.
+ */
+static int
+conn_goodbye(struct loop_conn *lc, int64_t now)
+{
+	fcgi_mux_goodbye(&lc->mc, now);
+	lc->bye_until = now + LOOP_DRAIN_MS;
+	return lc->mc.broken ? -1 : fcgi_mux_flush(&lc->mc, now);
+}
+
+/*
  * After anything happened on a connection: closes it if it is broken,
  * done, or idle while the worker stops; otherwise writes what it can and
  * asks epoll for writability while output is left.
@@ -171,6 +214,7 @@ conn_settle(struct loop *l, struct loop_conn *lc, int64_t now)
 {
 	struct fcgi_mux_conn	*mc = &lc->mc;
 	struct epoll_event	 ev;
+	int64_t			 due;
 	int			 rc = 0;
 
 	if (mc->detached) {
@@ -187,18 +231,21 @@ conn_settle(struct loop *l, struct loop_conn *lc, int64_t now)
 		    " %lld ms (limit %d ms)", mc->fc.label,
 		    (long long)(now - mc->fc.response_ms), mc->fc.send_ms);
 	/*
-	 * Stopping: an idle kept connection is not closed (a request may be
-	 * on its way in it) but the proxy is asked to close it; past the
-	 * drain time it is closed regardless.
+	 * Stopping, or idle for too long: an idle kept connection is not
+	 * closed (a request may be on its way in it) but the proxy is asked
+	 * to close it; past the drain time it is closed regardless.
 	 */
 	if (l->stopping && mc->state == FCGI_MUX_IDLE && !mc->closing) {
 		if (now >= l->drain_until)
 			mc->closing = 1;
-		else if (!mc->said_goodbye) {
-			fcgi_mux_goodbye(mc, now);
-			if (!mc->broken)
-				rc = fcgi_mux_flush(mc, now);
-		}
+		else if (!mc->said_goodbye)
+			rc = conn_goodbye(lc, now);
+	}
+	if (rc == 0 && (due = conn_idle_due(l, lc)) >= 0 && now >= due) {
+		if (mc->said_goodbye)
+			mc->closing = 1;
+		else
+			rc = conn_goodbye(lc, now);
 	}
 	if (mc->broken || rc < 0 || (rc == 0 && mc->closing &&
 	    mc->state == FCGI_MUX_IDLE && !fcgi_mux_lingering(mc))) {
@@ -351,7 +398,7 @@ static int
 check_deadlines(struct loop *l, int64_t now)
 {
 	struct loop_conn	*lc;
-	int64_t			 next = -1, at;
+	int64_t			 next = -1, at, idle_due;
 
 	for (size_t i = l->n; i > 0; i--) {
 		lc = l->conns[i - 1];
@@ -367,9 +414,12 @@ check_deadlines(struct loop *l, int64_t now)
 			conn_settle(l, lc, now);
 			continue;
 		}
-		if (fcgi_mux_pending(&lc->mc) ? now >= lc->mc.send_by :
-		    (lc->mc.closing && lc->mc.state == FCGI_MUX_IDLE &&
-		    !fcgi_mux_lingering(&lc->mc))) {
+		idle_due = conn_idle_due(l, lc);
+		if ((fcgi_mux_pending(&lc->mc) && now >= lc->mc.send_by) ||
+		    (!fcgi_mux_pending(&lc->mc) && lc->mc.closing &&
+		    lc->mc.state == FCGI_MUX_IDLE &&
+		    !fcgi_mux_lingering(&lc->mc)) ||
+		    (idle_due >= 0 && now >= idle_due)) {
 			conn_settle(l, lc, now);
 			continue;
 		}
@@ -379,6 +429,8 @@ check_deadlines(struct loop *l, int64_t now)
 			at = lc->mc.arrival_by;
 		else if (fcgi_mux_lingering(&lc->mc))
 			at = lc->mc.linger_until;
+		if (idle_due >= 0 && (at < 0 || idle_due < at))
+			at = idle_due;
 		if (fcgi_mux_pending(&lc->mc) &&
 		    (at < 0 || lc->mc.send_by < at))
 			at = lc->mc.send_by;
@@ -455,6 +507,7 @@ loop_init(struct loop *l, struct server *s, const sigset_t *stopset,
 	l->srv = s;
 	l->arena = a;
 	l->sigfd = -1;
+	l->keepalive_ms = (int64_t)s->conf->keepalive_timeout * 1000;
 	l->allowed = getenv("FCGI_WEB_SERVER_ADDRS");
 	if (l->allowed != NULL && *l->allowed == '\0')
 		l->allowed = NULL;

@@ -11,7 +11,10 @@
 //     the body timeout;
 //   - a peer that sends requests without reading the answers does not
 //     make the worker hold them all (the next request is read once the
-//     last answer is out).
+//     last answer is out);
+//   - on a second instance with keepalive-timeout = 1, a kept connection
+//     left idle gets the goodbye record (an empty FCGI_STDERR) and is
+//     closed soon after, while one that keeps sending requests stays open.
 // And through the stack's nginx (upstream keepalive, fastcgi_keep_conn
 // on): after sequential requests the main server still holds connections
 // from nginx open, which it closes after each request on the earlier model.
@@ -38,6 +41,8 @@ import { encodeParams, FcgiConn, fcgiRequest, record } from "./fcgi.ts";
 const NAME = "keep";
 const inst = await startServer(NAME, { SERVER_ARGS: "--workers 1" });
 const SOCKET = inst.SOCKET;
+const IDLE_NAME = "keepidle";
+const idleInst = await startServer(IDLE_NAME, { SERVER_ARGS: "--workers 1 --keepalive-timeout 1" });
 const body = new TextEncoder().encode(JSON.stringify({ supportedVersions: [1, 2, 3] }));
 
 function metadataParams(): Record<string, string> {
@@ -163,6 +168,53 @@ plainTest("a connection that never sends a request is closed after the body time
   }
 });
 
+plainTest("keepalive-timeout: an idle kept connection gets the goodbye and is closed", async () => {
+  const c = await FcgiConn.open(idleInst.SOCKET);
+  try {
+    assert.equal(await metadataOn(c, true), 200);
+    // Nothing is sent: after 1 s idle the goodbye comes, the close a
+    // moment later (3 s unless the peer closes first, as nginx does).
+    const r = await c.readRecord(10_000);
+    assert.ok(r !== null, "no goodbye record within 10 s (keepalive-timeout 1 s)");
+    assert.equal(r!.type, 7, "the goodbye is an FCGI_STDERR record");
+    assert.equal(r!.content.length, 0, "an empty one");
+    assert.equal(r!.id, 1, "of the last request's id");
+    assert.equal(await closedWithin(c, 10_000), true, "still open 10 s after the goodbye");
+  } finally {
+    c.close();
+  }
+  // The worker goes on serving new connections.
+  const fresh = await FcgiConn.open(idleInst.SOCKET);
+  try {
+    assert.equal(await metadataOn(fresh, true), 200, "a new connection is served");
+  } finally {
+    fresh.close();
+  }
+});
+
+plainTest("keepalive-timeout: a connection that keeps sending requests stays open", async () => {
+  const c = await FcgiConn.open(idleInst.SOCKET);
+  try {
+    // 6 s of requests 100 ms apart: past the 1 s timeout and the 3 s
+    // after a goodbye, so a connection treated as idle would be gone.
+    // Each answer is read record by record: no goodbye may come among them.
+    const until = Date.now() + 6_000;
+    for (let n = 0; Date.now() < until; n++) {
+      await c.begin(metadataParams(), true);
+      await c.stdin(body, true);
+      for (;;) {
+        const r = await c.readRecord(10_000);
+        assert.ok(r !== null, `request ${n}: the busy connection closed or went silent`);
+        assert.ok(!(r!.type === 7 && r!.content.length === 0), `request ${n}: a goodbye on a busy connection`);
+        if (r!.type === 3) break;
+      }
+      await sleep(100);
+    }
+  } finally {
+    c.close();
+  }
+});
+
 // Resident memory of the instance's processes (its workers), in KiB.
 async function instanceRssKiB(): Promise<number> {
   const r = await run(["ps", "-o", "rss=", "--ppid", inst.PID]);
@@ -241,6 +293,10 @@ plainTest("nginx keeps its connections to the server open between requests", asy
   }
   const kept = await keptFromNginx();
   assert.ok(kept >= 1, `no connection from nginx kept open (${kept}); nginx config in ${SRCDIR}/nginx`);
+});
+
+plainTest("stop the keepalive-timeout instance", async () => {
+  await stopServer(IDLE_NAME);
 });
 
 plainTest("stop the keep-alive instance (SIGTERM closes its idle kept connections)", async () => {
