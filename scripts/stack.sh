@@ -45,6 +45,9 @@
 #                    file (--config; its [database NAME] sections) instead
 #                    of DB; TOKEN is then one of its tokens, for the check
 #                    that the instance answers
+#   UPSTREAM_KEEPALIVE=1  start-server: nginx reaches the instance through
+#                    an upstream with a keepalive pool, as it does the main
+#                    one (default: fastcgi_pass to its socket, no pool)
 #   READY_PATH       start-server: the path whose metadata exchange tells
 #                    that the instance is up (default /NAME/)
 #   WAIT_SECS        how long to wait for readiness (default 20)
@@ -194,7 +197,7 @@ start_nginx() {
 
 check_name() {
 	case $1 in
-	server | nginx | kv | data | tmp | locations | env | '') die "instance name '$1' is reserved" ;;
+	server | nginx | kv | data | tmp | locations | upstreams | env | '') die "instance name '$1' is reserved" ;;
 	esac
 	printf '%s\n' "$1" | grep -Eq '^[a-z0-9][a-z0-9_-]{0,31}$' ||
 		die "instance name '$1': use [a-z0-9][a-z0-9_-]*"
@@ -322,7 +325,7 @@ wait_reload() {
 
 render() {
 	local user conf_dir src
-	mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/locations" "$RUN_DIR/data"
+	mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/locations" "$RUN_DIR/upstreams" "$RUN_DIR/data"
 	user=$(id -un)
 	sed -e "s|@PREFIX@|$RUN_DIR|g" -e "s|@SOCKET@|$RUN_DIR/denokv.sock|g" \
 		-e "s|@H2C_PORT@|$H2C_PORT|g" -e "s|@H1_PORT@|$H1_PORT|g" \
@@ -440,7 +443,7 @@ load_env() {
 }
 
 cmd_start_server() {
-	local name=$1 token db spid npid main_db
+	local name=$1 token db spid npid main_db pass
 	check_name "$name"
 	# DB and TOKEN from the caller win over the main instance's.
 	local want_db=${DB:-} want_token=${TOKEN:-}
@@ -458,21 +461,31 @@ cmd_start_server() {
 	: >>"$RUN_DIR/$name.log"
 	start_fcgi "$RUN_DIR/$name.sock" "$db" "$token" "$RUN_DIR/$name.log" "$RUN_DIR/$name.pid"
 	spid=$(readpid "$RUN_DIR/$name.pid")
+	pass=unix:$RUN_DIR/$name.sock
+	if [ "${UPSTREAM_KEEPALIVE:-}" = 1 ]; then
+		pass=instance_$name
+		cat >"$RUN_DIR/upstreams/$name.conf" <<EOF
+upstream $pass {
+    server unix:$RUN_DIR/$name.sock;
+    keepalive 8;
+}
+EOF
+	fi
 	cat >"$RUN_DIR/locations/$name.conf" <<EOF
 # instance $name (scripts/stack.sh start-server)
 location /$name {
     include ${LOCATION_INCLUDE:-denokv-fcgi.conf};
-    fastcgi_pass unix:$RUN_DIR/$name.sock;
+    fastcgi_pass $pass;
     add_header X-Denokv-Instance $name always;
 }
 EOF
 	if ! nginx_cmd -t -q || ! reload_nginx "$npid"; then
-		rm -f "$RUN_DIR/locations/$name.conf"
+		rm -f "$RUN_DIR/locations/$name.conf" "$RUN_DIR/upstreams/$name.conf"
 		stop_pid "denokv-fcgi $name" "$spid" || true
 		die "nginx refused the configuration for $name"
 	fi
 	if ! wait_ready "http://127.0.0.1:$H1_PORT${READY_PATH:-/$name/}" "$token" "$spid" "$RUN_DIR/$name.log" "$name"; then
-		rm -f "$RUN_DIR/locations/$name.conf"
+		rm -f "$RUN_DIR/locations/$name.conf" "$RUN_DIR/upstreams/$name.conf"
 		reload_nginx "$npid" || true
 		stop_pid "denokv-fcgi $name" "$spid" || true
 		die "instance $name did not come up"
@@ -500,7 +513,7 @@ cmd_stop_server() {
 	check_name "$name"
 	load_env
 	if [ -f "$RUN_DIR/locations/$name.conf" ]; then
-		rm -f "$RUN_DIR/locations/$name.conf"
+		rm -f "$RUN_DIR/locations/$name.conf" "$RUN_DIR/upstreams/$name.conf"
 		if alive "$NGINX_PID"; then
 			reload_nginx "$NGINX_PID" || rc=1
 		fi
@@ -523,7 +536,7 @@ cmd_stop() {
 		name=$(basename "$f" .pid)
 		stop_pid "denokv-fcgi $name" "$(readpid "$f")" || rc=1
 		rm -f "$f"
-		rm -f "$RUN_DIR/locations/$name.conf"
+		rm -f "$RUN_DIR/locations/$name.conf" "$RUN_DIR/upstreams/$name.conf"
 	done
 	rm -f "$RUN_DIR/denokv.sock" "$RUN_DIR"/*.sock
 	return $rc

@@ -14,7 +14,9 @@
 //     last answer is out);
 //   - on a second instance with keepalive-timeout = 1, a kept connection
 //     left idle gets the goodbye record (an empty FCGI_STDERR) and is
-//     closed soon after, while one that keeps sending requests stays open.
+//     closed soon after, while one that keeps sending requests stays open;
+//     nginx drops its pooled connection on that goodbye and serves the
+//     requests after each idle spell without an error.
 // And through the stack's nginx (upstream keepalive, fastcgi_keep_conn
 // on): after sequential requests the main server still holds connections
 // from nginx open, which it closes after each request on the earlier model.
@@ -42,7 +44,11 @@ const NAME = "keep";
 const inst = await startServer(NAME, { SERVER_ARGS: "--workers 1" });
 const SOCKET = inst.SOCKET;
 const IDLE_NAME = "keepidle";
-const idleInst = await startServer(IDLE_NAME, { SERVER_ARGS: "--workers 1 --keepalive-timeout 1" });
+// nginx reaches it through a keepalive pool, as it does the main server.
+const idleInst = await startServer(IDLE_NAME, {
+  SERVER_ARGS: "--workers 1 --keepalive-timeout 1",
+  UPSTREAM_KEEPALIVE: "1",
+});
 const body = new TextEncoder().encode(JSON.stringify({ supportedVersions: [1, 2, 3] }));
 
 function metadataParams(): Record<string, string> {
@@ -213,6 +219,35 @@ plainTest("keepalive-timeout: a connection that keeps sending requests stays ope
   } finally {
     c.close();
   }
+});
+
+// Connections to a socket that are open now.
+async function openTo(sock: string): Promise<number> {
+  const r = await run(["ss", "-xH", "state", "established"]);
+  return r.stdout.split("\n").filter((l) => l.split(/\s+/).includes(sock)).length;
+}
+
+async function metadataThroughNginx(url: string): Promise<string> {
+  const r = await run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+    "-H", `Authorization: Bearer ${TOKEN}`, "-H", "Content-Type: application/json",
+    "--data", '{"supportedVersions":[1,2,3]}', url]);
+  return r.stdout || r.stderr;
+}
+
+plainTest("keepalive-timeout: nginx's pooled connection is let go when idle, and nginx goes on serving", async () => {
+  for (let round = 0; round < 3; round++) {
+    assert.equal(await metadataThroughNginx(idleInst.H1_URL), "200", `round ${round}: through nginx`);
+    assert.ok(await openTo(idleInst.SOCKET) >= 1, `round ${round}: nginx kept no connection to the instance`);
+    // Idle past the timeout: the goodbye makes nginx drop the connection.
+    let open = -1;
+    for (const until = Date.now() + 10_000; Date.now() < until;) {
+      if ((open = await openTo(idleInst.SOCKET)) === 0) break;
+      await sleep(200);
+    }
+    assert.equal(open, 0, `round ${round}: nginx's idle connection still open 10 s on (keepalive-timeout 1 s)`);
+  }
+  // The next request opens a new connection and is answered.
+  assert.equal(await metadataThroughNginx(idleInst.H1_URL), "200", "through nginx after the idle spells");
 });
 
 // Resident memory of the instance's processes (its workers), in KiB.
