@@ -179,6 +179,7 @@ struct kv_db {
 	int			 read_only;
 	const struct kv_hooks	*hooks;
 	int			 busy_timeout_ms;
+	int			 lock_no_wait;	/* kv_set_lock_wait(k, 0) */
 	uint64_t		 deadline_us;	/* of the running operation */
 	uint64_t		 fault_logged_us;	/* 0: never */
 	unsigned long		 faults_unlogged;
@@ -249,7 +250,7 @@ busy_wait(void *arg, int count)
 	uint64_t		 now = clock_mono_us(), us;
 	struct timespec		 ts;
 
-	if (now >= k->deadline_us)
+	if (now >= k->deadline_us || k->lock_no_wait)
 		return 0;
 	us = (uint64_t)nap_ms[count < 12 ? count : 11] * 1000;
 	if (us > k->deadline_us - now)
@@ -1486,6 +1487,12 @@ kv_atomic_write_batch(struct kv_db *k, const struct kv_write *const *w,
 	if (queued)
 		kv_notify_queued(k);
 	return KV_OK;
+}
+
+void
+kv_set_lock_wait(struct kv_db *k, int wait)
+{
+	k->lock_no_wait = !wait;
 }
 
 enum kv_err
