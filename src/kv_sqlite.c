@@ -1379,6 +1379,61 @@ write_in_savepoint(struct kv_db *k, int alone, const struct kv_write *w,
 }
 
 /*
+ * The batch's writes in the open transaction, each in its savepoint, but
+ * for those marked in skip (NULL: none). On an error that cost the
+ * transaction, *lost is the write it came from.
+ */
+static enum kv_err
+batch_writes(struct kv_db *k, const struct kv_write *const *w, size_t n,
+    const uint8_t *skip, int64_t now_ms, struct arena *a,
+    struct kv_write_result *res, enum kv_err *errs, size_t *lost,
+    size_t *committed)
+{
+	enum kv_err	 err;
+
+	*committed = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (skip != NULL && skip[i])
+			continue;
+		if ((err = write_in_savepoint(k, n == 1, w[i], now_ms, a,
+		    &res[i], &errs[i])) != KV_OK) {
+			*lost = i;
+			return err;
+		}
+		*committed += res[i].committed != 0;
+	}
+	return KV_OK;
+}
+
+/*
+ * A write whose own error cost the whole transaction (SQLite rolls it all
+ * back on SQLITE_FULL from a one-row insert, the size limit's error):
+ * marks it in *skip, keeping its error, so that the batch runs again
+ * without it, as if that write had been tried alone. 0 when the error is
+ * the batch's (busy, or not the write's own), or for a batch of one.
+ */
+static int
+skip_lost_write(size_t n, size_t lost, enum kv_err err, struct arena *a,
+    struct kv_write_result *res, enum kv_err *errs, uint8_t **skip)
+{
+	if (n == 1 || err == KV_ERR_BUSY || errs[lost] != err)
+		return 0;
+	if (*skip == NULL) {
+		if ((*skip = arena_alloc(a, n)) == NULL)
+			return 0;
+		memset(*skip, 0, n);
+	}
+	(*skip)[lost] = 1;
+	for (size_t i = 0; i < n; i++) {
+		if ((*skip)[i])
+			continue;
+		memset(&res[i], 0, sizeof(res[i]));
+		errs[i] = KV_OK;
+	}
+	return 1;
+}
+
+/*
  * One attempt at the whole batch inside BEGIN IMMEDIATE ... COMMIT: one
  * commit (one fsync) for every write that passed. A batch in which no
  * write passed is rolled back: there is nothing to make durable.
@@ -1388,17 +1443,21 @@ batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
     int64_t now_ms, struct arena *a, struct kv_write_result *res,
     enum kv_err *errs)
 {
-	size_t		 committed = 0;
+	uint8_t		*skip = NULL;
+	size_t		 committed, lost;
 	enum kv_err	 err;
 
-	if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
+	do {
+		if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
+			return err;
+		err = batch_writes(k, w, n, skip, now_ms, a, res, errs, &lost,
+		    &committed);
+		if (err != KV_OK)
+			rollback(k);
+	} while (err != KV_OK &&
+	    skip_lost_write(n, lost, err, a, res, errs, &skip));
+	if (err != KV_OK)
 		return err;
-	for (size_t i = 0; i < n; i++) {
-		if ((err = write_in_savepoint(k, n == 1, w[i], now_ms, a,
-		    &res[i], &errs[i])) != KV_OK)
-			goto fail;
-		committed += res[i].committed != 0;
-	}
 	if (committed == 0) {
 		rollback(k);
 		return KV_OK;
@@ -1410,9 +1469,6 @@ batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
 		return err;
 	}
 	return KV_OK;
-fail:
-	rollback(k);
-	return err;
 }
 
 static int64_t

@@ -481,6 +481,69 @@ test_error_middle(void)
 	kv_close(db);
 }
 
+/* --- the size limit reached in the middle of a batch ----------------------- */
+
+#define LIMIT_VALUE	60000
+#define LIMIT_SETS	8
+
+/*
+ * A database near its size limit: a write too big for the room left is
+ * refused (507) alone, as it would be on its own; the batch's other writes,
+ * before and after it, commit. SQLite rolls back the whole transaction on
+ * SQLITE_FULL from a statement that keeps no statement journal (a one-row
+ * insert), so the batch must be run again without the write that cannot fit.
+ */
+static void
+test_size_limit_middle(void)
+{
+	static char		 big[LIMIT_VALUE];
+	struct kv_options	 opt = {
+		.sync = KV_SYNC_FULL,
+		.max_size_bytes = 256 * 1024,
+	};
+	struct kv_mutation	 m1 = set_m("l1", "1"), m3 = set_m("l3", "3");
+	struct kv_mutation	 m2[LIMIT_SETS];
+	struct kv_write		 w[3] = {
+		{ .mutations = &m1, .n_mutations = 1 },
+		{ .mutations = m2, .n_mutations = LIMIT_SETS },
+		{ .mutations = &m3, .n_mutations = 1 },
+	};
+	static const char *const big_keys[LIMIT_SETS] = {
+		"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7",
+	};
+	struct kv_write_result	 res[3];
+	enum kv_err		 errs[3];
+	struct kv_db		*db;
+	char			 path[PATH_MAX], err[256] = "";
+	int64_t			 before;
+
+	memset(big, 'x', sizeof(big));
+	for (size_t i = 0; i < LIMIT_SETS; i++) {
+		m2[i] = set_m(big_keys[i], "");
+		m2[i].value = (struct kv_bytes){ (const uint8_t *)big,
+		    sizeof(big) };
+	}
+	db_path(path, sizeof(path), "size_limit.sqlite3");
+	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
+		T_BAIL("kv_open %s: %s", path, err);
+	before = version_of(db);
+	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	    "size limit in the middle: the batch itself succeeds");
+	T_OK(err_is(errs[1], KV_ERR_SIZE_LIMIT) && !res[1].committed,
+	    "size limit in the middle: the write too big is refused, 507");
+	T_OK(err_is(errs[0], KV_OK) && err_is(errs[2], KV_OK) &&
+	    res[0].committed && res[2].committed &&
+	    vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
+	    vs_version(res[2].versionstamp) == (uint64_t)before + 2,
+	    "size limit in the middle: the writes before and after it commit"
+	    " with consecutive versionstamps");
+	T_OK(!absent(db, "l1") && !absent(db, "l3") && absent(db, "b0"),
+	    "size limit in the middle: all of writes 1 and 3, nothing of 2");
+	T_EQ(version_of(db), before + 2, "size limit in the middle: two"
+	    " versions taken");
+	kv_close(db);
+}
+
 /* --- enqueues and the hooks ------------------------------------------------ */
 
 static void
@@ -1034,6 +1097,7 @@ main(void)
 	test_sees_earlier();
 	test_failed_check_middle();
 	test_error_middle();
+	test_size_limit_middle();
 	test_enqueues_and_hooks();
 	test_refusals();
 	test_commit_failure();
