@@ -16,7 +16,10 @@
 //     same data (the Deno CLI cannot enqueue over KV Connect);
 //   - at the size limit, writes too big to fit sent together with small
 //     ones (raw requests: the Deno client retries a 507 for ever): only
-//     the big ones are refused (507), every small one commits.
+//     the big ones are refused (507), every small one commits;
+//   - enqueues (with keysIfUndelivered) in concurrent raw writes, half of
+//     them guarded by a check only one can pass: the queue holds exactly
+//     the enqueues of the writes that committed.
 // TEST_SEED=N replays one seed.
 import {
   assert,
@@ -32,6 +35,7 @@ import {
   RawClient,
   rawFetch,
   RUN_DIR,
+  sqlite,
   startServer,
   stopServer,
   ValueEncoding,
@@ -86,6 +90,13 @@ async function batchMetrics(): Promise<{ count: number; sum: number }> {
   assert.equal(r.status, 200, `metrics: ${r.status} ${r.text}`);
   const get = (n: string) => Number(r.text.match(new RegExp(`^${n} (\\d+)$`, "m"))?.[1] ?? NaN);
   return { count: get("denokv_write_batch_size_count"), sum: get("denokv_write_batch_size_sum") };
+}
+
+async function rawClient(db: string): Promise<RawClient> {
+  const m = await metadataExchange(`${H1BASE}${db}/`, { token: TOKEN });
+  assert.equal(m.status, 200, `metadata exchange: ${m.status} ${m.text}`);
+  const meta = JSON.parse(m.text) as Metadata;
+  return new RawClient(`${H1BASE}${db}/`, meta, new URL(meta.endpoints[0].url, `${H1BASE}${db}/`).href.replace(/\/$/, ""));
 }
 
 // mulberry32: a small seeded generator, so that a failure can be replayed.
@@ -239,10 +250,7 @@ plainTest("group commit: a random concurrent mix keeps Deno KV's semantics (seed
 
 plainTest("group commit: at the size limit only the writes too big are refused, the small ones sent with them commit", async () => {
   await instance();
-  const m = await metadataExchange(`${H1BASE}small/`, { token: TOKEN });
-  assert.equal(m.status, 200, `metadata exchange: ${m.status} ${m.text}`);
-  const meta = JSON.parse(m.text) as Metadata;
-  const c = new RawClient(`${H1BASE}small/`, meta, new URL(meta.endpoints[0].url, `${H1BASE}small/`).href.replace(/\/$/, ""));
+  const c = await rawClient("small");
   const p = ["limit", SEED];
   const blob = new Uint8Array(60_000).fill(7);
   const set = (key: unknown[], data: Uint8Array) => ({
@@ -280,6 +288,46 @@ plainTest("group commit: at the size limit only the writes too big are refused, 
   const m1 = await batchMetrics();
   assert.deepEqual(bad.slice(0, 5), [], `${bad.length} wrong answers (${smallOk} small writes committed)`);
   assert.ok(m1.sum - m0.sum > m1.count - m0.count, "no batch of more than one write formed");
+}, 120_000);
+
+plainTest("group commit: enqueues in concurrent writes: one per committed write, none for a failed check", async () => {
+  await instance();
+  const c = await rawClient("main");
+  const te = new TextEncoder();
+  const claim = encodeKey(["qe", SEED, "claim"]);
+  const later = Date.now() + 3_600_000;
+  const send = (i: number, guarded: boolean) =>
+    c.post("atomic_write", encAtomicWrite({
+      // Every guarded write claims the same key: exactly one may commit.
+      checks: guarded ? [{ key: claim }] : [],
+      mutations: guarded ? [{ key: claim, type: MutationType.SET, value: { data: new Uint8Array([i]), encoding: ValueEncoding.BYTES } }] : [],
+      enqueues: [{
+        payload: te.encode(`qe-${SEED}-${guarded ? "g" : "u"}-${i}`),
+        deadlineMs: later,
+        keysIfUndelivered: [encodeKey(["qe", SEED, "dead", i])],
+      }],
+    }));
+  const rs = await withTimeout(Promise.all(Array.from({ length: 48 }, (_, i) => send(i, i % 2 === 0))), 60_000, "the writes");
+  let won = -1, lost = 0;
+  for (const [i, r] of rs.entries()) {
+    assert.equal(r.status, 200, `write ${i}: ${r.status} ${r.text}`);
+    const out = decAtomicWriteOutput(r.body);
+    if (i % 2 === 1) assert.equal(out.status, AtomicWriteStatus.SUCCESS, `unguarded write ${i}`);
+    else if (out.status === AtomicWriteStatus.SUCCESS) {
+      assert.equal(won, -1, `writes ${won} and ${i} both claimed the key`);
+      won = i;
+    } else {
+      assert.equal(out.status, AtomicWriteStatus.CHECK_FAILURE);
+      lost++;
+    }
+  }
+  assert.ok(won >= 0 && lost === 23, `one claim commits (${won}), 23 fail their check (${lost})`);
+  const rows = (await sqlite(MAIN_DB, `select cast(data as text) from queue where cast(data as text) like 'qe-${SEED}-%'`))
+    .split("\n").filter((l) => l !== "").sort();
+  const want = [`qe-${SEED}-g-${won}`, ...Array.from({ length: 24 }, (_, k) => `qe-${SEED}-u-${2 * k + 1}`)].sort();
+  assert.deepEqual(rows, want, "the queue holds the enqueues of the committed writes only");
+  const dead = await sqlite(MAIN_DB, `select keys_if_undelivered from queue where cast(data as text) = 'qe-${SEED}-g-${won}'`);
+  assert.equal(dead.trim(), JSON.stringify([Array.from(encodeKey(["qe", SEED, "dead", won]))]), "its keysIfUndelivered");
 }, 120_000);
 
 plainTest("group commit: the instance stops cleanly", async () => {
