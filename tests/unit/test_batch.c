@@ -497,9 +497,12 @@ static void
 test_size_limit_middle(void)
 {
 	static char		 big[LIMIT_VALUE];
+	struct recorder		 rec;
+	struct kv_hooks		 h = recorder_hooks(&rec);
 	struct kv_options	 opt = {
 		.sync = KV_SYNC_FULL,
 		.max_size_bytes = 256 * 1024,
+		.hooks = &h,
 	};
 	struct kv_mutation	 m1 = set_m("l1", "1"), m3 = set_m("l3", "3");
 	struct kv_mutation	 m2[LIMIT_SETS];
@@ -541,6 +544,12 @@ test_size_limit_middle(void)
 	    "size limit in the middle: all of writes 1 and 3, nothing of 2");
 	T_EQ(version_of(db), before + 2, "size limit in the middle: two"
 	    " versions taken");
+	T_OK(rec.n_changed == 2 && strcmp(rec.changed_key[0], "l1") == 0 &&
+	    strcmp(rec.changed_key[1], "l3") == 0 &&
+	    rec.changed_version[0] == before + 1 &&
+	    rec.changed_version[1] == before + 2 && rec.n_committed == 2 &&
+	    rec.published == 1, "size limit in the middle: the watchers hear"
+	    " of writes 1 and 3, once, and nothing of the refused write");
 	kv_close(db);
 }
 
