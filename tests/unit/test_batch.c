@@ -10,7 +10,8 @@
  * batch-level refusal (read-only, busy) given to every write; and a
  * differential test: seeded random atomic writes applied one by one with
  * kv_atomic_write and in random batches, with the same outcomes and the
- * same final file. TEST_BATCH_SEED=N replays one seed.
+ * same final file, also under a size limit that refuses writes (507) in
+ * the middle of batches. TEST_BATCH_SEED=N replays one seed.
  */
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -834,6 +835,15 @@ static const char *const diff_keys[DIFF_KEYS] = {
 	"k0", "k1", "k2", "k3", "k4", "k5",
 };
 
+/*
+ * With a size limit: some byte values this large, so that the files reach
+ * the limit and writes are refused (507) now and then, also mid-batch.
+ */
+#define DIFF_BIG_VALUE	30000
+#define DIFF_MAX_SIZE	(64 * 1024)
+static int		 diff_limited;
+static uint8_t		 diff_big[DIFF_BIG_VALUE];
+
 /* One generated write, with the storage its parts point into. */
 struct gen_write {
 	struct kv_write		 w;
@@ -879,6 +889,9 @@ gen_mutation(uint64_t *s, struct kv_mutation *m, uint8_t val[11])
 		m->type = KV_MUT_SET;
 		snprintf((char *)val, 11, "b%llu", (unsigned long long)u);
 		m->value = (struct kv_bytes){ val, strlen((char *)val) };
+		if (diff_limited && u % 2 == 0)
+			m->value = (struct kv_bytes){ diff_big,
+			    sizeof(diff_big) };
 		m->encoding = KV_ENC_BYTES;
 		return;
 	case 1:		/* a KvU64 */
@@ -995,6 +1008,22 @@ dump(const char *name)
 	return out;
 }
 
+static struct kv_db *
+open_diff(const char *name)
+{
+	struct kv_options	 opt = {
+		.sync = KV_SYNC_FULL,
+		.max_size_bytes = diff_limited ? DIFF_MAX_SIZE : 0,
+	};
+	struct kv_db		*db;
+	char			 path[PATH_MAX], err[256] = "";
+
+	db_path(path, sizeof(path), name);
+	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
+		T_BAIL("kv_open %s: %s", path, err);
+	return db;
+}
+
 static void
 differential(uint64_t seed)
 {
@@ -1008,15 +1037,15 @@ differential(uint64_t seed)
 	uint64_t		 s = seed, t = seed * 7 + 1;
 	size_t			 batches = 0, bad = 0, largest = 0;
 	int			 n_commit = 0, n_check = 0, n_err = 0;
-	int			 n_vs_pass = 0;
+	int			 n_vs_pass = 0, n_full = 0;
 	enum kv_err		 err = KV_OK;
 
-	snprintf(na, sizeof(na), "diff%llu_one.sqlite3",
-	    (unsigned long long)seed);
-	snprintf(nb, sizeof(nb), "diff%llu_batch.sqlite3",
-	    (unsigned long long)seed);
-	a = open_rw(na);
-	b = open_rw(nb);
+	snprintf(na, sizeof(na), "diff%llu%s_one.sqlite3",
+	    (unsigned long long)seed, diff_limited ? "_limited" : "");
+	snprintf(nb, sizeof(nb), "diff%llu%s_batch.sqlite3",
+	    (unsigned long long)seed, diff_limited ? "_limited" : "");
+	a = open_diff(na);
+	b = open_diff(nb);
 	for (size_t i = 0; i < DIFF_WRITES; i++) {
 		gen_write(&s, i, a, &g[i]);
 		arena_reset(&A);
@@ -1028,6 +1057,7 @@ differential(uint64_t seed)
 			n_vs_pass += !g[i].c[j].must_be_absent;
 		n_check += err == KV_OK && !one[i].committed;
 		n_err += err != KV_OK;
+		n_full += err == KV_ERR_SIZE_LIMIT;
 	}
 	for (size_t i = 0, n; i < DIFF_WRITES; i += n) {
 		n = 1 + pick(&t, 12);
@@ -1037,9 +1067,11 @@ differential(uint64_t seed)
 		for (size_t j = 0; j < n; j++)
 			wp[j] = &g[i + j].w;
 		arena_reset(&A);
-		if ((err = kv_atomic_write_batch(b, wp, n, NOW, &A, res,
-		    errs)) != KV_OK)
+		/* A batch of one has its write's error for its own. */
+		err = kv_atomic_write_batch(b, wp, n, NOW, &A, res, errs);
+		if (err != KV_OK && n > 1)
 			break;
+		err = KV_OK;
 		for (size_t j = 0; j < n; j++)
 			record(&many[i + j], errs[j], &res[j]);
 		batches++;
@@ -1066,6 +1098,9 @@ differential(uint64_t seed)
 			    (unsigned long long)many[i].version,
 			    many[i].failed);
 	}
+	if (diff_limited)
+		T_OK(n_full > 0, "differential %llu: the size limit refused"
+		    " writes (%d)", (unsigned long long)seed, n_full);
 	T_EQ(bad, 0, "differential %llu: every write has the same outcome"
 	    " (error, committed, versionstamp, failed checks)",
 	    (unsigned long long)seed);
@@ -1091,6 +1126,12 @@ test_differential(void)
 	}
 	for (uint64_t seed = 1; seed <= 3; seed++)
 		differential(seed * 2654435761u);
+	/* The same under a size limit small enough to be reached often. */
+	memset(diff_big, 'z', sizeof(diff_big));
+	diff_limited = 1;
+	for (uint64_t seed = 4; seed <= 5; seed++)
+		differential(seed * 2654435761u);
+	diff_limited = 0;
 }
 
 int
