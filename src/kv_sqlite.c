@@ -1436,7 +1436,9 @@ skip_lost_write(size_t n, size_t lost, enum kv_err err, struct arena *a,
 /*
  * One attempt at the whole batch inside BEGIN IMMEDIATE ... COMMIT: one
  * commit (one fsync) for every write that passed. A batch in which no
- * write passed is rolled back: there is nothing to make durable.
+ * write passed is rolled back: there is nothing to make durable. A write
+ * that cost the transaction is left out and the rest run again, at most
+ * once per write of the batch, still within this write turn.
  */
 static enum kv_err
 batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
