@@ -1379,22 +1379,18 @@ write_in_savepoint(struct kv_db *k, int alone, const struct kv_write *w,
 }
 
 /*
- * The batch's writes in the open transaction, each in its savepoint, but
- * for those marked in skip (NULL: none). On an error that cost the
- * transaction, *lost is the write it came from.
+ * The batch's writes in the open transaction, each in its savepoint. On an
+ * error that cost the transaction, *lost is the write it came from.
  */
 static enum kv_err
 batch_writes(struct kv_db *k, const struct kv_write *const *w, size_t n,
-    const uint8_t *skip, int64_t now_ms, struct arena *a,
-    struct kv_write_result *res, enum kv_err *errs, size_t *lost,
-    size_t *committed)
+    int64_t now_ms, struct arena *a, struct kv_write_result *res,
+    enum kv_err *errs, size_t *lost, size_t *committed)
 {
 	enum kv_err	 err;
 
 	*committed = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (skip != NULL && skip[i])
-			continue;
 		if ((err = write_in_savepoint(k, n == 1, w[i], now_ms, a,
 		    &res[i], &errs[i])) != KV_OK) {
 			*lost = i;
@@ -1405,61 +1401,62 @@ batch_writes(struct kv_db *k, const struct kv_write *const *w, size_t n,
 	return KV_OK;
 }
 
+static enum kv_err batch_once(struct kv_db *, const struct kv_write *const *,
+    size_t, int64_t, struct arena *, struct kv_write_result *,
+    enum kv_err *);
+
 /*
- * A write whose own error cost the whole transaction (SQLite rolls it all
- * back on SQLITE_FULL from a one-row insert, the size limit's error):
- * marks it in *skip, keeping its error, so that the batch runs again
- * without it, as if that write had been tried alone. 0 when the error is
- * the batch's (busy, or not the write's own), or for a batch of one.
+ * After write `lost` cost the whole transaction by its own error (SQLite
+ * rolls it all back on SQLITE_FULL from a one-row insert, the size
+ * limit's error): that write keeps its error and every other write is
+ * committed on its own, in batch order, still within this write turn, as
+ * if the batch had never been grouped. Running the batch again without
+ * the lost write instead could cost a run of the batch per such write.
  */
-static int
-skip_lost_write(size_t n, size_t lost, enum kv_err err, struct arena *a,
-    struct kv_write_result *res, enum kv_err *errs, uint8_t **skip)
+static void
+batch_one_by_one(struct kv_db *k, const struct kv_write *const *w, size_t n,
+    size_t lost, int64_t now_ms, struct arena *a,
+    struct kv_write_result *res, enum kv_err *errs)
 {
-	if (n == 1 || err == KV_ERR_BUSY || errs[lost] != err)
-		return 0;
-	if (*skip == NULL) {
-		if ((*skip = arena_alloc(a, n)) == NULL)
-			return 0;
-		memset(*skip, 0, n);
-	}
-	(*skip)[lost] = 1;
+	enum kv_err	 err;
+
 	for (size_t i = 0; i < n; i++) {
-		if ((*skip)[i])
+		if (i == lost)
 			continue;
 		memset(&res[i], 0, sizeof(res[i]));
 		errs[i] = KV_OK;
+		if ((err = batch_once(k, &w[i], 1, now_ms, a, &res[i],
+		    &errs[i])) != KV_OK) {
+			memset(&res[i], 0, sizeof(res[i]));
+			errs[i] = err;
+		}
 	}
-	return 1;
 }
 
 /*
  * One attempt at the whole batch inside BEGIN IMMEDIATE ... COMMIT: one
  * commit (one fsync) for every write that passed. A batch in which no
- * write passed is rolled back: there is nothing to make durable. A write
- * that cost the transaction is left out and the rest run again, at most
- * once per write of the batch, still within this write turn.
+ * write passed is rolled back: there is nothing to make durable.
  */
 static enum kv_err
 batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
     int64_t now_ms, struct arena *a, struct kv_write_result *res,
     enum kv_err *errs)
 {
-	uint8_t		*skip = NULL;
 	size_t		 committed, lost;
 	enum kv_err	 err;
 
-	do {
-		if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
-			return err;
-		err = batch_writes(k, w, n, skip, now_ms, a, res, errs, &lost,
-		    &committed);
-		if (err != KV_OK)
-			rollback(k);
-	} while (err != KV_OK &&
-	    skip_lost_write(n, lost, err, a, res, errs, &skip));
-	if (err != KV_OK)
+	if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
 		return err;
+	if ((err = batch_writes(k, w, n, now_ms, a, res, errs, &lost,
+	    &committed)) != KV_OK) {
+		rollback(k);
+		/* Busy, or not the write's own error: the batch's. */
+		if (n == 1 || err == KV_ERR_BUSY || errs[lost] != err)
+			return err;
+		batch_one_by_one(k, w, n, lost, now_ms, a, res, errs);
+		return KV_OK;
+	}
 	if (committed == 0) {
 		rollback(k);
 		return KV_OK;
