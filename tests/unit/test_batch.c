@@ -13,7 +13,8 @@
  * and ordered, no sum lost); and a
  * differential test: seeded random atomic writes applied one by one with
  * kv_atomic_write and in random batches, with the same outcomes and the
- * same final file. TEST_BATCH_SEED=N replays one seed.
+ * same final file, also under a size limit that refuses writes (507) in
+ * the middle of batches. TEST_BATCH_SEED=N replays one seed.
  */
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -511,6 +512,78 @@ test_error_middle(void)
 	kv_close(db);
 }
 
+/* --- the size limit reached in the middle of a batch ----------------------- */
+
+#define LIMIT_VALUE	60000
+#define LIMIT_SETS	8
+
+/*
+ * A database near its size limit: a write too big for the room left is
+ * refused (507) alone, as it would be on its own; the batch's other writes,
+ * before and after it, commit. SQLite rolls back the whole transaction on
+ * SQLITE_FULL from a statement that keeps no statement journal (a one-row
+ * insert), so the batch must be run again without the write that cannot fit.
+ */
+static void
+test_size_limit_middle(void)
+{
+	static char		 big[LIMIT_VALUE];
+	struct recorder		 rec;
+	struct kv_hooks		 h = recorder_hooks(&rec);
+	struct kv_options	 opt = {
+		.sync = KV_SYNC_FULL,
+		.max_size_bytes = 256 * 1024,
+		.hooks = &h,
+	};
+	struct kv_mutation	 m1 = set_m("l1", "1"), m3 = set_m("l3", "3");
+	struct kv_mutation	 m2[LIMIT_SETS];
+	struct kv_write		 w[3] = {
+		{ .mutations = &m1, .n_mutations = 1 },
+		{ .mutations = m2, .n_mutations = LIMIT_SETS },
+		{ .mutations = &m3, .n_mutations = 1 },
+	};
+	static const char *const big_keys[LIMIT_SETS] = {
+		"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7",
+	};
+	struct kv_write_result	 res[3];
+	enum kv_err		 errs[3];
+	struct kv_db		*db;
+	char			 path[PATH_MAX], err[256] = "";
+	int64_t			 before;
+
+	memset(big, 'x', sizeof(big));
+	for (size_t i = 0; i < LIMIT_SETS; i++) {
+		m2[i] = set_m(big_keys[i], "");
+		m2[i].value = (struct kv_bytes){ (const uint8_t *)big,
+		    sizeof(big) };
+	}
+	db_path(path, sizeof(path), "size_limit.sqlite3");
+	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
+		T_BAIL("kv_open %s: %s", path, err);
+	before = version_of(db);
+	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	    "size limit in the middle: the batch itself succeeds");
+	T_OK(err_is(errs[1], KV_ERR_SIZE_LIMIT) && !res[1].committed,
+	    "size limit in the middle: the write too big is refused, 507");
+	T_OK(err_is(errs[0], KV_OK) && err_is(errs[2], KV_OK) &&
+	    res[0].committed && res[2].committed &&
+	    vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
+	    vs_version(res[2].versionstamp) == (uint64_t)before + 2,
+	    "size limit in the middle: the writes before and after it commit"
+	    " with consecutive versionstamps");
+	T_OK(!absent(db, "l1") && !absent(db, "l3") && absent(db, "b0"),
+	    "size limit in the middle: all of writes 1 and 3, nothing of 2");
+	T_EQ(version_of(db), before + 2, "size limit in the middle: two"
+	    " versions taken");
+	T_OK(rec.n_changed == 2 && strcmp(rec.changed_key[0], "l1") == 0 &&
+	    strcmp(rec.changed_key[1], "l3") == 0 &&
+	    rec.changed_version[0] == before + 1 &&
+	    rec.changed_version[1] == before + 2 && rec.n_committed == 2 &&
+	    rec.published == 1, "size limit in the middle: the watchers hear"
+	    " of writes 1 and 3, once, and nothing of the refused write");
+	kv_close(db);
+}
+
 /* --- enqueues and the hooks ------------------------------------------------ */
 
 static void
@@ -919,6 +992,15 @@ static const char *const diff_keys[DIFF_KEYS] = {
 	"k0", "k1", "k2", "k3", "k4", "k5",
 };
 
+/*
+ * With a size limit: some byte values this large, so that the files reach
+ * the limit and writes are refused (507) now and then, also mid-batch.
+ */
+#define DIFF_BIG_VALUE	30000
+#define DIFF_MAX_SIZE	(64 * 1024)
+static int		 diff_limited;
+static uint8_t		 diff_big[DIFF_BIG_VALUE];
+
 /* One generated write, with the storage its parts point into. */
 struct gen_write {
 	struct kv_write		 w;
@@ -964,6 +1046,9 @@ gen_mutation(uint64_t *s, struct kv_mutation *m, uint8_t val[11])
 		m->type = KV_MUT_SET;
 		snprintf((char *)val, 11, "b%llu", (unsigned long long)u);
 		m->value = (struct kv_bytes){ val, strlen((char *)val) };
+		if (diff_limited && u % 2 == 0)
+			m->value = (struct kv_bytes){ diff_big,
+			    sizeof(diff_big) };
 		m->encoding = KV_ENC_BYTES;
 		return;
 	case 1:		/* a KvU64 */
@@ -1080,6 +1165,22 @@ dump(const char *name)
 	return out;
 }
 
+static struct kv_db *
+open_diff(const char *name)
+{
+	struct kv_options	 opt = {
+		.sync = KV_SYNC_FULL,
+		.max_size_bytes = diff_limited ? DIFF_MAX_SIZE : 0,
+	};
+	struct kv_db		*db;
+	char			 path[PATH_MAX], err[256] = "";
+
+	db_path(path, sizeof(path), name);
+	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
+		T_BAIL("kv_open %s: %s", path, err);
+	return db;
+}
+
 static void
 differential(uint64_t seed)
 {
@@ -1093,15 +1194,15 @@ differential(uint64_t seed)
 	uint64_t		 s = seed, t = seed * 7 + 1;
 	size_t			 batches = 0, bad = 0, largest = 0;
 	int			 n_commit = 0, n_check = 0, n_err = 0;
-	int			 n_vs_pass = 0;
+	int			 n_vs_pass = 0, n_full = 0;
 	enum kv_err		 err = KV_OK;
 
-	snprintf(na, sizeof(na), "diff%llu_one.sqlite3",
-	    (unsigned long long)seed);
-	snprintf(nb, sizeof(nb), "diff%llu_batch.sqlite3",
-	    (unsigned long long)seed);
-	a = open_rw(na);
-	b = open_rw(nb);
+	snprintf(na, sizeof(na), "diff%llu%s_one.sqlite3",
+	    (unsigned long long)seed, diff_limited ? "_limited" : "");
+	snprintf(nb, sizeof(nb), "diff%llu%s_batch.sqlite3",
+	    (unsigned long long)seed, diff_limited ? "_limited" : "");
+	a = open_diff(na);
+	b = open_diff(nb);
 	for (size_t i = 0; i < DIFF_WRITES; i++) {
 		gen_write(&s, i, a, &g[i]);
 		arena_reset(&A);
@@ -1113,6 +1214,7 @@ differential(uint64_t seed)
 			n_vs_pass += !g[i].c[j].must_be_absent;
 		n_check += err == KV_OK && !one[i].committed;
 		n_err += err != KV_OK;
+		n_full += err == KV_ERR_SIZE_LIMIT;
 	}
 	for (size_t i = 0, n; i < DIFF_WRITES; i += n) {
 		n = 1 + pick(&t, 12);
@@ -1122,9 +1224,11 @@ differential(uint64_t seed)
 		for (size_t j = 0; j < n; j++)
 			wp[j] = &g[i + j].w;
 		arena_reset(&A);
-		if ((err = kv_atomic_write_batch(b, wp, n, NOW, &A, res,
-		    errs)) != KV_OK)
+		/* A batch of one has its write's error for its own. */
+		err = kv_atomic_write_batch(b, wp, n, NOW, &A, res, errs);
+		if (err != KV_OK && n > 1)
 			break;
+		err = KV_OK;
 		for (size_t j = 0; j < n; j++)
 			record(&many[i + j], errs[j], &res[j]);
 		batches++;
@@ -1151,6 +1255,9 @@ differential(uint64_t seed)
 			    (unsigned long long)many[i].version,
 			    many[i].failed);
 	}
+	if (diff_limited)
+		T_OK(n_full > 0, "differential %llu: the size limit refused"
+		    " writes (%d)", (unsigned long long)seed, n_full);
 	T_EQ(bad, 0, "differential %llu: every write has the same outcome"
 	    " (error, committed, versionstamp, failed checks)",
 	    (unsigned long long)seed);
@@ -1176,6 +1283,12 @@ test_differential(void)
 	}
 	for (uint64_t seed = 1; seed <= 3; seed++)
 		differential(seed * 2654435761u);
+	/* The same under a size limit small enough to be reached often. */
+	memset(diff_big, 'z', sizeof(diff_big));
+	diff_limited = 1;
+	for (uint64_t seed = 4; seed <= 5; seed++)
+		differential(seed * 2654435761u);
+	diff_limited = 0;
 }
 
 int
@@ -1191,6 +1304,7 @@ main(void)
 	test_sees_earlier();
 	test_failed_check_middle();
 	test_error_middle();
+	test_size_limit_middle();
 	test_enqueues_and_hooks();
 	test_refusals();
 	test_commit_failure();
