@@ -49,6 +49,7 @@ import {
   withTimeout,
 } from "./helpers.ts";
 import { encWatch } from "./watch_lib.ts";
+import { FcgiConn } from "./fcgi.ts";
 
 const NAME = "hosting";
 const DIR = `${RUN_DIR}/${NAME}`;
@@ -615,6 +616,61 @@ plainTest("SIGHUP adds dave, removes carol and changes alice's tokens under load
     assert.equal((await kv.get(["d"])).value, "dave's");
   } finally {
     kv.close();
+  }
+});
+
+// A second instance, spoken to over FastCGI directly: one worker that may
+// keep one database open, so that a write to one database and a request
+// to the other, ready in the same turn, close the write's handle before
+// the write commits (it must be taken again, not used after it closed).
+plainTest("max-open-databases = 1: writes to two databases in one turn all commit, the worker stays up", async () => {
+  const name = "hostlru";
+  const ids: Record<string, string> = {
+    x: "11111111-1111-8111-8111-111111111111",
+    y: "22222222-2222-8222-8222-222222222222",
+  };
+  const tok = (db: string) => `${name}-${db}-token-0123456789`;
+  const lines = ["workers = 1", "max-open-databases = 1"];
+  for (const db of Object.keys(ids)) {
+    lines.push("", `[database ${db}]`, `path = ${DIR}/${name}-${db}.sqlite`, `mount = /${name}/${db}`);
+    lines.push(`id = ${ids[db]}`, `token = read-write ${tok(db)}`);
+  }
+  await Deno.writeTextFile(`${DIR}/${name}.ini`, lines.join("\n") + "\n");
+  const inst = await startServer(name, { CONFIG: `${DIR}/${name}.ini`, TOKEN: tok("x"), READY_PATH: `/${name}/x/` });
+  const failures: string[] = [];
+  try {
+    for (let round = 0; round < 40; round++) {
+      const conns = await Promise.all([0, 1, 2, 3].map(() => FcgiConn.open(inst.SOCKET)));
+      try {
+        await Promise.all(conns.map(async (c, k) => {
+          const db = k % 2 === 0 ? "x" : "y";
+          const body = encAtomicWrite(setBytes(encodeKey(["lru", round, k]), new Uint8Array([k])));
+          await c.begin({
+            REQUEST_METHOD: "POST",
+            REQUEST_URI: `/${name}/${db}/v2/atomic_write`,
+            CONTENT_TYPE: "application/x-protobuf",
+            CONTENT_LENGTH: String(body.length),
+            HTTP_AUTHORIZATION: `Bearer ${tok(db)}`,
+            HTTP_X_DENOKV_VERSION: "2",
+            HTTP_X_DENOKV_DATABASE_ID: ids[db],
+          });
+          await c.stdin(body, true);
+        }));
+        for (const [k, o] of (await Promise.all(conns.map((c) => c.outcome(30_000)))).entries()) {
+          if (o.kind !== "response" || o.response.status !== 200) {
+            failures.push(`round ${round} write ${k}: ${o.kind === "response" ? o.response.status : o.kind}`);
+          }
+        }
+      } finally {
+        conns.forEach((c) => c.close());
+      }
+      if (failures.length > 0) break;
+    }
+    assert.deepEqual(failures, [], "writes lost with one open database");
+    const rows = Number(await sqlite(`${DIR}/${name}-x.sqlite`, "select count(*) from kv"));
+    assert.equal(rows, 80, "every write to x is in its file");
+  } finally {
+    await run([STACK, "stop-server", RUN_DIR, name]);
   }
 });
 
