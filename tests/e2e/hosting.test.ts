@@ -674,6 +674,74 @@ plainTest("max-open-databases = 1: writes to two databases in one turn all commi
   }
 });
 
+// Watches on more databases than a worker used to run hubs for (32): with
+// one worker, a watch on each of 40 databases is served (its descriptors
+// allow it), and a write to the last one reaches its watch.
+plainTest("one worker serves watches on 40 databases at once", async () => {
+  const name = "hostmany";
+  const n = 40;
+  const id = (i: number) => `33333333-3333-8333-8333-${String(i).padStart(12, "0")}`;
+  const tok = (i: number) => `${name}-${i}-token-0123456789`;
+  const lines = ["workers = 1"];
+  for (let i = 0; i < n; i++) {
+    lines.push("", `[database d${i}]`, `path = ${DIR}/${name}-${i}.sqlite`, `mount = /${name}/d${i}`);
+    lines.push(`id = ${id(i)}`, `token = read-write ${tok(i)}`);
+  }
+  await Deno.writeTextFile(`${DIR}/${name}.ini`, lines.join("\n") + "\n");
+  const inst = await startServer(name, { CONFIG: `${DIR}/${name}.ini`, TOKEN: tok(0), READY_PATH: `/${name}/d0/` });
+  const params = (i: number, ep: string, len: number) => ({
+    REQUEST_METHOD: "POST",
+    REQUEST_URI: `/${name}/d${i}/v2/${ep}`,
+    CONTENT_TYPE: "application/x-protobuf",
+    CONTENT_LENGTH: String(len),
+    HTTP_AUTHORIZATION: `Bearer ${tok(i)}`,
+    HTTP_X_DENOKV_VERSION: "3",
+    HTTP_X_DENOKV_DATABASE_ID: id(i),
+  });
+  const key = encodeKey(["many"]);
+  const conns: FcgiConn[] = [];
+  try {
+    const refused: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = await FcgiConn.open(inst.SOCKET);
+      conns.push(c);
+      const body = encWatch([key]);
+      await c.begin(params(i, "watch", body.length));
+      await c.stdin(body, true);
+      const rec = await c.readRecord(30_000);
+      const head = rec === null ? "nothing" : new TextDecoder().decode(rec.content);
+      if (!head.startsWith("Status: 200")) refused.push(`d${i}: ${head.split("\r\n")[0]}`);
+    }
+    assert.deepEqual(refused, [], "watches refused");
+    // The last database's watch sees its write (the first frame is the
+    // current value, the next one the write).
+    const last = conns[n - 1];
+    const MARK = "hostmany-write-marker";
+    const w = encAtomicWrite(setBytes(key, new TextEncoder().encode(MARK)));
+    const r = await rawFetch(`${inst.H1_URL}d${n - 1}/v2/atomic_write`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${tok(n - 1)}`,
+        "content-type": "application/x-protobuf",
+        "x-denokv-version": "3",
+        "x-denokv-database-id": id(n - 1),
+      },
+      body: w,
+    });
+    assert.equal(r.status, 200, `write to d${n - 1}: ${r.status} ${r.text}`);
+    let seen = false;
+    for (let k = 0; k < 10 && !seen; k++) {
+      const rec = await last.readRecord(DELIVERY_MS);
+      if (rec === null) break;
+      seen = new TextDecoder().decode(rec.content).includes(MARK);
+    }
+    assert.ok(seen, "the write to the last database did not reach its watch");
+  } finally {
+    conns.forEach((c) => c.close());
+    await run([STACK, "stop-server", RUN_DIR, name]);
+  }
+});
+
 plainTest("the instance stops cleanly (SIGTERM)", async () => {
   const r = await run([STACK, "stop-server", RUN_DIR, NAME]);
   assert.equal(r.code, 0, `stop-server: ${r.stderr.trim()}`);
