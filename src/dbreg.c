@@ -310,11 +310,15 @@ dbreg_open(struct dbreg *r, struct dbreg_db *d, struct kv_db **out)
 	return KV_OK;
 }
 
-/* The descriptors this worker's hubs hold: their own, and their streams'. */
+/*
+ * The descriptors this worker holds that grow with its databases: its open
+ * handles', its hubs' own, and their streams'.
+ */
 static size_t
 hub_fds(struct dbreg *r)
 {
-	size_t	 held = r->n_hubs * WATCH_HUB_FDS;
+	size_t	 held = r->n_open * DBREG_HANDLE_FDS +
+			    r->n_hubs * WATCH_HUB_FDS;
 
 	for (size_t i = 0; i < r->n; i++)
 		if (r->dbs[i].hub != NULL)

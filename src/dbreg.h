@@ -39,6 +39,8 @@
  * database is refused (503, retried).
  */
 #define DBREG_MAX_HUBS	256
+/* The descriptors of an open handle: the file, its WAL and its -shm. */
+#define DBREG_HANDLE_FDS	3
 
 struct watch_hub;
 struct watch_bell;
@@ -139,8 +141,9 @@ void		 dbreg_release(struct dbreg_db *);
 struct watch_hub *dbreg_hub(struct dbreg *, struct dbreg_db *);
 /*
  * Whether this worker's hubs together hold as many streams and long polls
- * as its descriptors allow (watch_stream_cap, less the hubs' own
- * descriptors): then no new one is taken, whichever database it is for.
+ * as its descriptors allow (watch_stream_cap, less the descriptors of the
+ * open handles and of the hubs themselves): then no new one is taken,
+ * whichever database it is for.
  */
 int		 dbreg_hubs_full(struct dbreg *);
 /*

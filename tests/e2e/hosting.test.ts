@@ -34,6 +34,7 @@ import {
   metadataExchange,
   type Metadata,
   MutationType,
+  parseEnvFile,
   plainTest,
   RawClient,
   type RawResponse,
@@ -674,71 +675,105 @@ plainTest("max-open-databases = 1: writes to two databases in one turn all commi
   }
 });
 
-// Watches on more databases than a worker used to run hubs for (32): with
-// one worker, a watch on each of 40 databases is served (its descriptors
-// allow it), and a write to the last one reaches its watch.
-plainTest("one worker serves watches on 40 databases at once", async () => {
-  const name = "hostmany";
-  const n = 40;
+// An instance of n databases d0..d{n-1} at /NAME/dI, each with its own
+// pinned id and token, spoken to over FastCGI directly; nofile: the
+// open-files limit it starts with.
+async function manyInstance(name: string, n: number, extra: string[], nofile?: number) {
   const id = (i: number) => `33333333-3333-8333-8333-${String(i).padStart(12, "0")}`;
   const tok = (i: number) => `${name}-${i}-token-0123456789`;
-  const lines = ["workers = 1"];
+  const lines = [...extra];
   for (let i = 0; i < n; i++) {
     lines.push("", `[database d${i}]`, `path = ${DIR}/${name}-${i}.sqlite`, `mount = /${name}/d${i}`);
     lines.push(`id = ${id(i)}`, `token = read-write ${tok(i)}`);
   }
   await Deno.writeTextFile(`${DIR}/${name}.ini`, lines.join("\n") + "\n");
-  const inst = await startServer(name, { CONFIG: `${DIR}/${name}.ini`, TOKEN: tok(0), READY_PATH: `/${name}/d0/` });
-  const params = (i: number, ep: string, len: number) => ({
-    REQUEST_METHOD: "POST",
-    REQUEST_URI: `/${name}/d${i}/v2/${ep}`,
-    CONTENT_TYPE: "application/x-protobuf",
-    CONTENT_LENGTH: String(len),
-    HTTP_AUTHORIZATION: `Bearer ${tok(i)}`,
-    HTTP_X_DENOKV_VERSION: "3",
-    HTTP_X_DENOKV_DATABASE_ID: id(i),
-  });
+  const env = { CONFIG: `${DIR}/${name}.ini`, TOKEN: tok(0), READY_PATH: `/${name}/d0/` };
+  const inst = nofile === undefined ? await startServer(name, env) : await (async () => {
+    const r = await run(["bash", "-c", `ulimit -n ${nofile} && exec "$0" "$@"`, STACK, "start-server", RUN_DIR, name], { env });
+    if (r.code !== 0) throw new Error(`start-server ${name}: ${r.stdout}\n${r.stderr}`);
+    return parseEnvFile(`${RUN_DIR}/${name}.env`);
+  })();
+  // Sends a request; the first record's status line (or "nothing" within 10 s).
+  const send = async (i: number, ep: string, body: Uint8Array): Promise<[FcgiConn, string]> => {
+    const c = await FcgiConn.open(inst.SOCKET);
+    await c.begin({
+      REQUEST_METHOD: "POST",
+      REQUEST_URI: `/${name}/d${i}/v2/${ep}`,
+      CONTENT_TYPE: "application/x-protobuf",
+      CONTENT_LENGTH: String(body.length),
+      HTTP_AUTHORIZATION: `Bearer ${tok(i)}`,
+      HTTP_X_DENOKV_VERSION: "3",
+      HTTP_X_DENOKV_DATABASE_ID: id(i),
+    });
+    await c.stdin(body, true);
+    const rec = await c.readRecord(10_000);
+    return [c, rec === null ? "nothing" : new TextDecoder().decode(rec.content).split("\r\n")[0]];
+  };
+  const stop = async () => void await run([STACK, "stop-server", RUN_DIR, name]);
+  return { inst, id, tok, send, stop };
+}
+
+// Watches on more databases than a worker used to run hubs for (32): with
+// one worker, a watch on each of 40 databases is served (its descriptors
+// allow it), and a write to the last one reaches its watch.
+plainTest("one worker serves watches on 40 databases at once", async () => {
+  const n = 40;
+  const m = await manyInstance("hostmany", n, ["workers = 1"]);
   const key = encodeKey(["many"]);
   const conns: FcgiConn[] = [];
   try {
     const refused: string[] = [];
     for (let i = 0; i < n; i++) {
-      const c = await FcgiConn.open(inst.SOCKET);
+      const [c, status] = await m.send(i, "watch", encWatch([key]));
       conns.push(c);
-      const body = encWatch([key]);
-      await c.begin(params(i, "watch", body.length));
-      await c.stdin(body, true);
-      const rec = await c.readRecord(30_000);
-      const head = rec === null ? "nothing" : new TextDecoder().decode(rec.content);
-      if (!head.startsWith("Status: 200")) refused.push(`d${i}: ${head.split("\r\n")[0]}`);
+      if (!status.startsWith("Status: 200")) refused.push(`d${i}: ${status}`);
     }
     assert.deepEqual(refused, [], "watches refused");
-    // The last database's watch sees its write (the first frame is the
-    // current value, the next one the write).
-    const last = conns[n - 1];
+    // The last database's watch sees its write.
     const MARK = "hostmany-write-marker";
-    const w = encAtomicWrite(setBytes(key, new TextEncoder().encode(MARK)));
-    const r = await rawFetch(`${inst.H1_URL}d${n - 1}/v2/atomic_write`, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${tok(n - 1)}`,
-        "content-type": "application/x-protobuf",
-        "x-denokv-version": "3",
-        "x-denokv-database-id": id(n - 1),
-      },
-      body: w,
-    });
-    assert.equal(r.status, 200, `write to d${n - 1}: ${r.status} ${r.text}`);
+    const [wc, ws] = await m.send(n - 1, "atomic_write", encAtomicWrite(setBytes(key, new TextEncoder().encode(MARK))));
+    wc.close();
+    assert.equal(ws, "Status: 200 OK", `write to d${n - 1}`);
     let seen = false;
     for (let k = 0; k < 10 && !seen; k++) {
-      const rec = await last.readRecord(DELIVERY_MS);
+      const rec = await conns[n - 1].readRecord(DELIVERY_MS);
       if (rec === null) break;
       seen = new TextDecoder().decode(rec.content).includes(MARK);
     }
     assert.ok(seen, "the write to the last database did not reach its watch");
   } finally {
     conns.forEach((c) => c.close());
-    await run([STACK, "stop-server", RUN_DIR, name]);
+    await m.stop();
+  }
+});
+
+// The descriptor budget of watches counts the open databases' descriptors
+// too: with 40 databases open under 256 descriptors, watches past the
+// budget get 503 (not an accept failing with EMFILE, which leaves them and
+// every later request unanswered), and requests go on being served.
+plainTest("with 40 databases open and 256 descriptors, watches past the budget get 503 and requests go on", async () => {
+  const n = 40;
+  const m = await manyInstance("hostfd", n, ["workers = 1"], 256);
+  const conns: FcgiConn[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const [c, status] = await m.send(i, "snapshot_read", new Uint8Array(0));
+      c.close();
+      assert.notEqual(status, "nothing", `a request to d${i} unanswered`);
+    }
+    let last = "";
+    for (let k = 0; k < 256 && last === ""; k++) {
+      const [c, status] = await m.send(0, "watch", encWatch([encodeKey(["fd"])]));
+      conns.push(c);
+      if (!status.startsWith("Status: 200")) last = status;
+    }
+    assert.equal(last, "Status: 503 Service Unavailable", `after ${conns.length} watches`);
+    const [c, status] = await m.send(1, "atomic_write", encAtomicWrite(setBytes(encodeKey(["fd"]), new Uint8Array([1]))));
+    c.close();
+    assert.equal(status, "Status: 200 OK", "a write with the watch budget spent");
+  } finally {
+    conns.forEach((c) => c.close());
+    await m.stop();
   }
 });
 
