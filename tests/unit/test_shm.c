@@ -587,26 +587,6 @@ end:
 	shm_destroy(seg);
 }
 
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(tmpdir);
-}
-
 int
 main(void)
 {
@@ -622,6 +602,6 @@ main(void)
 	test_writer_dies_mid_entry();
 	test_proc_limit();
 	test_foreign_versions();
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }
