@@ -19,6 +19,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 OUT=$HERE/out
 
 # ---- settings (environment) -------------------------------------------------
@@ -62,10 +64,6 @@ export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 export DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
 
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() { printf '\nBENCHMARK FAILED: %s\n' "$*" >&2; exit 1; }
-
 for v in ROUNDS BANK_READERS BANK_WRITERS BANK_ACCOUNTS KEYS LIST WORKERS \
     IDLE_WATCHES IDLE_POLLS NGINX_KEEPALIVE; do
 	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer"
@@ -74,7 +72,6 @@ for v in DURATION WARMUP BANK_DURATION; do
 	[[ ${!v} =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "$v must be a number of seconds"
 done
 case $SYNC in full | normal | off) ;; *) die "SYNC must be full, normal or off" ;; esac
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"; }
 need "$NGINX" "apt-get install nginx"
 need curl "apt-get install curl"
 need pgrep "apt-get install procps"
@@ -119,88 +116,8 @@ fi
 
 # ---- temp dir, processes, cleanup -------------------------------------------
 T=$(mktemp -d "${TMPDIR:-/tmp}/denokv-perf.XXXXXX")
-PIDS=()
-declare -A PID
-LOGS=()
-
-alive() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[[ -n $st && $st != Z* ]]
-}
-
-descendants() {
-	local c
-	for c in $(pgrep -P "$1" 2>/dev/null); do
-		echo "$c"
-		descendants "$c"
-	done
-}
-
-stop_pids() { # pid...: SIGTERM, then SIGKILL after 10 s to what is left
-	local p _ left=() all=()
-	for p in "$@"; do
-		# shellcheck disable=SC2207
-		all+=("$p" $(descendants "$p"))
-	done
-	[ ${#all[@]} -gt 0 ] || return 0
-	for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-	for _ in $(seq 1 100); do
-		left=()
-		for p in "${all[@]}"; do alive "$p" && left+=("$p"); done
-		[ ${#left[@]} = 0 ] && return 0
-		sleep 0.1
-	done
-	for p in "${left[@]}"; do
-		warn "pid $p still running 10 s after SIGTERM; sending SIGKILL"
-		kill -KILL "$p" 2>/dev/null || true
-	done
-}
-
-cleanup() {
-	local rc=$? f
-	set +e
-	trap - EXIT INT TERM
-	[ -n "${IDLE_PID:-}" ] && stop_pids "$IDLE_PID"
-	[ ${#PIDS[@]} -gt 0 ] && stop_pids "${PIDS[@]}"
-	if [ $rc -ne 0 ] && [ $rc -ne 130 ] && [ $rc -ne 143 ]; then
-		for f in "${LOGS[@]}"; do
-			[ -s "$f" ] || continue
-			printf '\n--- last lines of %s ---\n' "$f" >&2
-			tail -n 15 "$f" >&2
-		done
-	fi
-	if [ "$KEEP_TMP" = 1 ] || { [ $rc -ne 0 ] && [ "$KEEP_TMP" = auto ]; }; then
-		printf 'kept %s\n' "$T" >&2
-	else
-		rm -rf "$T"
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start() { # name logfile cmd...: a service, stopped on exit
-	local name=$1 logf=$2 pid
-	shift 2
-	LOGS+=("$logf")
-	"$@" >"$logf" 2>&1 </dev/null &
-	pid=$!
-	disown "$pid"
-	PIDS+=("$pid")
-	PID[$name]=$pid
-}
-
-wait_socket() { # path pid what
-	local _
-	for _ in $(seq 1 100); do
-		[ -S "$1" ] && return 0
-		alive "$2" || die "$3 exited during start-up"
-		sleep 0.1
-	done
-	die "$3 did not create $1 within 10 s"
-}
+cleanup_first() { [ -n "${IDLE_PID:-}" ] && stop_pids "$IDLE_PID"; }
+bench_traps
 
 # shellcheck source=scripts/ports.sh
 . "$REPO/scripts/ports.sh"
@@ -261,9 +178,7 @@ MOUNT_KEEPALIVE[t]=0
 # each location below says whether nginx keeps connections.
 grep -v '^[[:space:]]*fastcgi_keep_conn' "$REPO/nginx/denokv-fcgi.conf" >"$T/denokv-fcgi.conf"
 cp "$FASTCGI_PARAMS" "$T/fastcgi_params"
-USER_LINE=""
-[ "$(id -u)" = 0 ] && USER_LINE="user $(id -un) $(id -gn);"
-mkdir -p "$T/nginx-tmp"
+nginx_prepare
 
 write_nginx_conf() {
 	local m
@@ -279,11 +194,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     default_type application/octet-stream;
-    client_body_temp_path $T/nginx-tmp/body;
-    fastcgi_temp_path $T/nginx-tmp/fastcgi;
-    proxy_temp_path $T/nginx-tmp/proxy;
-    uwsgi_temp_path $T/nginx-tmp/uwsgi;
-    scgi_temp_path $T/nginx-tmp/scgi;
+$(nginx_temp_paths)
     keepalive_requests 100000000;
     keepalive_timeout 300s;
     # The Deno client puts everything on one connection: ~160 calls in
