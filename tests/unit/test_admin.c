@@ -295,10 +295,7 @@ test_truncate_next_to_reader(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	test_holder();
 	test_backup();
 	test_restore_copy();

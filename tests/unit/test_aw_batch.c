@@ -277,8 +277,7 @@ main(void)
 	char			 err[256] = "";
 	int			 lfd;
 
-	if (mkdtemp(tmpdir) == NULL)
-		T_BAIL("mkdtemp");
+	t_make_dir(tmpdir);
 	snprintf(db_file, sizeof(db_file), "%s/db.sqlite3", tmpdir);
 	if (FCGX_Init() != 0 || metrics_init() != 0)
 		T_BAIL("FCGX_Init or metrics_init");

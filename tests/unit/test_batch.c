@@ -626,15 +626,7 @@ shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
 static int
 shim_register(void)
 {
-	sqlite3_vfs	*base = sqlite3_vfs_find(NULL);
-
-	if (base == NULL)
-		return -1;
-	shim_vfs = *base;
-	shim_vfs.zName = "test-fsync-fails";
-	shim_vfs.pAppData = base;
-	shim_vfs.xOpen = shim_open;
-	return sqlite3_vfs_register(&shim_vfs, 1) == SQLITE_OK ? 0 : -1;
+	return t_vfs_wrap_default(&shim_vfs, "test-fsync-fails", shim_open);
 }
 
 /* What the child saw, in a shared page. */
@@ -1119,11 +1111,7 @@ test_differential(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	arena_init(&A, 64 * 1024);
 	test_independent();
 	test_sees_earlier();

@@ -2020,15 +2020,7 @@ shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
 static int
 shim_register(void)
 {
-	sqlite3_vfs	*base = sqlite3_vfs_find(NULL);
-
-	if (base == NULL)
-		return -1;
-	shim_vfs = *base;
-	shim_vfs.zName = "test-shm-full";
-	shim_vfs.pAppData = base;
-	shim_vfs.xOpen = shim_open;
-	return sqlite3_vfs_register(&shim_vfs, 1) == SQLITE_OK ? 0 : -1;
+	return t_vfs_wrap_default(&shim_vfs, "test-shm-full", shim_open);
 }
 
 /*
@@ -2116,11 +2108,7 @@ test_failed_commit_stays_failed(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	arena_init(&A, 64 * 1024);
 	test_schema();
 	test_read_only();

@@ -594,11 +594,7 @@ test_hostile_rows(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	arena_init(&A, 64 * 1024);
 	test_lease_order_and_exclusive();
 	test_finish_and_renew();

@@ -591,10 +591,7 @@ int
 main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("Bail out! mkdtemp failed\n");
-		return 1;
-	}
+	t_make_dir(tmpdir);
 	test_ticket_order();
 	test_dead_holder_and_waiter();
 	test_ring();

@@ -7,6 +7,7 @@
 #define DENOKV_TESTHELP_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,15 @@ t_is_uuid(const char *s)
 			return 0;
 	}
 	return 1;
+}
+
+/* Creates the test's temporary directory from its mkdtemp() template. */
+static inline void
+t_make_dir(char *tmpl)
+{
+	if (mkdtemp(tmpl) == NULL)
+		T_BAIL("cannot create a temporary directory %s: %s", tmpl,
+		    strerror(errno));
 }
 
 /*

@@ -2,7 +2,8 @@
  * testkv.h: helpers the storage-engine unit tests share: byte strings from
  * C strings, error comparisons that show both names, versionstamp decoding,
  * and one-value SQL queries on a raw SQLite handle that look behind the
- * engine's back. Include after testhelp.h.
+ * engine's back; a default VFS that wraps the real one, for fault
+ * injection. Include after testhelp.h.
  */
 #ifndef DENOKV_TESTKV_H
 #define DENOKV_TESTKV_H
@@ -93,6 +94,26 @@ t_sql_text(sqlite3 *db, const char *sql, char *out, size_t len)
 		snprintf(out, len, "%s", (const char *)t);
 	sqlite3_finalize(st);
 	return out;
+}
+
+/*
+ * Registers shim as the default VFS: a copy of the current default, named
+ * name, whose files are opened by x_open (which finds the wrapped VFS in
+ * pAppData), so that kv_open goes through it. 0 on success, -1 if not.
+ */
+static inline int
+t_vfs_wrap_default(sqlite3_vfs *shim, const char *name,
+    __typeof__(((sqlite3_vfs *)0)->xOpen) x_open)
+{
+	sqlite3_vfs	*base = sqlite3_vfs_find(NULL);
+
+	if (base == NULL)
+		return -1;
+	*shim = *base;
+	shim->zName = name;
+	shim->pAppData = base;
+	shim->xOpen = x_open;
+	return sqlite3_vfs_register(shim, 1) == SQLITE_OK ? 0 : -1;
 }
 
 #endif
