@@ -48,9 +48,6 @@ CC=${CC:-cc}
 # The server's link libraries (configure.ac); used for the NOFAIR variant.
 SERVER_LIBS=${SERVER_LIBS:-"-lfcgi -lsqlite3 -lprotobuf-c -ljansson -lsystemd -linih -lm"}
 
-export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
-
 for v in DURATION PROCS CONNS WRK_THREADS KEYS VALUE_BYTES; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
 done

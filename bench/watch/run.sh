@@ -44,9 +44,6 @@ NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 FASTCGI_PARAMS=${FASTCGI_PARAMS:-/etc/nginx/fastcgi_params}
 CC=${CC:-cc}
 
-export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
-
 for v in WATCHES WATCH_KEYS STREAMS_PER_CONN OPEN_PENDING RATE WRITE_SECONDS \
     WRITER_CONNS READ_SECONDS READ_ROUNDS READ_KEYS WRK_THREADS WRK_CONNS NOFILE; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
