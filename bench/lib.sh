@@ -5,7 +5,8 @@
 # need); the services a script starts in the background and their stop on
 # exit (start, wait_socket, alive, stop_pids, bench_traps); and the parts
 # of a throw-away nginx configuration that do not depend on the benchmark
-# (nginx_prepare, nginx_conf_head, nginx_temp_paths). Sourcing it also
+# (nginx_prepare, nginx_conf_head, nginx_temp_paths); reading RESULT
+# lines and summing rounds up (field, med, rate, lat). Sourcing it also
 # keeps proxies out of the way: only 127.0.0.1 is ever contacted.
 #
 # bench_traps installs a cleanup on exit that stops every service started
@@ -158,4 +159,29 @@ nginx_temp_paths() {
     uwsgi_temp_path $T/nginx-tmp/uwsgi;
     scgi_temp_path $T/nginx-tmp/scgi;
 EOT
+}
+
+# ---- results -----------------------------------------------------------------
+
+# field NAME LINE: the value of NAME=VALUE in a RESULT line (the first).
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -n 1; }
+
+# med KEY COL: the median over rounds 1..ROUNDS of column COL of the
+# space-separated figures the script stored in R[KEY|ROUND]; nothing if no
+# round has them.
+med() {
+	local key=$1 col=$2 r v vals=()
+	for r in $(seq 1 "$ROUNDS"); do
+		v=${R[$key|$r]:-}
+		[ -n "$v" ] && vals+=("$(cut -d' ' -f"$col" <<<"$v")")
+	done
+	[ ${#vals[@]} -gt 0 ] || return 0
+	printf '%s\n' "${vals[@]}" | sort -g | awk '{ a[NR] = $1 } END {
+		if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+rate() { [ -n "$1" ] && awk -v a="$1" 'BEGIN { printf "%.0f", a }' || printf -- "-"; }
+
+lat() { # p50_us p99_us -> "p50/p99" in ms
+	[ -n "$1" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f/%.1f", a / 1000, b / 1000 }' || printf -- "-"
 }

@@ -302,7 +302,6 @@ record() { # name rps p50_us p99_us description
 	DESC[$1]=$5
 }
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 run_wrk() { # name script url conns bodies description
 	local name=$1 script=$2 url=$3 conns=$4 bodies=$5 desc=$6 out line k

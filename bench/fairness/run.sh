@@ -128,7 +128,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -n 1; }
 declare -A R   # results: R[name.field]
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)

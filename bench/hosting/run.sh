@@ -207,7 +207,6 @@ prepare() { # list-file out-file
 		{ cat "$2.err" >&2; die "preparing the databases failed"; }
 }
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 declare -A R
 
 run_wrk() { # key dbs-file spread op round
@@ -268,19 +267,7 @@ mem after_runs
 alive "${PID[hosting]}" || die "the multi-database server is gone after the runs; see $T/hosting.log"
 
 # ---- report ---------------------------------------------------------------------------------
-med() {
-	local key=$1 col=$2 r v vals=()
-	for r in $(seq 1 "$ROUNDS"); do
-		v=${R[$key|$r]:-}
-		[ -n "$v" ] && vals+=("$(cut -d' ' -f"$col" <<<"$v")")
-	done
-	[ ${#vals[@]} -gt 0 ] || return 0
-	printf '%s\n' "${vals[@]}" | sort -g | awk '{ a[NR] = $1 } END {
-		if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else printf "-" }'; }
-rate() { [ -n "$1" ] && awk -v a="$1" 'BEGIN { printf "%.0f", a }' || printf -- "-"; }
-lat() { [ -n "$1" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f/%.1f", a / 1000, b / 1000 }' || printf -- "-"; }
 first=db${SPREADS%% *}
 memsum() { # label column(3 rss, 4 pss, 5 dbs) [role]
 	awk -v l="$1" -v c="$2" -v role="${3:-}" '$1 == l && (role == "" || index($2, role ":") == 1) { s += $c } END { print s + 0 }' "$T/mem.txt"

@@ -270,7 +270,6 @@ rotate() {
 	done
 }
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 DENO_RUN=("$DENO" run --quiet --no-prompt --unstable-kv)
 OPS_PERMS=(--allow-net=127.0.0.1 --allow-env=DENO_KV_ACCESS_TOKEN "--allow-read=$T" "--allow-write=$T")
@@ -292,22 +291,7 @@ run_ops() {
 }
 
 # ---- report helpers --------------------------------------------------------------
-# med KEY COL: median over the rounds of column COL (1 rate, 2 p50, 3 p99).
-med() {
-	local key=$1 col=$2 r v vals=()
-	for r in $(seq 1 "$ROUNDS"); do
-		v=${R[$key|$r]:-}
-		[ -n "$v" ] && vals+=("$(cut -d' ' -f"$col" <<<"$v")")
-	done
-	[ ${#vals[@]} -gt 0 ] || return 0
-	printf '%s\n' "${vals[@]}" | sort -g | awk '{ a[NR] = $1 } END {
-		if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else printf "-" }'; }
-rate() { [ -n "$1" ] && awk -v a="$1" 'BEGIN { printf "%.0f", a }' || printf -- "-"; }
-lat() { # p50_us p99_us -> "p50/p99" in ms
-	[ -n "$1" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f/%.1f", a / 1000, b / 1000 }' || printf -- "-"
-}
 
 REPORT=$T/report.txt
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
