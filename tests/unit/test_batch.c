@@ -32,6 +32,7 @@
 #include "arena.h"
 #include "kv.h"
 #include "testhelp.h"
+#include "testkv.h"
 
 #define NOW		1700000000000LL
 #define MAX_BATCH	16
@@ -45,26 +46,6 @@ static void
 db_path(char *out, size_t len, const char *name)
 {
 	snprintf(out, len, "%s/%s", tmpdir, name);
-}
-
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		db_path(path, sizeof(path), de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(tmpdir);
 }
 
 static struct kv_db *
@@ -95,53 +76,10 @@ open_rw(const char *name)
 static sqlite3 *
 raw_open(const char *name)
 {
-	sqlite3	*db = NULL;
 	char	 path[PATH_MAX];
 
 	db_path(path, sizeof(path), name);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK)
-		T_BAIL("sqlite3_open %s: %s", path, sqlite3_errmsg(db));
-	return db;
-}
-
-static int64_t
-sql_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt	*st;
-	int64_t		 v = -999;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -998;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-static struct kv_bytes
-str(const char *s)
-{
-	return (struct kv_bytes){ (const uint8_t *)s, strlen(s) };
-}
-
-static int
-err_is(enum kv_err got, enum kv_err want)
-{
-	if (got != want)
-		printf("#   got %s, want %s\n", kv_err_name(got),
-		    kv_err_name(want));
-	return got == want;
-}
-
-static uint64_t
-vs_version(const uint8_t vs[KV_VERSIONSTAMP_BYTES])
-{
-	uint64_t	 v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | vs[i];
-	return v;
+	return t_raw_open(path);
 }
 
 static void
@@ -169,8 +107,8 @@ set_m(const char *key, const char *value)
 
 	memset(&m, 0, sizeof(m));
 	m.type = KV_MUT_SET;
-	m.key = str(key);
-	m.value = str(value);
+	m.key = t_str(key);
+	m.value = t_str(value);
 	m.encoding = KV_ENC_BYTES;
 	return m;
 }
@@ -185,7 +123,7 @@ sum_m(const char *key)
 
 	memset(&m, 0, sizeof(m));
 	m.type = KV_MUT_SUM;
-	m.key = str(key);
+	m.key = t_str(key);
 	m.value = (struct kv_bytes){ one, sizeof(one) };
 	m.encoding = KV_ENC_V8;
 	return m;
@@ -201,7 +139,7 @@ read_one(struct kv_db *db, const char *key, struct kv_entry *e)
 
 	/* The range [key, key + "\0"): the key alone. */
 	snprintf(end, sizeof(end), "%s", key);
-	r.start = str(key);
+	r.start = t_str(key);
 	r.end = (struct kv_bytes){ (const uint8_t *)end, strlen(key) + 1 };
 	arena_reset(&A);
 	if (kv_snapshot_read(db, &r, 1, NOW, &A, &res) != KV_OK)
@@ -220,7 +158,7 @@ get_version(struct kv_db *db, const char *key, uint64_t *version)
 	int		 rc = read_one(db, key, &e);
 
 	if (rc == 1)
-		*version = vs_version(e.versionstamp);
+		*version = t_vs_version(e.versionstamp);
 	return rc;
 }
 
@@ -367,17 +305,17 @@ test_independent(void)
 		w[i].mutations = &m[i];
 		w[i].n_mutations = 1;
 	}
-	T_OK(err_is(run_batch(db, w, 5, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 5, res, errs), KV_OK),
 	    "independent: a batch of five writes succeeds");
 	for (int i = 0; i < 5; i++)
 		ok &= errs[i] == KV_OK && res[i].committed &&
-		    vs_version(res[i].versionstamp) ==
+		    t_vs_version(res[i].versionstamp) ==
 		    (uint64_t)before + 1 + (uint64_t)i;
 	T_OK(ok, "independent: each committed, versionstamps %lld+1.. in"
 	    " batch order, one apart", (long long)before);
 	for (int i = 0; ok && i < 5; i++)
 		ok &= get_version(db, keys[i], &v) == 1 &&
-		    v == vs_version(res[i].versionstamp);
+		    v == t_vs_version(res[i].versionstamp);
 	T_OK(ok, "independent: each key reads back with its write's"
 	    " versionstamp");
 	T_EQ(version_of(db), before + 5, "independent: the data version"
@@ -392,8 +330,8 @@ test_sees_earlier(void)
 {
 	struct kv_mutation	 m1 = set_m("a", "1"), m2 = set_m("b", "2"),
 				 m3 = set_m("c", "3");
-	struct kv_check		 c2 = { .key = str("a") },
-				 c3 = { .key = str("a"), .must_be_absent = 1 };
+	struct kv_check		 c2 = { .key = t_str("a") },
+				 c3 = { .key = t_str("a"), .must_be_absent = 1 };
 	struct kv_write		 w[3] = {
 		{ .mutations = &m1, .n_mutations = 1 },
 		{ .checks = &c2, .n_checks = 1, .mutations = &m2,
@@ -408,13 +346,13 @@ test_sees_earlier(void)
 
 	/* Write 2 expects the versionstamp write 1 is about to get. */
 	version_vs((uint64_t)before + 1, c2.versionstamp);
-	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
 	    "earlier: the batch succeeds");
 	T_OK(errs[0] == KV_OK && res[0].committed &&
-	    vs_version(res[0].versionstamp) == (uint64_t)before + 1,
+	    t_vs_version(res[0].versionstamp) == (uint64_t)before + 1,
 	    "earlier: write 1 sets a");
 	T_OK(errs[1] == KV_OK && res[1].committed &&
-	    vs_version(res[1].versionstamp) == (uint64_t)before + 2,
+	    t_vs_version(res[1].versionstamp) == (uint64_t)before + 2,
 	    "earlier: write 2's check of a against write 1's versionstamp"
 	    " passes");
 	T_OK(errs[2] == KV_OK && !res[2].committed &&
@@ -435,7 +373,7 @@ test_failed_check_middle(void)
 	    set_m("x3", "3") };
 	struct kv_mutation	 m2b = set_m("x2b", "2");
 	struct kv_mutation	 m2[2];
-	struct kv_check		 c = { .key = str("nowhere") };
+	struct kv_check		 c = { .key = t_str("nowhere") };
 	struct kv_write		 w[3] = {
 		{ .mutations = &m[0], .n_mutations = 1 },
 		{ .checks = &c, .n_checks = 1, .mutations = m2,
@@ -450,14 +388,14 @@ test_failed_check_middle(void)
 	m2[0] = m[1];
 	m2[1] = m2b;
 	version_vs(1, c.versionstamp);	/* "nowhere" is absent: fails */
-	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
 	    "check in the middle: the batch succeeds");
 	T_OK(errs[1] == KV_OK && !res[1].committed &&
 	    res[1].n_failed_checks == 1, "check in the middle: write 2 is"
 	    " not committed, its check listed as failed");
 	T_OK(res[0].committed && res[2].committed &&
-	    vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
-	    vs_version(res[2].versionstamp) == (uint64_t)before + 2,
+	    t_vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
+	    t_vs_version(res[2].versionstamp) == (uint64_t)before + 2,
 	    "check in the middle: writes 1 and 3 commit with consecutive"
 	    " versionstamps");
 	T_OK(absent(db, "x2") && absent(db, "x2b") && !absent(db, "x1") &&
@@ -491,17 +429,17 @@ test_error_middle(void)
 	m2[0] = set_m("p2", "2");
 	m2[1] = set_m("s", "overwritten");
 	m2[2] = sum_m("s");
-	m2[1].key = str("p2b");
+	m2[1].key = t_str("p2b");
 	T_OK(run_batch(db, &w0, 1, &r0, &e0) == KV_OK && e0 == KV_OK &&
 	    r0.committed, "error in the middle: s holds bytes");
 	before = version_of(db);
-	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
 	    "error in the middle: the batch itself succeeds");
-	T_OK(err_is(errs[1], KV_ERR_SUM_TYPE_MISMATCH) && !res[1].committed,
+	T_OK(t_err_is(errs[1], KV_ERR_SUM_TYPE_MISMATCH) && !res[1].committed,
 	    "error in the middle: write 2 fails with its own error");
 	T_OK(errs[0] == KV_OK && errs[2] == KV_OK && res[0].committed &&
-	    res[2].committed && vs_version(res[0].versionstamp) ==
-	    (uint64_t)before + 1 && vs_version(res[2].versionstamp) ==
+	    res[2].committed && t_vs_version(res[0].versionstamp) ==
+	    (uint64_t)before + 1 && t_vs_version(res[2].versionstamp) ==
 	    (uint64_t)before + 2, "error in the middle: writes 1 and 3"
 	    " commit with consecutive versionstamps");
 	T_OK(absent(db, "p2") && absent(db, "p2b") && !absent(db, "p1") &&
@@ -594,7 +532,7 @@ test_enqueues_and_hooks(void)
 	struct kv_enqueue	 q[4];
 	struct kv_mutation	 m[4] = { set_m("q1", "1"), set_m("q2", "2"),
 	    sum_m("q1"), set_m("q4", "4") };
-	struct kv_check		 c = { .key = str("q1"), .must_be_absent = 1 };
+	struct kv_check		 c = { .key = t_str("q1"), .must_be_absent = 1 };
 	struct kv_write		 w[4] = {
 		{ .mutations = &m[0], .n_mutations = 1, .enqueues = &q[0],
 		    .n_enqueues = 1 },
@@ -612,21 +550,21 @@ test_enqueues_and_hooks(void)
 	int64_t			 before = version_of(db);
 
 	memset(q, 0, sizeof(q));
-	q[0].payload = str("one");
-	q[1].payload = str("two");
-	q[2].payload = str("three");
-	q[3].payload = str("four");
+	q[0].payload = t_str("one");
+	q[1].payload = t_str("two");
+	q[2].payload = t_str("three");
+	q[3].payload = t_str("four");
 	for (int i = 0; i < 4; i++)
 		q[i].deadline_ms = NOW + i;
 	/* 1 commits; 2 fails its check (q1 exists); 3 sums into bytes. */
-	T_OK(err_is(run_batch(db, w, 4, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 4, res, errs), KV_OK),
 	    "enqueues: the batch succeeds");
 	T_OK(res[0].committed && !res[1].committed && errs[2] != KV_OK &&
 	    res[3].committed, "enqueues: writes 1 and 4 commit, 2 fails a"
 	    " check, 3 fails");
-	T_EQ(sql_int(raw, "select count(*) from queue"), 2,
+	T_EQ(t_sql_int(raw, "select count(*) from queue"), 2,
 	    "enqueues: two messages queued");
-	T_EQ(sql_int(raw, "select count(*) from queue where data in"
+	T_EQ(t_sql_int(raw, "select count(*) from queue where data in"
 	    " (x'6f6e65', x'666f7572')"), 2, "enqueues: those of writes 1"
 	    " and 4");
 	T_EQ(rec.turns, 1, "hooks: one write turn for the batch");
@@ -684,7 +622,7 @@ test_refusals(void)
 
 	kv_close(db);
 	ro = open_with("refusals.sqlite3", 1, 0, NULL);
-	T_OK(err_is(run_batch(ro, w, 2, res, errs), KV_ERR_READ_ONLY) &&
+	T_OK(t_err_is(run_batch(ro, w, 2, res, errs), KV_ERR_READ_ONLY) &&
 	    errs[0] == KV_ERR_READ_ONLY && errs[1] == KV_ERR_READ_ONLY &&
 	    !res[0].committed && !res[1].committed,
 	    "read-only: the batch and each write refused");
@@ -695,7 +633,7 @@ test_refusals(void)
 	if (sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL) !=
 	    SQLITE_OK)
 		T_BAIL("another connection takes the write lock");
-	T_OK(err_is(run_batch(db, w, 2, res, errs), KV_ERR_BUSY) &&
+	T_OK(t_err_is(run_batch(db, w, 2, res, errs), KV_ERR_BUSY) &&
 	    errs[0] == KV_ERR_BUSY && errs[1] == KV_ERR_BUSY &&
 	    !res[0].committed && !res[1].committed,
 	    "busy: the batch and each write answered busy");
@@ -708,7 +646,7 @@ test_refusals(void)
 	kv_close(db);
 
 	db = open_with("refusals.sqlite3", 0, 200, &stuck);
-	T_OK(err_is(run_batch(db, w, 2, res, errs), KV_ERR_WRITE_TIMEOUT) &&
+	T_OK(t_err_is(run_batch(db, w, 2, res, errs), KV_ERR_WRITE_TIMEOUT) &&
 	    errs[0] == KV_ERR_WRITE_TIMEOUT &&
 	    errs[1] == KV_ERR_WRITE_TIMEOUT && !res[0].committed &&
 	    !res[1].committed, "no turn: the batch and each write time out");
@@ -761,15 +699,7 @@ shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
 static int
 shim_register(void)
 {
-	sqlite3_vfs	*base = sqlite3_vfs_find(NULL);
-
-	if (base == NULL)
-		return -1;
-	shim_vfs = *base;
-	shim_vfs.zName = "test-fsync-fails";
-	shim_vfs.pAppData = base;
-	shim_vfs.xOpen = shim_open;
-	return sqlite3_vfs_register(&shim_vfs, 1) == SQLITE_OK ? 0 : -1;
+	return t_vfs_wrap_default(&shim_vfs, "test-fsync-fails", shim_open);
 }
 
 /* What the child saw, in a shared page. */
@@ -851,7 +781,7 @@ test_commit_failure(void)
 	T_OK(pid > 0 && waitpid(pid, &status, 0) == pid &&
 	    WIFEXITED(status) && WEXITSTATUS(status) == 0 && out->ran,
 	    "failed COMMIT: the writer ran and died");
-	T_OK(err_is(out->err, KV_ERR_IO), "failed COMMIT: the batch fails"
+	T_OK(t_err_is(out->err, KV_ERR_IO), "failed COMMIT: the batch fails"
 	    " with the I/O error");
 	T_OK(out->errs[0] == KV_ERR_IO && out->errs[1] == KV_ERR_IO &&
 	    out->errs[2] == KV_ERR_IO, "failed COMMIT: so does each write");
@@ -909,7 +839,7 @@ procs_child(int p, struct procs_out *out)
 			snprintf(key[i], sizeof(key[i]), "p%d-%03d", p, n + i);
 			memset(m[i], 0, sizeof(m[i]));
 			m[i][0].type = KV_MUT_SUM;
-			m[i][0].key = str("counter");
+			m[i][0].key = t_str("counter");
 			m[i][0].value = (struct kv_bytes){ one, 8 };
 			m[i][0].encoding = KV_ENC_LE64;
 			m[i][1] = set_m(key[i], "v");
@@ -921,7 +851,7 @@ procs_child(int p, struct procs_out *out)
 		for (int i = 0; i < PROC_BATCH; i++, n++) {
 			if (errs[i] != KV_OK || !res[i].committed)
 				_exit(1);
-			out->version[p][n] = vs_version(res[i].versionstamp);
+			out->version[p][n] = t_vs_version(res[i].versionstamp);
 		}
 	}
 	out->ok[p] = 1;
@@ -977,7 +907,7 @@ test_two_processes(void)
 	    " counter counts every write (no sum lost between them)");
 	kv_close(db);
 	raw = raw_open("procs.sqlite3");
-	T_EQ(sql_int(raw, "select version from data_version"), PROCS * N,
+	T_EQ(t_sql_int(raw, "select version from data_version"), PROCS * N,
 	    "two processes: the data version moved once per write");
 	sqlite3_close(raw);
 	munmap(out, sizeof(*out));
@@ -1040,7 +970,7 @@ gen_mutation(uint64_t *s, struct kv_mutation *m, uint8_t val[11])
 	double		 d = (double)(rnd(s) % 100);
 
 	memset(m, 0, sizeof(*m));
-	m->key = str(diff_keys[pick(s, DIFF_KEYS)]);
+	m->key = t_str(diff_keys[pick(s, DIFF_KEYS)]);
 	switch (pick(s, 8)) {
 	case 0:		/* bytes */
 		m->type = KV_MUT_SET;
@@ -1076,7 +1006,7 @@ gen_mutation(uint64_t *s, struct kv_mutation *m, uint8_t val[11])
 		return;
 	default:
 		m->type = KV_MUT_SET_VERSIONSTAMPED_KEY;
-		m->value = str("vk");
+		m->value = t_str("vk");
 		m->encoding = KV_ENC_BYTES;
 		return;
 	}
@@ -1095,7 +1025,7 @@ gen_write(uint64_t *s, size_t index, struct kv_db *db, struct gen_write *g)
 	memset(g, 0, sizeof(*g));
 	g->w.n_checks = pick(s, 3) == 0 ? 1 + pick(s, 2) : 0;
 	for (size_t i = 0; i < g->w.n_checks; i++) {
-		g->c[i].key = str(diff_keys[pick(s, DIFF_KEYS)]);
+		g->c[i].key = t_str(diff_keys[pick(s, DIFF_KEYS)]);
 		g->c[i].must_be_absent = pick(s, 2) == 0;
 		if (get_version(db, (const char *)g->c[i].key.p, &v) != 1)
 			v = index;
@@ -1106,7 +1036,7 @@ gen_write(uint64_t *s, size_t index, struct kv_db *db, struct gen_write *g)
 		gen_mutation(s, &g->m[i], g->val[i]);
 	if (pick(s, 5) == 0) {
 		snprintf(g->payload, sizeof(g->payload), "msg%zu", index);
-		g->q.payload = str(g->payload);
+		g->q.payload = t_str(g->payload);
 		g->q.deadline_ms = NOW + (int64_t)index;
 		g->w.enqueues = &g->q;
 		g->w.n_enqueues = 1;
@@ -1121,7 +1051,7 @@ record(struct outcome *o, enum kv_err err, const struct kv_write_result *r)
 	memset(o, 0, sizeof(*o));
 	o->err = err;
 	o->committed = r->committed;
-	o->version = r->committed ? vs_version(r->versionstamp) : 0;
+	o->version = r->committed ? t_vs_version(r->versionstamp) : 0;
 	for (size_t i = 0; i < r->n_failed_checks; i++)
 		o->failed |= 1u << r->failed_checks[i];
 }
@@ -1234,7 +1164,7 @@ differential(uint64_t seed)
 		batches++;
 		largest = n > largest ? n : largest;
 	}
-	T_OK(err_is(err, KV_OK), "differential %llu: every batch ran (%zu"
+	T_OK(t_err_is(err, KV_OK), "differential %llu: every batch ran (%zu"
 	    " batches, up to %zu writes)", (unsigned long long)seed, batches,
 	    largest);
 	T_OK(n_commit > 0 && n_check > 0 && n_err > 0 && n_vs_pass > 0,
@@ -1294,11 +1224,7 @@ test_differential(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	arena_init(&A, 64 * 1024);
 	test_independent();
 	test_sees_earlier();
@@ -1311,6 +1237,6 @@ main(void)
 	test_two_processes();
 	test_differential();
 	arena_fini(&A);
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }

@@ -619,34 +619,11 @@ end:
 	shm_destroy(seg);
 }
 
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(tmpdir);
-}
-
 int
 main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("Bail out! mkdtemp failed\n");
-		return 1;
-	}
+	t_make_dir(tmpdir);
 	test_ticket_order();
 	test_dead_holder_and_waiter();
 	test_ring();
@@ -655,6 +632,6 @@ main(void)
 	test_proc_limit();
 	test_reap_touches_used_slots();
 	test_foreign_versions();
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }
