@@ -499,14 +499,14 @@ test_size_limit_middle(void)
 	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
 		T_BAIL("kv_open %s: %s", path, err);
 	before = version_of(db);
-	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
 	    "size limit in the middle: the batch itself succeeds");
-	T_OK(err_is(errs[1], KV_ERR_SIZE_LIMIT) && !res[1].committed,
+	T_OK(t_err_is(errs[1], KV_ERR_SIZE_LIMIT) && !res[1].committed,
 	    "size limit in the middle: the write too big is refused, 507");
-	T_OK(err_is(errs[0], KV_OK) && err_is(errs[2], KV_OK) &&
+	T_OK(t_err_is(errs[0], KV_OK) && t_err_is(errs[2], KV_OK) &&
 	    res[0].committed && res[2].committed &&
-	    vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
-	    vs_version(res[2].versionstamp) == (uint64_t)before + 2,
+	    t_vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
+	    t_vs_version(res[2].versionstamp) == (uint64_t)before + 2,
 	    "size limit in the middle: the writes before and after it commit"
 	    " with consecutive versionstamps");
 	T_OK(!absent(db, "l1") && !absent(db, "l3") && absent(db, "b0"),
