@@ -310,16 +310,35 @@ dbreg_open(struct dbreg *r, struct dbreg_db *d, struct kv_db **out)
 	return KV_OK;
 }
 
-int
-dbreg_hubs_full(struct dbreg *r)
+/*
+ * The descriptors this worker holds that grow with its databases: its open
+ * handles', its hubs' own, and their streams'.
+ */
+static size_t
+hub_fds(struct dbreg *r)
 {
-	size_t	 held = 0;
+	size_t	 held = r->n_open * DBREG_HANDLE_FDS +
+			    r->n_hubs * WATCH_HUB_FDS;
 
 	for (size_t i = 0; i < r->n; i++)
 		if (r->dbs[i].hub != NULL)
 			held += watch_hub_count(r->dbs[i].hub) +
 			    watch_hub_poll_count(r->dbs[i].hub);
-	return held >= watch_stream_cap();
+	return held;
+}
+
+int
+dbreg_hubs_full(struct dbreg *r)
+{
+	return hub_fds(r) >= watch_stream_cap();
+}
+
+/* Whether one more hub fits: under DBREG_MAX_HUBS and the descriptors. */
+static int
+hub_room(struct dbreg *r)
+{
+	return r->n_hubs < DBREG_MAX_HUBS &&
+	    hub_fds(r) + WATCH_HUB_FDS < watch_stream_cap();
 }
 
 /* Stops the least recently used hub that holds nothing; 0 if none. */
@@ -355,11 +374,13 @@ dbreg_hub(struct dbreg *r, struct dbreg_db *d)
 		return d->hub;
 	if (d->seg == NULL || claim_slot(d) != KV_OK)
 		return NULL;
-	if (r->n_hubs >= DBREG_MAX_HUBS && !stop_idle_hub(r)) {
-		log_warnx("watch for database %s refused: %d databases have"
-		    " open watches in this worker", d->name, DBREG_MAX_HUBS);
-		return NULL;
-	}
+	while (!hub_room(r))
+		if (!stop_idle_hub(r)) {
+			log_warnx("watch for database %s refused: %zu databases"
+			    " have open watches in this worker", d->name,
+			    r->n_hubs);
+			return NULL;
+		}
 	if (r->bell == NULL &&
 	    (r->bell = watch_bell_start(err, sizeof(err))) == NULL) {
 		log_warnx("watch streams disabled: %s", err);

@@ -32,11 +32,15 @@
 
 #define DBREG_ID_LEN	CONF_DATABASE_ID_LEN
 /*
- * Watch hubs one worker runs at once (each is three threads and a pair of
- * SQLite connections): an idle one is stopped to make room; when all hold
- * streams, a watch for yet another database is refused (503, retried).
+ * Watch hubs one worker runs at once (each is a thread, a pair of SQLite
+ * connections, about 400 kB, and WATCH_HUB_FDS descriptors, which count
+ * against the worker's descriptor budget for streams): an idle one is
+ * stopped to make room; when all hold streams, a watch for yet another
+ * database is refused (503, retried).
  */
-#define DBREG_MAX_HUBS	32
+#define DBREG_MAX_HUBS	256
+/* The descriptors of an open handle: the file, its WAL and its -shm. */
+#define DBREG_HANDLE_FDS	3
 
 struct watch_hub;
 struct watch_bell;
@@ -137,7 +141,8 @@ void		 dbreg_release(struct dbreg_db *);
 struct watch_hub *dbreg_hub(struct dbreg *, struct dbreg_db *);
 /*
  * Whether this worker's hubs together hold as many streams and long polls
- * as its descriptors allow (watch_stream_cap): then no new one is taken,
+ * as its descriptors allow (watch_stream_cap, less the descriptors of the
+ * open handles and of the hubs themselves): then no new one is taken,
  * whichever database it is for.
  */
 int		 dbreg_hubs_full(struct dbreg *);

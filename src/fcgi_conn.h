@@ -65,6 +65,13 @@ struct fcgi_conn {
 	struct fcgi_mux_conn *mux;	/* NULL: the one-per-connection model */
 	/* multiplexed: the last request, for a log line once its response fails */
 	char		 label[160];
+	/*
+	 * multiplexed: when the request's write first found SQLite's write
+	 * lock held by another process (0: never), and whether it is to be
+	 * tried again later instead of being answered now.
+	 */
+	int64_t		 locked_since_ms;
+	int		 retry;
 };
 
 /*

@@ -238,6 +238,14 @@ enum kv_err	 kv_atomic_write_batch(struct kv_db *,
 		    struct kv_write_result *results, enum kv_err *errs);
 
 /*
+ * Whether writes wait for SQLite's write lock held by another process (the
+ * default, up to the busy timeout) or give up at once with KV_ERR_BUSY, so
+ * that a caller serving other requests can retry later instead of
+ * sleeping. The wait for this server's own write turn is not affected.
+ */
+void		 kv_set_lock_wait(struct kv_db *, int wait);
+
+/*
  * Deletes up to `batch` entries that expired at or before now_ms, in one
  * write transaction that bumps the data version (as denokv does, so that
  * watchers are told); stores how many in *deleted.

@@ -179,6 +179,7 @@ struct kv_db {
 	int			 read_only;
 	const struct kv_hooks	*hooks;
 	int			 busy_timeout_ms;
+	int			 lock_no_wait;	/* kv_set_lock_wait(k, 0) */
 	uint64_t		 deadline_us;	/* of the running operation */
 	uint64_t		 fault_logged_us;	/* 0: never */
 	unsigned long		 faults_unlogged;
@@ -249,7 +250,7 @@ busy_wait(void *arg, int count)
 	uint64_t		 now = clock_mono_us(), us;
 	struct timespec		 ts;
 
-	if (now >= k->deadline_us)
+	if (now >= k->deadline_us || k->lock_no_wait)
 		return 0;
 	us = (uint64_t)nap_ms[count < 12 ? count : 11] * 1000;
 	if (us > k->deadline_us - now)
@@ -1379,6 +1380,61 @@ write_in_savepoint(struct kv_db *k, int alone, const struct kv_write *w,
 }
 
 /*
+ * The batch's writes in the open transaction, each in its savepoint. On an
+ * error that cost the transaction, *lost is the write it came from.
+ */
+static enum kv_err
+batch_writes(struct kv_db *k, const struct kv_write *const *w, size_t n,
+    int64_t now_ms, struct arena *a, struct kv_write_result *res,
+    enum kv_err *errs, size_t *lost, size_t *committed)
+{
+	enum kv_err	 err;
+
+	*committed = 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((err = write_in_savepoint(k, n == 1, w[i], now_ms, a,
+		    &res[i], &errs[i])) != KV_OK) {
+			*lost = i;
+			return err;
+		}
+		*committed += res[i].committed != 0;
+	}
+	return KV_OK;
+}
+
+static enum kv_err batch_once(struct kv_db *, const struct kv_write *const *,
+    size_t, int64_t, struct arena *, struct kv_write_result *,
+    enum kv_err *);
+
+/*
+ * After write `lost` cost the whole transaction by its own error (SQLite
+ * rolls it all back on SQLITE_FULL from a one-row insert, the size
+ * limit's error): that write keeps its error and every other write is
+ * committed on its own, in batch order, still within this write turn, as
+ * if the batch had never been grouped. Running the batch again without
+ * the lost write instead could cost a run of the batch per such write.
+ */
+static void
+batch_one_by_one(struct kv_db *k, const struct kv_write *const *w, size_t n,
+    size_t lost, int64_t now_ms, struct arena *a,
+    struct kv_write_result *res, enum kv_err *errs)
+{
+	enum kv_err	 err;
+
+	for (size_t i = 0; i < n; i++) {
+		if (i == lost)
+			continue;
+		memset(&res[i], 0, sizeof(res[i]));
+		errs[i] = KV_OK;
+		if ((err = batch_once(k, &w[i], 1, now_ms, a, &res[i],
+		    &errs[i])) != KV_OK) {
+			memset(&res[i], 0, sizeof(res[i]));
+			errs[i] = err;
+		}
+	}
+}
+
+/*
  * One attempt at the whole batch inside BEGIN IMMEDIATE ... COMMIT: one
  * commit (one fsync) for every write that passed. A batch in which no
  * write passed is rolled back: there is nothing to make durable.
@@ -1388,16 +1444,19 @@ batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
     int64_t now_ms, struct arena *a, struct kv_write_result *res,
     enum kv_err *errs)
 {
-	size_t		 committed = 0;
+	size_t		 committed, lost;
 	enum kv_err	 err;
 
 	if ((err = exec_stmt(k, ST_BEGIN_WRITE)) != KV_OK)
 		return err;
-	for (size_t i = 0; i < n; i++) {
-		if ((err = write_in_savepoint(k, n == 1, w[i], now_ms, a,
-		    &res[i], &errs[i])) != KV_OK)
-			goto fail;
-		committed += res[i].committed != 0;
+	if ((err = batch_writes(k, w, n, now_ms, a, res, errs, &lost,
+	    &committed)) != KV_OK) {
+		rollback(k);
+		/* Busy, or not the write's own error: the batch's. */
+		if (n == 1 || err == KV_ERR_BUSY || errs[lost] != err)
+			return err;
+		batch_one_by_one(k, w, n, lost, now_ms, a, res, errs);
+		return KV_OK;
 	}
 	if (committed == 0) {
 		rollback(k);
@@ -1410,9 +1469,6 @@ batch_once(struct kv_db *k, const struct kv_write *const *w, size_t n,
 		return err;
 	}
 	return KV_OK;
-fail:
-	rollback(k);
-	return err;
 }
 
 static int64_t
@@ -1486,6 +1542,12 @@ kv_atomic_write_batch(struct kv_db *k, const struct kv_write *const *w,
 	if (queued)
 		kv_notify_queued(k);
 	return KV_OK;
+}
+
+void
+kv_set_lock_wait(struct kv_db *k, int wait)
+{
+	k->lock_no_wait = !wait;
 }
 
 enum kv_err

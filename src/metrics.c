@@ -513,8 +513,8 @@ metrics_render(const char *db_path, const struct kv_queue_stats *q,
 	put(&o, "denokv_check_failures_total %llu\n",
 	    (unsigned long long)load(&seg->check_failures));
 	family(&o, "denokv_write_batch_size", "histogram",
-	    "Atomic writes committed together in one write transaction and"
-	    " one fsync (group commit), per transaction.");
+	    "Atomic writes taken together into one write transaction (group"
+	    " commit), per transaction, those refused included.");
 	batch_histogram(&o, "denokv_write_batch_size", &seg->batch);
 	family(&o, "denokv_write_queue_wait_seconds", "histogram",
 	    "Time a write waited for its turn in the write queue.");

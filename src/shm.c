@@ -70,6 +70,13 @@ struct shm_segment {
 	_Atomic uint64_t	 abandoned[SHM_ABANDONED];
 	_Atomic uint32_t	 n_abandoned;	/* >= the notes in abandoned[] */
 	_Atomic uint64_t	 aged;		/* see aged_bound() */
+	/*
+	 * 1 + the highest slot ever claimed: scans of procs[] stop there, so
+	 * that the master's look at every segment when it reaps a child
+	 * touches only the slots in use, not all of procs[] (about 48 kB of
+	 * shared memory per database, and per segment once it is touched).
+	 */
+	_Atomic int32_t		 procs_used;
 	struct shm_proc		 procs[SHM_MAX_PROCS];
 	/* change notification */
 	_Atomic uint64_t	 ring_head;
@@ -152,8 +159,14 @@ shm_proc_claim(struct shm_segment *s, pid_t pid)
 
 		if (atomic_compare_exchange_strong(&s->procs[i].pid, &free_pid,
 		    (int32_t)pid)) {
+			int32_t	 used = atomic_load(&s->procs_used);
+
 			atomic_store(&s->procs[i].ticket, 0);
 			atomic_store(&s->procs[i].watches, 0);
+			/* Before the slot is used: scans then include it. */
+			while (used < i + 1 && !atomic_compare_exchange_weak(
+			    &s->procs_used, &used, i + 1))
+				;
 			return i;
 		}
 	}
@@ -267,7 +280,9 @@ abandon(struct shm_segment *s, uint64_t t)
 void
 shm_proc_reaped(struct shm_segment *s, pid_t pid)
 {
-	for (int i = 0; i < SHM_MAX_PROCS; i++) {
+	int32_t	 used = atomic_load(&s->procs_used);
+
+	for (int i = 0; i < used; i++) {
 		if (atomic_load(&s->procs[i].pid) != (int32_t)pid)
 			continue;
 		uint64_t t = atomic_exchange(&s->procs[i].ticket, 0);
@@ -294,7 +309,9 @@ shm_proc_release(struct shm_segment *s, int slot)
 static int
 ticket_owned(struct shm_segment *s, uint64_t t)
 {
-	for (int i = 0; i < SHM_MAX_PROCS; i++) {
+	int32_t	 used = atomic_load(&s->procs_used);
+
+	for (int i = 0; i < used; i++) {
 		int32_t	 pid = atomic_load(&s->procs[i].pid);
 
 		if (pid != 0 && atomic_load(&s->procs[i].ticket) == t &&
@@ -463,8 +480,9 @@ static int64_t
 watches_total(struct shm_segment *s)
 {
 	int64_t	 n = 0;
+	int32_t	 used = atomic_load(&s->procs_used);
 
-	for (int i = 0; i < SHM_MAX_PROCS; i++)
+	for (int i = 0; i < used; i++)
 		if (atomic_load_explicit(&s->procs[i].pid,
 		    memory_order_relaxed) != 0)
 			n += atomic_load(&s->procs[i].watches);

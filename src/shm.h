@@ -43,7 +43,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC		0x444b5653u	/* "DKVS" */
-#define SHM_VERSION		3
+#define SHM_VERSION		4
 #define SHM_MAX_PROCS		2048	/* process slots: writers, hubs */
 /*
  * Slots one child may hold: a worker takes one for its request loop and

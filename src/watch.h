@@ -86,6 +86,13 @@ enum kv_err		 watch_hub_adopt(struct watch_hub *, int fd,
 			    size_t n);
 
 /*
+ * The descriptors a hub holds besides its streams: its epoll set and three
+ * eventfds, and two SQLite connections (the file, its WAL and its -shm
+ * each), with room to spare.
+ */
+#define WATCH_HUB_FDS		12
+
+/*
  * The most streams and long polls a worker's hubs take together: below the
  * descriptor limit (each holds one), at most KV_MAX_WATCHES_PER_WORKER.
  */

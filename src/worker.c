@@ -437,10 +437,29 @@ commit_atomic_writes(struct request *const *rqs, size_t n, enum kv_err *errs)
 			at[m] = j;
 			group[m++] = rqs[j];
 		}
+		/* Locked by another process: retried from the loop (below). */
+		kv_set_lock_wait(group[0]->db, 0);
 		h_atomic_write_batch(group, m, gerrs);
+		kv_set_lock_wait(group[0]->db, 1);
 		for (size_t k = 0; k < m; k++)
 			errs[at[k]] = gerrs[k];
 	}
+}
+
+/*
+ * Whether a write that found SQLite's write lock held by another process
+ * may be tried again later: until busy-timeout from the first time it
+ * found it so. Meanwhile the worker serves its other requests; a write
+ * that waited inside SQLite would hold every connection of the worker.
+ */
+static int
+may_wait_for_lock(struct fcgi_conn *c, int timeout_ms)
+{
+	int64_t	 now = clock_mono_ms();
+
+	if (c->locked_since_ms == 0)
+		c->locked_since_ms = now;
+	return now - c->locked_since_ms < timeout_ms;
 }
 
 void
@@ -478,6 +497,13 @@ worker_serve_ready(struct server *s, struct fcgi_conn *const *conns,
 		    clock_mono_ms() - t0, HANDLER_DEADLINE_MS);
 	for (size_t j = 0; j < nw; j++) {
 		dbreg_release(writes[j]->dbe);
+		if (errs[j] == KV_ERR_BUSY && may_wait_for_lock(conns[at[j]],
+		    s->conf->busy_timeout_ms)) {
+			/* Not answered: tried again in a moment (worker_done_fn). */
+			conns[at[j]]->retry = 1;
+			done(done_arg, conns[at[j]]);
+			continue;
+		}
 		sv[at[j]].err = errs[j];
 		request_close(&sv[at[j]]);
 		done(done_arg, conns[at[j]]);

@@ -51,7 +51,10 @@ enum route	route_path(const char *path, size_t *baselen,
  * connections' output buffers (or a connection was handed to
  * the hub), and done is called with each connection as soon as its
  * request is answered, its last use here. Whatever they allocated in the
- * arena may go once it returns.
+ * arena may go once it returns. An atomic write that found SQLite's write
+ * lock held by another process is not answered: done is called with the
+ * connection's retry set, and the request is to be served again a moment
+ * later (within busy-timeout of the first try it is answered 503).
  */
 #define WORKER_MAX_BATCH	64
 typedef void	(*worker_done_fn)(void *arg, struct fcgi_conn *);

@@ -51,6 +51,12 @@
  * closed all the same.
  */
 #define LOOP_DRAIN_MS		3000
+/*
+ * How soon a write that found SQLite's write lock held by another process
+ * is tried again: about SQLite's own first naps, and the loop serves its
+ * other connections meanwhile.
+ */
+#define LOOP_LOCK_RETRY_MS	5
 
 /* A connection in the loop: the FastCGI side, and its place here. */
 struct loop_conn {
@@ -58,6 +64,7 @@ struct loop_conn {
 	size_t			 slot;		/* index in loop.conns */
 	uint32_t		 events;	/* registered with epoll */
 	int64_t			 bye_until;	/* said goodbye: closed by then */
+	int64_t			 retry_at;	/* a write waiting for a lock: served again then */
 };
 
 struct loop {
@@ -403,6 +410,13 @@ check_deadlines(struct loop *l, int64_t now)
 	for (size_t i = l->n; i > 0; i--) {
 		lc = l->conns[i - 1];
 		fcgi_mux_check_arrival(&lc->mc, now);
+		if (lc->mc.state == FCGI_MUX_READY && !lc->mc.broken &&
+		    lc->retry_at > now) {
+			/* A write waiting for another process's lock. */
+			if (next < 0 || lc->retry_at < next)
+				next = lc->retry_at;
+			continue;
+		}
 		if (lc->mc.state == FCGI_MUX_READY || lc->mc.broken) {
 			queue_if_ready(l, lc);
 			if (!lc->mc.queued)
@@ -464,6 +478,13 @@ request_done(void *arg, struct fcgi_conn *fc)
 	struct loop_conn	*lc = (struct loop_conn *)fc->mux;
 	int64_t			 now = clock_mono_ms();
 
+	if (fc->retry) {
+		/* Still ready: check_deadlines queues it again then. */
+		fc->retry = 0;
+		lc->retry_at = now + LOOP_LOCK_RETRY_MS;
+		return;
+	}
+	fc->locked_since_ms = 0;
 	if (!lc->mc.detached)
 		fcgi_mux_end_request(&lc->mc, 0, now);
 	conn_settle(l, lc, now);

@@ -24,6 +24,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 OUT=$HERE/out
 
 DURATION=${DURATION:-10}            # seconds per run
@@ -45,14 +47,6 @@ FASTCGI_PARAMS=${FASTCGI_PARAMS:-/etc/nginx/fastcgi_params}
 CC=${CC:-cc}
 # The server's link libraries (configure.ac); used for the NOFAIR variant.
 SERVER_LIBS=${SERVER_LIBS:-"-lfcgi -lsqlite3 -lprotobuf-c -ljansson -lsystemd -linih -lm"}
-
-export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
-
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'WARNING: %s\n' "$*" >&2; }
-die() { printf '\nBENCHMARK FAILED: %s\n' "$*" >&2; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"; }
 
 for v in DURATION PROCS CONNS WRK_THREADS KEYS VALUE_BYTES; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
@@ -110,7 +104,6 @@ fi
 # ---- temp dir and cleanup ------------------------------------------------------------
 T=$(mktemp -d "${TMPDIR:-/tmp}/denokv-fairness.XXXXXX")
 PIDS=()
-alive() { kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]; }
 stop_pid() {
 	local p=$1 _
 	alive "$p" || return 0
@@ -135,7 +128,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2" | head -n 1; }
 declare -A R   # results: R[name.field]
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -199,9 +191,7 @@ if [ "$SERVER" = 1 ]; then
 	# Ports below the ephemeral range, picked again if lost (scripts/ports.sh).
 	# shellcheck source=../../scripts/ports.sh
 	. "$HERE/../../scripts/ports.sh"
-	USER_LINE=
-	[ "$(id -u)" = 0 ] && USER_LINE="user $(id -un) $(id -gn);"
-	mkdir -p "$T/nginx-tmp"
+	nginx_prepare
 	write_nginx_conf() {
 	cat >"$T/nginx.conf" <<EOF
 $USER_LINE
@@ -212,11 +202,7 @@ error_log $T/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path $T/nginx-tmp/body;
-    fastcgi_temp_path $T/nginx-tmp/fastcgi;
-    proxy_temp_path $T/nginx-tmp/proxy;
-    uwsgi_temp_path $T/nginx-tmp/uwsgi;
-    scgi_temp_path $T/nginx-tmp/scgi;
+$(nginx_temp_paths)
     keepalive_requests 100000000;
     server {
         listen 127.0.0.1:$PORT;

@@ -16,6 +16,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 OUT=$HERE/out
 
 # ---- settings (environment) -------------------------------------------------
@@ -42,18 +44,11 @@ NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 FASTCGI_PARAMS=${FASTCGI_PARAMS:-/etc/nginx/fastcgi_params}
 CC=${CC:-cc}
 
-export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf '\nBENCHMARK FAILED: %s\n' "$*" >&2; exit 1; }
-
 for v in WATCHES WATCH_KEYS STREAMS_PER_CONN OPEN_PENDING RATE WRITE_SECONDS \
     WRITER_CONNS READ_SECONDS READ_ROUNDS READ_KEYS WRK_THREADS WRK_CONNS NOFILE; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
 done
 [ "$WATCH_KEYS" -le "$WATCHES" ] || die "WATCH_KEYS must not exceed WATCHES"
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found: $2"; }
 need "$NODE" "apt-get install nodejs (18 or newer)"
 need "$WRK" "apt-get install wrk"
 need "$NGINX" "apt-get install nginx"
@@ -91,8 +86,6 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/denokv-watchbench.XXXXXX")
 SERVER_PID=
 NGINX_PID=
 BENCH_PID=
-
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 
 stop_pid() { # pid
 	local _
@@ -148,11 +141,9 @@ done
 [ -S "$SOCK" ] || die "denokv-fcgi did not create $SOCK"
 
 # ---- nginx ------------------------------------------------------------------------------
-USER_LINE=""
-[ "$(id -u)" = 0 ] && USER_LINE="user $(id -un) $(id -gn);"
+nginx_prepare
 cp "$FASTCGI_PARAMS" "$T/fastcgi_params"
 cp "$REPO/nginx/denokv-fcgi.conf" "$T/denokv-fcgi.conf"
-mkdir -p "$T/nginx-tmp"
 MAX_STREAMS=$((STREAMS_PER_CONN + 64))
 write_nginx_conf() {
 cat >"$T/nginx.conf" <<EOF
@@ -172,11 +163,7 @@ events {
 http {
     access_log off;
     default_type application/octet-stream;
-    client_body_temp_path $T/nginx-tmp/body;
-    fastcgi_temp_path $T/nginx-tmp/fastcgi;
-    proxy_temp_path $T/nginx-tmp/proxy;
-    uwsgi_temp_path $T/nginx-tmp/uwsgi;
-    scgi_temp_path $T/nginx-tmp/scgi;
+$(nginx_temp_paths)
     # Streams on one HTTP/2 connection at once (the Deno client puts all of
     # a process's watches and requests on one connection).
     http2_max_concurrent_streams $MAX_STREAMS;

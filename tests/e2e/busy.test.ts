@@ -170,6 +170,45 @@ async function inWriteWait(pid: number): Promise<boolean> {
   return false;
 }
 
+plainTest("one worker: while its write waits for a lock another process holds, the worker answers reads on other connections", async () => {
+  // One worker, so the read has nowhere else to go: a worker that slept
+  // inside the waiting write would answer it only after the write's 503.
+  const env = await startServer("busy1", {
+    DB: `${RUN_DIR}/busy1.sqlite`,
+    SERVER_ARGS: "--workers 1",
+  });
+  let lock: Awaited<ReturnType<typeof holdWriteLock>> | null = null;
+  try {
+    const c = await RawClient.open(env.H1_URL);
+    const p = uniquePrefix("one worker");
+    const key = encodeKey([...p, "k"]);
+    const other = encodeKey([...p, "other"]);
+    await c.write({ mutations: [{ key: other, type: MutationType.SET, value: { data: enc.encode("readable"), encoding: ValueEncoding.BYTES } }] });
+    lock = await holdWriteLock(env.DB);
+    const write = timedWrite(c, key, "v1").then((x) => ({ ...x, at: performance.now() }));
+    await sleep(500);
+    const t0 = performance.now();
+    const got = await c.get(other);
+    const readMs = performance.now() - t0;
+    const readAt = performance.now();
+    assert.ok(got !== null && dec.decode(got.value) === "readable", "the read returns the value");
+    const w = await write;
+    assert.equal(w.r.status, 503, `the write is answered 503 once the busy timeout is over (got ${w.r.status}: ${w.r.text})`);
+    assert.match(w.r.text, /busy/i, `saying the database is busy: "${w.r.text}"`);
+    assert.ok(w.ms >= 4500 && w.ms < 10_000, `after about the 5 s busy timeout (${w.ms.toFixed(0)} ms)`);
+    assert.ok(readAt < w.at, `the read was answered while the write waited (read took ${readMs.toFixed(0)} ms)`);
+    await lock.release();
+    lock = null;
+    const again = await timedWrite(c, key, "v2");
+    assert.equal(again.r.status, 200, `after the release the write succeeds (${again.r.status} ${again.r.text})`);
+    const v = await c.get(key);
+    assert.ok(v !== null && dec.decode(v.value) === "v2", "and reads back");
+  } finally {
+    await lock?.release();
+    await stopServer("busy1");
+  }
+}, 60_000);
+
 plainTest("a worker stuck holding the write turn: the write behind it gets 503 after busy-timeout, and the line moves on afterwards", async () => {
   const env = await startServer("busy", {
     DB: `${RUN_DIR}/busy.sqlite`,

@@ -34,6 +34,7 @@ import {
   metadataExchange,
   type Metadata,
   MutationType,
+  parseEnvFile,
   plainTest,
   RawClient,
   type RawResponse,
@@ -49,6 +50,7 @@ import {
   withTimeout,
 } from "./helpers.ts";
 import { encWatch } from "./watch_lib.ts";
+import { FcgiConn } from "./fcgi.ts";
 
 const NAME = "hosting";
 const DIR = `${RUN_DIR}/${NAME}`;
@@ -615,6 +617,163 @@ plainTest("SIGHUP adds dave, removes carol and changes alice's tokens under load
     assert.equal((await kv.get(["d"])).value, "dave's");
   } finally {
     kv.close();
+  }
+});
+
+// A second instance, spoken to over FastCGI directly: one worker that may
+// keep one database open, so that a write to one database and a request
+// to the other, ready in the same turn, close the write's handle before
+// the write commits (it must be taken again, not used after it closed).
+plainTest("max-open-databases = 1: writes to two databases in one turn all commit, the worker stays up", async () => {
+  const name = "hostlru";
+  const ids: Record<string, string> = {
+    x: "11111111-1111-8111-8111-111111111111",
+    y: "22222222-2222-8222-8222-222222222222",
+  };
+  const tok = (db: string) => `${name}-${db}-token-0123456789`;
+  const lines = ["workers = 1", "max-open-databases = 1"];
+  for (const db of Object.keys(ids)) {
+    lines.push("", `[database ${db}]`, `path = ${DIR}/${name}-${db}.sqlite`, `mount = /${name}/${db}`);
+    lines.push(`id = ${ids[db]}`, `token = read-write ${tok(db)}`);
+  }
+  await Deno.writeTextFile(`${DIR}/${name}.ini`, lines.join("\n") + "\n");
+  const inst = await startServer(name, { CONFIG: `${DIR}/${name}.ini`, TOKEN: tok("x"), READY_PATH: `/${name}/x/` });
+  const failures: string[] = [];
+  try {
+    for (let round = 0; round < 40; round++) {
+      const conns = await Promise.all([0, 1, 2, 3].map(() => FcgiConn.open(inst.SOCKET)));
+      try {
+        await Promise.all(conns.map(async (c, k) => {
+          const db = k % 2 === 0 ? "x" : "y";
+          const body = encAtomicWrite(setBytes(encodeKey(["lru", round, k]), new Uint8Array([k])));
+          await c.begin({
+            REQUEST_METHOD: "POST",
+            REQUEST_URI: `/${name}/${db}/v2/atomic_write`,
+            CONTENT_TYPE: "application/x-protobuf",
+            CONTENT_LENGTH: String(body.length),
+            HTTP_AUTHORIZATION: `Bearer ${tok(db)}`,
+            HTTP_X_DENOKV_VERSION: "2",
+            HTTP_X_DENOKV_DATABASE_ID: ids[db],
+          });
+          await c.stdin(body, true);
+        }));
+        for (const [k, o] of (await Promise.all(conns.map((c) => c.outcome(30_000)))).entries()) {
+          if (o.kind !== "response" || o.response.status !== 200) {
+            failures.push(`round ${round} write ${k}: ${o.kind === "response" ? o.response.status : o.kind}`);
+          }
+        }
+      } finally {
+        conns.forEach((c) => c.close());
+      }
+      if (failures.length > 0) break;
+    }
+    assert.deepEqual(failures, [], "writes lost with one open database");
+    const rows = Number(await sqlite(`${DIR}/${name}-x.sqlite`, "select count(*) from kv"));
+    assert.equal(rows, 80, "every write to x is in its file");
+  } finally {
+    await run([STACK, "stop-server", RUN_DIR, name]);
+  }
+});
+
+// An instance of n databases d0..d{n-1} at /NAME/dI, each with its own
+// pinned id and token, spoken to over FastCGI directly; nofile: the
+// open-files limit it starts with.
+async function manyInstance(name: string, n: number, extra: string[], nofile?: number) {
+  const id = (i: number) => `33333333-3333-8333-8333-${String(i).padStart(12, "0")}`;
+  const tok = (i: number) => `${name}-${i}-token-0123456789`;
+  const lines = [...extra];
+  for (let i = 0; i < n; i++) {
+    lines.push("", `[database d${i}]`, `path = ${DIR}/${name}-${i}.sqlite`, `mount = /${name}/d${i}`);
+    lines.push(`id = ${id(i)}`, `token = read-write ${tok(i)}`);
+  }
+  await Deno.writeTextFile(`${DIR}/${name}.ini`, lines.join("\n") + "\n");
+  const env = { CONFIG: `${DIR}/${name}.ini`, TOKEN: tok(0), READY_PATH: `/${name}/d0/` };
+  const inst = nofile === undefined ? await startServer(name, env) : await (async () => {
+    const r = await run(["bash", "-c", `ulimit -n ${nofile} && exec "$0" "$@"`, STACK, "start-server", RUN_DIR, name], { env });
+    if (r.code !== 0) throw new Error(`start-server ${name}: ${r.stdout}\n${r.stderr}`);
+    return parseEnvFile(`${RUN_DIR}/${name}.env`);
+  })();
+  // Sends a request; the first record's status line (or "nothing" within 10 s).
+  const send = async (i: number, ep: string, body: Uint8Array): Promise<[FcgiConn, string]> => {
+    const c = await FcgiConn.open(inst.SOCKET);
+    await c.begin({
+      REQUEST_METHOD: "POST",
+      REQUEST_URI: `/${name}/d${i}/v2/${ep}`,
+      CONTENT_TYPE: "application/x-protobuf",
+      CONTENT_LENGTH: String(body.length),
+      HTTP_AUTHORIZATION: `Bearer ${tok(i)}`,
+      HTTP_X_DENOKV_VERSION: "3",
+      HTTP_X_DENOKV_DATABASE_ID: id(i),
+    });
+    await c.stdin(body, true);
+    const rec = await c.readRecord(10_000);
+    return [c, rec === null ? "nothing" : new TextDecoder().decode(rec.content).split("\r\n")[0]];
+  };
+  const stop = async () => void await run([STACK, "stop-server", RUN_DIR, name]);
+  return { inst, id, tok, send, stop };
+}
+
+// Watches on more databases than a worker used to run hubs for (32): with
+// one worker, a watch on each of 40 databases is served (its descriptors
+// allow it), and a write to the last one reaches its watch.
+plainTest("one worker serves watches on 40 databases at once", async () => {
+  const n = 40;
+  const m = await manyInstance("hostmany", n, ["workers = 1"]);
+  const key = encodeKey(["many"]);
+  const conns: FcgiConn[] = [];
+  try {
+    const refused: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const [c, status] = await m.send(i, "watch", encWatch([key]));
+      conns.push(c);
+      if (!status.startsWith("Status: 200")) refused.push(`d${i}: ${status}`);
+    }
+    assert.deepEqual(refused, [], "watches refused");
+    // The last database's watch sees its write.
+    const MARK = "hostmany-write-marker";
+    const [wc, ws] = await m.send(n - 1, "atomic_write", encAtomicWrite(setBytes(key, new TextEncoder().encode(MARK))));
+    wc.close();
+    assert.equal(ws, "Status: 200 OK", `write to d${n - 1}`);
+    let seen = false;
+    for (let k = 0; k < 10 && !seen; k++) {
+      const rec = await conns[n - 1].readRecord(DELIVERY_MS);
+      if (rec === null) break;
+      seen = new TextDecoder().decode(rec.content).includes(MARK);
+    }
+    assert.ok(seen, "the write to the last database did not reach its watch");
+  } finally {
+    conns.forEach((c) => c.close());
+    await m.stop();
+  }
+});
+
+// The descriptor budget of watches counts the open databases' descriptors
+// too: with 40 databases open under 256 descriptors, watches past the
+// budget get 503 (not an accept failing with EMFILE, which leaves them and
+// every later request unanswered), and requests go on being served.
+plainTest("with 40 databases open and 256 descriptors, watches past the budget get 503 and requests go on", async () => {
+  const n = 40;
+  const m = await manyInstance("hostfd", n, ["workers = 1"], 256);
+  const conns: FcgiConn[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const [c, status] = await m.send(i, "snapshot_read", new Uint8Array(0));
+      c.close();
+      assert.notEqual(status, "nothing", `a request to d${i} unanswered`);
+    }
+    let last = "";
+    for (let k = 0; k < 256 && last === ""; k++) {
+      const [c, status] = await m.send(0, "watch", encWatch([encodeKey(["fd"])]));
+      conns.push(c);
+      if (!status.startsWith("Status: 200")) last = status;
+    }
+    assert.equal(last, "Status: 503 Service Unavailable", `after ${conns.length} watches`);
+    const [c, status] = await m.send(1, "atomic_write", encAtomicWrite(setBytes(encodeKey(["fd"]), new Uint8Array([1]))));
+    c.close();
+    assert.equal(status, "Status: 200 OK", "a write with the watch budget spent");
+  } finally {
+    conns.forEach((c) => c.close());
+    await m.stop();
   }
 });
 

@@ -71,6 +71,16 @@ async function metadataOn(c: FcgiConn, keep: boolean): Promise<number> {
   return o.response.status;
 }
 
+// The worker answers metadata on a connection opened now.
+async function assertNewConnectionServed(what = "a new connection is served"): Promise<void> {
+  const fresh = await FcgiConn.open(SOCKET);
+  try {
+    assert.equal(await metadataOn(fresh, true), 200, what);
+  } finally {
+    fresh.close();
+  }
+}
+
 // Whether the server closed the connection within ms (reads what comes:
 // only for the end of a connection's life).
 async function closedWithin(c: FcgiConn, ms: number): Promise<boolean> {
@@ -138,12 +148,7 @@ plainTest("200 idle connections do not stop the one worker from serving", async 
       assert.equal(await metadataOn(c, true), 200, `kept connection ${i}`);
     }
     for (let i = 0; i < 100; i++) idle.push(await FcgiConn.open(SOCKET));
-    const fresh = await FcgiConn.open(SOCKET);
-    try {
-      assert.equal(await metadataOn(fresh, true), 200, "a new connection is served");
-    } finally {
-      fresh.close();
-    }
+    await assertNewConnectionServed();
     // And through nginx, to this instance's location.
     const r = await run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
       "-H", `Authorization: Bearer ${TOKEN}`, "-H", "Content-Type: application/json",
@@ -166,12 +171,7 @@ plainTest("a connection that never sends a request is closed after the body time
     c.close();
   }
   // The worker still serves a new connection.
-  const fresh = await FcgiConn.open(SOCKET);
-  try {
-    assert.equal(await metadataOn(fresh, true), 200);
-  } finally {
-    fresh.close();
-  }
+  await assertNewConnectionServed();
 });
 
 plainTest("keepalive-timeout: an idle kept connection gets the goodbye and is closed", async () => {
@@ -301,12 +301,7 @@ plainTest("a peer that sends requests without reading their answers does not gro
     c.close();
   }
   // The worker goes on serving.
-  const fresh = await FcgiConn.open(SOCKET);
-  try {
-    assert.equal(await metadataOn(fresh, true), 200);
-  } finally {
-    fresh.close();
-  }
+  await assertNewConnectionServed();
 });
 
 // The main server's connections from nginx that are open now.

@@ -37,7 +37,7 @@ export DENOKV_FCGI_BIN DENOKV_SRCDIR DENO NODE
 # watch's timing-sensitive tests have failed after it on the ASan build.
 # tripwire (the proof that the crash tripwire fires) runs a small stack of
 # its own.
-ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch housekeeper watch_storm watch_limits busy storage_faults request_body slow_clients accept_backoff keepalive request_paths hosting tls queue queue_node backup ops litestream process lifecycle crash first_run tripwire"
+ALL_SUITES="raw_protocol kv_basic two_instances compat node_client watch housekeeper watch_storm watch_limits busy storage_faults request_body slow_clients accept_backoff keepalive request_paths hosting tls group_commit queue queue_node backup ops litestream process lifecycle crash first_run tripwire"
 SUITES=${SUITES:-$ALL_SUITES}
 
 N=0      # test points emitted

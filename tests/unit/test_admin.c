@@ -35,25 +35,6 @@ path_of(char *out, size_t len, const char *name)
 	snprintf(out, len, "%s/%s", tmpdir, name);
 }
 
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 p[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		path_of(p, sizeof(p), de->d_name);
-		unlink(p);
-	}
-	closedir(d);
-	rmdir(tmpdir);
-}
-
 /* A Deno KV database with n entries (versions 1..n) at data version n. */
 static void
 make_db(const char *path, int n)
@@ -314,15 +295,12 @@ test_truncate_next_to_reader(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	test_holder();
 	test_backup();
 	test_restore_copy();
 	test_check();
 	test_truncate_next_to_reader();
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }

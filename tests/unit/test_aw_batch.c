@@ -58,17 +58,6 @@ listener(void)
 	return fd;
 }
 
-static void
-put_record(int fd, int type, const void *data, size_t len)
-{
-	unsigned char	 h[8] = { 1, (unsigned char)type, 0, 1,
-			    (unsigned char)(len >> 8), (unsigned char)len, 0, 0 };
-
-	if (write(fd, h, 8) != 8 ||
-	    (len > 0 && write(fd, data, len) != (ssize_t)len))
-		T_BAIL("writing a FastCGI record");
-}
-
 /* Connects, and sends BEGIN_REQUEST, a POST's parameters, an empty body. */
 static int
 web_request(void)
@@ -82,10 +71,10 @@ web_request(void)
 	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
 		T_BAIL("connecting to %s", sock_path);
-	put_record(fd, 1, b, sizeof(b));
-	put_record(fd, 4, p, sizeof(p) - 1);
-	put_record(fd, 4, NULL, 0);
-	put_record(fd, 5, NULL, 0);
+	t_fcgi_record(fd, 1, b, sizeof(b));
+	t_fcgi_record(fd, 4, p, sizeof(p) - 1);
+	t_fcgi_record(fd, 4, NULL, 0);
+	t_fcgi_record(fd, 5, NULL, 0);
 	return fd;
 }
 
@@ -288,8 +277,7 @@ main(void)
 	char			 err[256] = "";
 	int			 lfd;
 
-	if (mkdtemp(tmpdir) == NULL)
-		T_BAIL("mkdtemp");
+	t_make_dir(tmpdir);
 	snprintf(db_file, sizeof(db_file), "%s/db.sqlite3", tmpdir);
 	if (FCGX_Init() != 0 || metrics_init() != 0)
 		T_BAIL("FCGX_Init or metrics_init");
@@ -300,14 +288,6 @@ main(void)
 	close(lfd);
 	kv_close(db);
 	metrics_fini();
-	unlink(sock_path);
-	unlink(db_file);
-	for (const char *sfx = "-wal\0-shm\0"; *sfx; sfx += strlen(sfx) + 1) {
-		char	 p[160];
-
-		snprintf(p, sizeof(p), "%s%s", db_file, sfx);
-		unlink(p);
-	}
-	rmdir(tmpdir);
+	t_remove_dir(tmpdir);
 	return t_done();
 }

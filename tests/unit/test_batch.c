@@ -13,7 +13,8 @@
  * and ordered, no sum lost); and a
  * differential test: seeded random atomic writes applied one by one with
  * kv_atomic_write and in random batches, with the same outcomes and the
- * same final file. TEST_BATCH_SEED=N replays one seed.
+ * same final file, also under a size limit that refuses writes (507) in
+ * the middle of batches. TEST_BATCH_SEED=N replays one seed.
  */
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -31,6 +32,7 @@
 #include "arena.h"
 #include "kv.h"
 #include "testhelp.h"
+#include "testkv.h"
 
 #define NOW		1700000000000LL
 #define MAX_BATCH	16
@@ -44,26 +46,6 @@ static void
 db_path(char *out, size_t len, const char *name)
 {
 	snprintf(out, len, "%s/%s", tmpdir, name);
-}
-
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		db_path(path, sizeof(path), de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(tmpdir);
 }
 
 static struct kv_db *
@@ -94,53 +76,10 @@ open_rw(const char *name)
 static sqlite3 *
 raw_open(const char *name)
 {
-	sqlite3	*db = NULL;
 	char	 path[PATH_MAX];
 
 	db_path(path, sizeof(path), name);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK)
-		T_BAIL("sqlite3_open %s: %s", path, sqlite3_errmsg(db));
-	return db;
-}
-
-static int64_t
-sql_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt	*st;
-	int64_t		 v = -999;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -998;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-static struct kv_bytes
-str(const char *s)
-{
-	return (struct kv_bytes){ (const uint8_t *)s, strlen(s) };
-}
-
-static int
-err_is(enum kv_err got, enum kv_err want)
-{
-	if (got != want)
-		printf("#   got %s, want %s\n", kv_err_name(got),
-		    kv_err_name(want));
-	return got == want;
-}
-
-static uint64_t
-vs_version(const uint8_t vs[KV_VERSIONSTAMP_BYTES])
-{
-	uint64_t	 v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | vs[i];
-	return v;
+	return t_raw_open(path);
 }
 
 static void
@@ -168,8 +107,8 @@ set_m(const char *key, const char *value)
 
 	memset(&m, 0, sizeof(m));
 	m.type = KV_MUT_SET;
-	m.key = str(key);
-	m.value = str(value);
+	m.key = t_str(key);
+	m.value = t_str(value);
 	m.encoding = KV_ENC_BYTES;
 	return m;
 }
@@ -184,7 +123,7 @@ sum_m(const char *key)
 
 	memset(&m, 0, sizeof(m));
 	m.type = KV_MUT_SUM;
-	m.key = str(key);
+	m.key = t_str(key);
 	m.value = (struct kv_bytes){ one, sizeof(one) };
 	m.encoding = KV_ENC_V8;
 	return m;
@@ -200,7 +139,7 @@ read_one(struct kv_db *db, const char *key, struct kv_entry *e)
 
 	/* The range [key, key + "\0"): the key alone. */
 	snprintf(end, sizeof(end), "%s", key);
-	r.start = str(key);
+	r.start = t_str(key);
 	r.end = (struct kv_bytes){ (const uint8_t *)end, strlen(key) + 1 };
 	arena_reset(&A);
 	if (kv_snapshot_read(db, &r, 1, NOW, &A, &res) != KV_OK)
@@ -219,7 +158,7 @@ get_version(struct kv_db *db, const char *key, uint64_t *version)
 	int		 rc = read_one(db, key, &e);
 
 	if (rc == 1)
-		*version = vs_version(e.versionstamp);
+		*version = t_vs_version(e.versionstamp);
 	return rc;
 }
 
@@ -366,17 +305,17 @@ test_independent(void)
 		w[i].mutations = &m[i];
 		w[i].n_mutations = 1;
 	}
-	T_OK(err_is(run_batch(db, w, 5, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 5, res, errs), KV_OK),
 	    "independent: a batch of five writes succeeds");
 	for (int i = 0; i < 5; i++)
 		ok &= errs[i] == KV_OK && res[i].committed &&
-		    vs_version(res[i].versionstamp) ==
+		    t_vs_version(res[i].versionstamp) ==
 		    (uint64_t)before + 1 + (uint64_t)i;
 	T_OK(ok, "independent: each committed, versionstamps %lld+1.. in"
 	    " batch order, one apart", (long long)before);
 	for (int i = 0; ok && i < 5; i++)
 		ok &= get_version(db, keys[i], &v) == 1 &&
-		    v == vs_version(res[i].versionstamp);
+		    v == t_vs_version(res[i].versionstamp);
 	T_OK(ok, "independent: each key reads back with its write's"
 	    " versionstamp");
 	T_EQ(version_of(db), before + 5, "independent: the data version"
@@ -391,8 +330,8 @@ test_sees_earlier(void)
 {
 	struct kv_mutation	 m1 = set_m("a", "1"), m2 = set_m("b", "2"),
 				 m3 = set_m("c", "3");
-	struct kv_check		 c2 = { .key = str("a") },
-				 c3 = { .key = str("a"), .must_be_absent = 1 };
+	struct kv_check		 c2 = { .key = t_str("a") },
+				 c3 = { .key = t_str("a"), .must_be_absent = 1 };
 	struct kv_write		 w[3] = {
 		{ .mutations = &m1, .n_mutations = 1 },
 		{ .checks = &c2, .n_checks = 1, .mutations = &m2,
@@ -407,13 +346,13 @@ test_sees_earlier(void)
 
 	/* Write 2 expects the versionstamp write 1 is about to get. */
 	version_vs((uint64_t)before + 1, c2.versionstamp);
-	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
 	    "earlier: the batch succeeds");
 	T_OK(errs[0] == KV_OK && res[0].committed &&
-	    vs_version(res[0].versionstamp) == (uint64_t)before + 1,
+	    t_vs_version(res[0].versionstamp) == (uint64_t)before + 1,
 	    "earlier: write 1 sets a");
 	T_OK(errs[1] == KV_OK && res[1].committed &&
-	    vs_version(res[1].versionstamp) == (uint64_t)before + 2,
+	    t_vs_version(res[1].versionstamp) == (uint64_t)before + 2,
 	    "earlier: write 2's check of a against write 1's versionstamp"
 	    " passes");
 	T_OK(errs[2] == KV_OK && !res[2].committed &&
@@ -434,7 +373,7 @@ test_failed_check_middle(void)
 	    set_m("x3", "3") };
 	struct kv_mutation	 m2b = set_m("x2b", "2");
 	struct kv_mutation	 m2[2];
-	struct kv_check		 c = { .key = str("nowhere") };
+	struct kv_check		 c = { .key = t_str("nowhere") };
 	struct kv_write		 w[3] = {
 		{ .mutations = &m[0], .n_mutations = 1 },
 		{ .checks = &c, .n_checks = 1, .mutations = m2,
@@ -449,14 +388,14 @@ test_failed_check_middle(void)
 	m2[0] = m[1];
 	m2[1] = m2b;
 	version_vs(1, c.versionstamp);	/* "nowhere" is absent: fails */
-	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
 	    "check in the middle: the batch succeeds");
 	T_OK(errs[1] == KV_OK && !res[1].committed &&
 	    res[1].n_failed_checks == 1, "check in the middle: write 2 is"
 	    " not committed, its check listed as failed");
 	T_OK(res[0].committed && res[2].committed &&
-	    vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
-	    vs_version(res[2].versionstamp) == (uint64_t)before + 2,
+	    t_vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
+	    t_vs_version(res[2].versionstamp) == (uint64_t)before + 2,
 	    "check in the middle: writes 1 and 3 commit with consecutive"
 	    " versionstamps");
 	T_OK(absent(db, "x2") && absent(db, "x2b") && !absent(db, "x1") &&
@@ -490,17 +429,17 @@ test_error_middle(void)
 	m2[0] = set_m("p2", "2");
 	m2[1] = set_m("s", "overwritten");
 	m2[2] = sum_m("s");
-	m2[1].key = str("p2b");
+	m2[1].key = t_str("p2b");
 	T_OK(run_batch(db, &w0, 1, &r0, &e0) == KV_OK && e0 == KV_OK &&
 	    r0.committed, "error in the middle: s holds bytes");
 	before = version_of(db);
-	T_OK(err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
 	    "error in the middle: the batch itself succeeds");
-	T_OK(err_is(errs[1], KV_ERR_SUM_TYPE_MISMATCH) && !res[1].committed,
+	T_OK(t_err_is(errs[1], KV_ERR_SUM_TYPE_MISMATCH) && !res[1].committed,
 	    "error in the middle: write 2 fails with its own error");
 	T_OK(errs[0] == KV_OK && errs[2] == KV_OK && res[0].committed &&
-	    res[2].committed && vs_version(res[0].versionstamp) ==
-	    (uint64_t)before + 1 && vs_version(res[2].versionstamp) ==
+	    res[2].committed && t_vs_version(res[0].versionstamp) ==
+	    (uint64_t)before + 1 && t_vs_version(res[2].versionstamp) ==
 	    (uint64_t)before + 2, "error in the middle: writes 1 and 3"
 	    " commit with consecutive versionstamps");
 	T_OK(absent(db, "p2") && absent(db, "p2b") && !absent(db, "p1") &&
@@ -508,6 +447,78 @@ test_error_middle(void)
 	    " (its sets before the sum rolled back), all of 1 and 3");
 	T_EQ(version_of(db), before + 2, "error in the middle: two versions"
 	    " taken");
+	kv_close(db);
+}
+
+/* --- the size limit reached in the middle of a batch ----------------------- */
+
+#define LIMIT_VALUE	60000
+#define LIMIT_SETS	8
+
+/*
+ * A database near its size limit: a write too big for the room left is
+ * refused (507) alone, as it would be on its own; the batch's other writes,
+ * before and after it, commit. SQLite rolls back the whole transaction on
+ * SQLITE_FULL from a statement that keeps no statement journal (a one-row
+ * insert), so the batch must be run again without the write that cannot fit.
+ */
+static void
+test_size_limit_middle(void)
+{
+	static char		 big[LIMIT_VALUE];
+	struct recorder		 rec;
+	struct kv_hooks		 h = recorder_hooks(&rec);
+	struct kv_options	 opt = {
+		.sync = KV_SYNC_FULL,
+		.max_size_bytes = 256 * 1024,
+		.hooks = &h,
+	};
+	struct kv_mutation	 m1 = set_m("l1", "1"), m3 = set_m("l3", "3");
+	struct kv_mutation	 m2[LIMIT_SETS];
+	struct kv_write		 w[3] = {
+		{ .mutations = &m1, .n_mutations = 1 },
+		{ .mutations = m2, .n_mutations = LIMIT_SETS },
+		{ .mutations = &m3, .n_mutations = 1 },
+	};
+	static const char *const big_keys[LIMIT_SETS] = {
+		"b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7",
+	};
+	struct kv_write_result	 res[3];
+	enum kv_err		 errs[3];
+	struct kv_db		*db;
+	char			 path[PATH_MAX], err[256] = "";
+	int64_t			 before;
+
+	memset(big, 'x', sizeof(big));
+	for (size_t i = 0; i < LIMIT_SETS; i++) {
+		m2[i] = set_m(big_keys[i], "");
+		m2[i].value = (struct kv_bytes){ (const uint8_t *)big,
+		    sizeof(big) };
+	}
+	db_path(path, sizeof(path), "size_limit.sqlite3");
+	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
+		T_BAIL("kv_open %s: %s", path, err);
+	before = version_of(db);
+	T_OK(t_err_is(run_batch(db, w, 3, res, errs), KV_OK),
+	    "size limit in the middle: the batch itself succeeds");
+	T_OK(t_err_is(errs[1], KV_ERR_SIZE_LIMIT) && !res[1].committed,
+	    "size limit in the middle: the write too big is refused, 507");
+	T_OK(t_err_is(errs[0], KV_OK) && t_err_is(errs[2], KV_OK) &&
+	    res[0].committed && res[2].committed &&
+	    t_vs_version(res[0].versionstamp) == (uint64_t)before + 1 &&
+	    t_vs_version(res[2].versionstamp) == (uint64_t)before + 2,
+	    "size limit in the middle: the writes before and after it commit"
+	    " with consecutive versionstamps");
+	T_OK(!absent(db, "l1") && !absent(db, "l3") && absent(db, "b0"),
+	    "size limit in the middle: all of writes 1 and 3, nothing of 2");
+	T_EQ(version_of(db), before + 2, "size limit in the middle: two"
+	    " versions taken");
+	T_OK(rec.n_changed == 2 && strcmp(rec.changed_key[0], "l1") == 0 &&
+	    strcmp(rec.changed_key[1], "l3") == 0 &&
+	    rec.changed_version[0] == before + 1 &&
+	    rec.changed_version[1] == before + 2 && rec.n_committed == 2 &&
+	    rec.published == 1, "size limit in the middle: the watchers hear"
+	    " of writes 1 and 3, once, and nothing of the refused write");
 	kv_close(db);
 }
 
@@ -521,7 +532,7 @@ test_enqueues_and_hooks(void)
 	struct kv_enqueue	 q[4];
 	struct kv_mutation	 m[4] = { set_m("q1", "1"), set_m("q2", "2"),
 	    sum_m("q1"), set_m("q4", "4") };
-	struct kv_check		 c = { .key = str("q1"), .must_be_absent = 1 };
+	struct kv_check		 c = { .key = t_str("q1"), .must_be_absent = 1 };
 	struct kv_write		 w[4] = {
 		{ .mutations = &m[0], .n_mutations = 1, .enqueues = &q[0],
 		    .n_enqueues = 1 },
@@ -539,21 +550,21 @@ test_enqueues_and_hooks(void)
 	int64_t			 before = version_of(db);
 
 	memset(q, 0, sizeof(q));
-	q[0].payload = str("one");
-	q[1].payload = str("two");
-	q[2].payload = str("three");
-	q[3].payload = str("four");
+	q[0].payload = t_str("one");
+	q[1].payload = t_str("two");
+	q[2].payload = t_str("three");
+	q[3].payload = t_str("four");
 	for (int i = 0; i < 4; i++)
 		q[i].deadline_ms = NOW + i;
 	/* 1 commits; 2 fails its check (q1 exists); 3 sums into bytes. */
-	T_OK(err_is(run_batch(db, w, 4, res, errs), KV_OK),
+	T_OK(t_err_is(run_batch(db, w, 4, res, errs), KV_OK),
 	    "enqueues: the batch succeeds");
 	T_OK(res[0].committed && !res[1].committed && errs[2] != KV_OK &&
 	    res[3].committed, "enqueues: writes 1 and 4 commit, 2 fails a"
 	    " check, 3 fails");
-	T_EQ(sql_int(raw, "select count(*) from queue"), 2,
+	T_EQ(t_sql_int(raw, "select count(*) from queue"), 2,
 	    "enqueues: two messages queued");
-	T_EQ(sql_int(raw, "select count(*) from queue where data in"
+	T_EQ(t_sql_int(raw, "select count(*) from queue where data in"
 	    " (x'6f6e65', x'666f7572')"), 2, "enqueues: those of writes 1"
 	    " and 4");
 	T_EQ(rec.turns, 1, "hooks: one write turn for the batch");
@@ -611,7 +622,7 @@ test_refusals(void)
 
 	kv_close(db);
 	ro = open_with("refusals.sqlite3", 1, 0, NULL);
-	T_OK(err_is(run_batch(ro, w, 2, res, errs), KV_ERR_READ_ONLY) &&
+	T_OK(t_err_is(run_batch(ro, w, 2, res, errs), KV_ERR_READ_ONLY) &&
 	    errs[0] == KV_ERR_READ_ONLY && errs[1] == KV_ERR_READ_ONLY &&
 	    !res[0].committed && !res[1].committed,
 	    "read-only: the batch and each write refused");
@@ -622,7 +633,7 @@ test_refusals(void)
 	if (sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL) !=
 	    SQLITE_OK)
 		T_BAIL("another connection takes the write lock");
-	T_OK(err_is(run_batch(db, w, 2, res, errs), KV_ERR_BUSY) &&
+	T_OK(t_err_is(run_batch(db, w, 2, res, errs), KV_ERR_BUSY) &&
 	    errs[0] == KV_ERR_BUSY && errs[1] == KV_ERR_BUSY &&
 	    !res[0].committed && !res[1].committed,
 	    "busy: the batch and each write answered busy");
@@ -635,7 +646,7 @@ test_refusals(void)
 	kv_close(db);
 
 	db = open_with("refusals.sqlite3", 0, 200, &stuck);
-	T_OK(err_is(run_batch(db, w, 2, res, errs), KV_ERR_WRITE_TIMEOUT) &&
+	T_OK(t_err_is(run_batch(db, w, 2, res, errs), KV_ERR_WRITE_TIMEOUT) &&
 	    errs[0] == KV_ERR_WRITE_TIMEOUT &&
 	    errs[1] == KV_ERR_WRITE_TIMEOUT && !res[0].committed &&
 	    !res[1].committed, "no turn: the batch and each write time out");
@@ -688,15 +699,7 @@ shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
 static int
 shim_register(void)
 {
-	sqlite3_vfs	*base = sqlite3_vfs_find(NULL);
-
-	if (base == NULL)
-		return -1;
-	shim_vfs = *base;
-	shim_vfs.zName = "test-fsync-fails";
-	shim_vfs.pAppData = base;
-	shim_vfs.xOpen = shim_open;
-	return sqlite3_vfs_register(&shim_vfs, 1) == SQLITE_OK ? 0 : -1;
+	return t_vfs_wrap_default(&shim_vfs, "test-fsync-fails", shim_open);
 }
 
 /* What the child saw, in a shared page. */
@@ -778,7 +781,7 @@ test_commit_failure(void)
 	T_OK(pid > 0 && waitpid(pid, &status, 0) == pid &&
 	    WIFEXITED(status) && WEXITSTATUS(status) == 0 && out->ran,
 	    "failed COMMIT: the writer ran and died");
-	T_OK(err_is(out->err, KV_ERR_IO), "failed COMMIT: the batch fails"
+	T_OK(t_err_is(out->err, KV_ERR_IO), "failed COMMIT: the batch fails"
 	    " with the I/O error");
 	T_OK(out->errs[0] == KV_ERR_IO && out->errs[1] == KV_ERR_IO &&
 	    out->errs[2] == KV_ERR_IO, "failed COMMIT: so does each write");
@@ -836,7 +839,7 @@ procs_child(int p, struct procs_out *out)
 			snprintf(key[i], sizeof(key[i]), "p%d-%03d", p, n + i);
 			memset(m[i], 0, sizeof(m[i]));
 			m[i][0].type = KV_MUT_SUM;
-			m[i][0].key = str("counter");
+			m[i][0].key = t_str("counter");
 			m[i][0].value = (struct kv_bytes){ one, 8 };
 			m[i][0].encoding = KV_ENC_LE64;
 			m[i][1] = set_m(key[i], "v");
@@ -848,7 +851,7 @@ procs_child(int p, struct procs_out *out)
 		for (int i = 0; i < PROC_BATCH; i++, n++) {
 			if (errs[i] != KV_OK || !res[i].committed)
 				_exit(1);
-			out->version[p][n] = vs_version(res[i].versionstamp);
+			out->version[p][n] = t_vs_version(res[i].versionstamp);
 		}
 	}
 	out->ok[p] = 1;
@@ -904,7 +907,7 @@ test_two_processes(void)
 	    " counter counts every write (no sum lost between them)");
 	kv_close(db);
 	raw = raw_open("procs.sqlite3");
-	T_EQ(sql_int(raw, "select version from data_version"), PROCS * N,
+	T_EQ(t_sql_int(raw, "select version from data_version"), PROCS * N,
 	    "two processes: the data version moved once per write");
 	sqlite3_close(raw);
 	munmap(out, sizeof(*out));
@@ -918,6 +921,15 @@ test_two_processes(void)
 static const char *const diff_keys[DIFF_KEYS] = {
 	"k0", "k1", "k2", "k3", "k4", "k5",
 };
+
+/*
+ * With a size limit: some byte values this large, so that the files reach
+ * the limit and writes are refused (507) now and then, also mid-batch.
+ */
+#define DIFF_BIG_VALUE	30000
+#define DIFF_MAX_SIZE	(64 * 1024)
+static int		 diff_limited;
+static uint8_t		 diff_big[DIFF_BIG_VALUE];
 
 /* One generated write, with the storage its parts point into. */
 struct gen_write {
@@ -958,12 +970,15 @@ gen_mutation(uint64_t *s, struct kv_mutation *m, uint8_t val[11])
 	double		 d = (double)(rnd(s) % 100);
 
 	memset(m, 0, sizeof(*m));
-	m->key = str(diff_keys[pick(s, DIFF_KEYS)]);
+	m->key = t_str(diff_keys[pick(s, DIFF_KEYS)]);
 	switch (pick(s, 8)) {
 	case 0:		/* bytes */
 		m->type = KV_MUT_SET;
 		snprintf((char *)val, 11, "b%llu", (unsigned long long)u);
 		m->value = (struct kv_bytes){ val, strlen((char *)val) };
+		if (diff_limited && u % 2 == 0)
+			m->value = (struct kv_bytes){ diff_big,
+			    sizeof(diff_big) };
 		m->encoding = KV_ENC_BYTES;
 		return;
 	case 1:		/* a KvU64 */
@@ -991,7 +1006,7 @@ gen_mutation(uint64_t *s, struct kv_mutation *m, uint8_t val[11])
 		return;
 	default:
 		m->type = KV_MUT_SET_VERSIONSTAMPED_KEY;
-		m->value = str("vk");
+		m->value = t_str("vk");
 		m->encoding = KV_ENC_BYTES;
 		return;
 	}
@@ -1010,7 +1025,7 @@ gen_write(uint64_t *s, size_t index, struct kv_db *db, struct gen_write *g)
 	memset(g, 0, sizeof(*g));
 	g->w.n_checks = pick(s, 3) == 0 ? 1 + pick(s, 2) : 0;
 	for (size_t i = 0; i < g->w.n_checks; i++) {
-		g->c[i].key = str(diff_keys[pick(s, DIFF_KEYS)]);
+		g->c[i].key = t_str(diff_keys[pick(s, DIFF_KEYS)]);
 		g->c[i].must_be_absent = pick(s, 2) == 0;
 		if (get_version(db, (const char *)g->c[i].key.p, &v) != 1)
 			v = index;
@@ -1021,7 +1036,7 @@ gen_write(uint64_t *s, size_t index, struct kv_db *db, struct gen_write *g)
 		gen_mutation(s, &g->m[i], g->val[i]);
 	if (pick(s, 5) == 0) {
 		snprintf(g->payload, sizeof(g->payload), "msg%zu", index);
-		g->q.payload = str(g->payload);
+		g->q.payload = t_str(g->payload);
 		g->q.deadline_ms = NOW + (int64_t)index;
 		g->w.enqueues = &g->q;
 		g->w.n_enqueues = 1;
@@ -1036,7 +1051,7 @@ record(struct outcome *o, enum kv_err err, const struct kv_write_result *r)
 	memset(o, 0, sizeof(*o));
 	o->err = err;
 	o->committed = r->committed;
-	o->version = r->committed ? vs_version(r->versionstamp) : 0;
+	o->version = r->committed ? t_vs_version(r->versionstamp) : 0;
 	for (size_t i = 0; i < r->n_failed_checks; i++)
 		o->failed |= 1u << r->failed_checks[i];
 }
@@ -1080,6 +1095,22 @@ dump(const char *name)
 	return out;
 }
 
+static struct kv_db *
+open_diff(const char *name)
+{
+	struct kv_options	 opt = {
+		.sync = KV_SYNC_FULL,
+		.max_size_bytes = diff_limited ? DIFF_MAX_SIZE : 0,
+	};
+	struct kv_db		*db;
+	char			 path[PATH_MAX], err[256] = "";
+
+	db_path(path, sizeof(path), name);
+	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
+		T_BAIL("kv_open %s: %s", path, err);
+	return db;
+}
+
 static void
 differential(uint64_t seed)
 {
@@ -1093,15 +1124,15 @@ differential(uint64_t seed)
 	uint64_t		 s = seed, t = seed * 7 + 1;
 	size_t			 batches = 0, bad = 0, largest = 0;
 	int			 n_commit = 0, n_check = 0, n_err = 0;
-	int			 n_vs_pass = 0;
+	int			 n_vs_pass = 0, n_full = 0;
 	enum kv_err		 err = KV_OK;
 
-	snprintf(na, sizeof(na), "diff%llu_one.sqlite3",
-	    (unsigned long long)seed);
-	snprintf(nb, sizeof(nb), "diff%llu_batch.sqlite3",
-	    (unsigned long long)seed);
-	a = open_rw(na);
-	b = open_rw(nb);
+	snprintf(na, sizeof(na), "diff%llu%s_one.sqlite3",
+	    (unsigned long long)seed, diff_limited ? "_limited" : "");
+	snprintf(nb, sizeof(nb), "diff%llu%s_batch.sqlite3",
+	    (unsigned long long)seed, diff_limited ? "_limited" : "");
+	a = open_diff(na);
+	b = open_diff(nb);
 	for (size_t i = 0; i < DIFF_WRITES; i++) {
 		gen_write(&s, i, a, &g[i]);
 		arena_reset(&A);
@@ -1113,6 +1144,7 @@ differential(uint64_t seed)
 			n_vs_pass += !g[i].c[j].must_be_absent;
 		n_check += err == KV_OK && !one[i].committed;
 		n_err += err != KV_OK;
+		n_full += err == KV_ERR_SIZE_LIMIT;
 	}
 	for (size_t i = 0, n; i < DIFF_WRITES; i += n) {
 		n = 1 + pick(&t, 12);
@@ -1122,15 +1154,17 @@ differential(uint64_t seed)
 		for (size_t j = 0; j < n; j++)
 			wp[j] = &g[i + j].w;
 		arena_reset(&A);
-		if ((err = kv_atomic_write_batch(b, wp, n, NOW, &A, res,
-		    errs)) != KV_OK)
+		/* A batch of one has its write's error for its own. */
+		err = kv_atomic_write_batch(b, wp, n, NOW, &A, res, errs);
+		if (err != KV_OK && n > 1)
 			break;
+		err = KV_OK;
 		for (size_t j = 0; j < n; j++)
 			record(&many[i + j], errs[j], &res[j]);
 		batches++;
 		largest = n > largest ? n : largest;
 	}
-	T_OK(err_is(err, KV_OK), "differential %llu: every batch ran (%zu"
+	T_OK(t_err_is(err, KV_OK), "differential %llu: every batch ran (%zu"
 	    " batches, up to %zu writes)", (unsigned long long)seed, batches,
 	    largest);
 	T_OK(n_commit > 0 && n_check > 0 && n_err > 0 && n_vs_pass > 0,
@@ -1151,6 +1185,9 @@ differential(uint64_t seed)
 			    (unsigned long long)many[i].version,
 			    many[i].failed);
 	}
+	if (diff_limited)
+		T_OK(n_full > 0, "differential %llu: the size limit refused"
+		    " writes (%d)", (unsigned long long)seed, n_full);
 	T_EQ(bad, 0, "differential %llu: every write has the same outcome"
 	    " (error, committed, versionstamp, failed checks)",
 	    (unsigned long long)seed);
@@ -1176,27 +1213,30 @@ test_differential(void)
 	}
 	for (uint64_t seed = 1; seed <= 3; seed++)
 		differential(seed * 2654435761u);
+	/* The same under a size limit small enough to be reached often. */
+	memset(diff_big, 'z', sizeof(diff_big));
+	diff_limited = 1;
+	for (uint64_t seed = 4; seed <= 5; seed++)
+		differential(seed * 2654435761u);
+	diff_limited = 0;
 }
 
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	arena_init(&A, 64 * 1024);
 	test_independent();
 	test_sees_earlier();
 	test_failed_check_middle();
 	test_error_middle();
+	test_size_limit_middle();
 	test_enqueues_and_hooks();
 	test_refusals();
 	test_commit_failure();
 	test_two_processes();
 	test_differential();
 	arena_fini(&A);
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }

@@ -18,6 +18,7 @@
 #include "kv_limits.h"
 #include "worker.h"
 #include "testhelp.h"
+#include "testkv.h"
 
 typedef Com__Deno__Kv__Datapath__SnapshotRead		PbSnapshotRead;
 typedef Com__Deno__Kv__Datapath__SnapshotReadOutput	PbSnapshotReadOutput;
@@ -56,17 +57,6 @@ typedef Com__Deno__Kv__Datapath__WatchKey		PbWatchKey;
 static struct arena	 A;
 /* The bytes of every key and value. */
 static uint8_t		 fill[FILL_BYTES];
-
-/* --- helpers -------------------------------------------------------------- */
-
-static int
-err_is(enum kv_err got, enum kv_err want)
-{
-	if (got != want)
-		printf("#   got %s, want %s\n", kv_err_name(got),
-		    kv_err_name(want));
-	return got == want;
-}
 
 static ProtobufCBinaryData
 bin(size_t len)
@@ -297,7 +287,7 @@ test_read_limits(void)
 
 	sr_reset();
 	sr_range(KV_MAX_READ_KEY_BYTES, KV_MAX_READ_KEY_BYTES, 7)->reverse = 1;
-	T_OK(err_is(sr_decode(&r, &n), KV_OK) && n == 1,
+	T_OK(t_err_is(sr_decode(&r, &n), KV_OK) && n == 1,
 	    "read keys of 2049 bytes are accepted");
 	T_OK(n == 1 && r[0].start.len == 2049 && r[0].end.len == 2049 &&
 	    r[0].limit == 7 && r[0].reverse == 1 &&
@@ -306,49 +296,49 @@ test_read_limits(void)
 
 	sr_reset();
 	sr_range(KV_MAX_READ_KEY_BYTES + 1, 1, 1);
-	T_OK(err_is(sr_decode(&r, &n), KV_ERR_KEY_TOO_LONG),
+	T_OK(t_err_is(sr_decode(&r, &n), KV_ERR_KEY_TOO_LONG),
 	    "read start of 2050 bytes is KV_ERR_KEY_TOO_LONG");
 	sr_reset();
 	sr_range(1, KV_MAX_READ_KEY_BYTES + 1, 1);
-	T_OK(err_is(sr_decode(&r, &n), KV_ERR_KEY_TOO_LONG),
+	T_OK(t_err_is(sr_decode(&r, &n), KV_ERR_KEY_TOO_LONG),
 	    "read end of 2050 bytes is KV_ERR_KEY_TOO_LONG");
 
-	T_OK(err_is(sr_decode_n(KV_MAX_READ_RANGES, 1, 1), KV_OK),
+	T_OK(t_err_is(sr_decode_n(KV_MAX_READ_RANGES, 1, 1), KV_OK),
 	    "10 ranges are accepted");
-	T_OK(err_is(sr_decode_n(KV_MAX_READ_RANGES + 1, 1, 1),
+	T_OK(t_err_is(sr_decode_n(KV_MAX_READ_RANGES + 1, 1, 1),
 	    KV_ERR_TOO_MANY_RANGES), "11 ranges are KV_ERR_TOO_MANY_RANGES");
 
-	T_OK(err_is(sr_decode_n(1, 1, KV_MAX_READ_ENTRIES), KV_OK),
+	T_OK(t_err_is(sr_decode_n(1, 1, KV_MAX_READ_ENTRIES), KV_OK),
 	    "one range with limit 1000 is accepted");
-	T_OK(err_is(sr_decode_n(1, 1, KV_MAX_READ_ENTRIES + 1),
+	T_OK(t_err_is(sr_decode_n(1, 1, KV_MAX_READ_ENTRIES + 1),
 	    KV_ERR_READ_RANGE_TOO_LARGE),
 	    "one range with limit 1001 is KV_ERR_READ_RANGE_TOO_LARGE");
-	T_OK(err_is(sr_decode_n(10, 1, 100), KV_OK),
+	T_OK(t_err_is(sr_decode_n(10, 1, 100), KV_OK),
 	    "ten ranges with limits summing to 1000 are accepted");
 	sr_reset();
 	sr_range(1, 1, 500);
 	sr_range(1, 1, 501);
-	T_OK(err_is(sr_decode(&r, &n), KV_ERR_READ_RANGE_TOO_LARGE),
+	T_OK(t_err_is(sr_decode(&r, &n), KV_ERR_READ_RANGE_TOO_LARGE),
 	    "limits 500 + 501 are KV_ERR_READ_RANGE_TOO_LARGE");
 
-	T_OK(err_is(sr_decode_n(1, 1, 0), KV_ERR_INVALID_LIMIT),
+	T_OK(t_err_is(sr_decode_n(1, 1, 0), KV_ERR_INVALID_LIMIT),
 	    "limit 0 is KV_ERR_INVALID_LIMIT");
-	T_OK(err_is(sr_decode_n(1, 1, -1), KV_ERR_INVALID_LIMIT),
+	T_OK(t_err_is(sr_decode_n(1, 1, -1), KV_ERR_INVALID_LIMIT),
 	    "limit -1 is KV_ERR_INVALID_LIMIT");
-	T_OK(err_is(sr_decode_n(1, 1, INT32_MIN), KV_ERR_INVALID_LIMIT),
+	T_OK(t_err_is(sr_decode_n(1, 1, INT32_MIN), KV_ERR_INVALID_LIMIT),
 	    "limit INT32_MIN is KV_ERR_INVALID_LIMIT");
 	sr_reset();
 	sr_range(1, 1, 5);
 	sr_range(1, 1, 0);
-	T_OK(err_is(sr_decode(&r, &n), KV_ERR_INVALID_LIMIT),
+	T_OK(t_err_is(sr_decode(&r, &n), KV_ERR_INVALID_LIMIT),
 	    "a zero limit in the second range is KV_ERR_INVALID_LIMIT");
 
 	sr_reset();
 	sr_range(0, 0, 1);
-	T_OK(err_is(sr_decode(&r, &n), KV_OK) && n == 1 &&
+	T_OK(t_err_is(sr_decode(&r, &n), KV_OK) && n == 1 &&
 	    r[0].start.len == 0 && r[0].end.len == 0 && r[0].reverse == 0,
 	    "empty bounds decode as empty keys");
-	T_OK(err_is(codec_decode_snapshot_read((const uint8_t *)"", 0, &A, &r,
+	T_OK(t_err_is(codec_decode_snapshot_read((const uint8_t *)"", 0, &A, &r,
 	    &n), KV_OK) && n == 0, "an empty body is a read of no ranges");
 }
 
@@ -360,7 +350,7 @@ test_write_limits(void)
 	struct kv_write	 w;
 	PbEnqueue	*q;
 
-	T_OK(err_is(mut_decode(M_SET, KV_MAX_WRITE_KEY_BYTES, 3, VE_BYTES,
+	T_OK(t_err_is(mut_decode(M_SET, KV_MAX_WRITE_KEY_BYTES, 3, VE_BYTES,
 	    &w), KV_OK), "mutation key of 2048 bytes is accepted");
 	T_OK(w.n_mutations == 1 && w.mutations[0].type == KV_MUT_SET &&
 	    w.mutations[0].key.len == 2048 && w.mutations[0].value.len == 3 &&
@@ -368,58 +358,58 @@ test_write_limits(void)
 	    memcmp(w.mutations[0].key.p, fill, 2048) == 0 &&
 	    w.mutations[0].expire_at_ms == 0,
 	    "the set decodes with its key, value and encoding");
-	T_OK(err_is(mut_decode(M_SET, KV_MAX_WRITE_KEY_BYTES + 1, 3, VE_BYTES,
+	T_OK(t_err_is(mut_decode(M_SET, KV_MAX_WRITE_KEY_BYTES + 1, 3, VE_BYTES,
 	    &w), KV_ERR_KEY_TOO_LONG),
 	    "mutation key of 2049 bytes is KV_ERR_KEY_TOO_LONG");
-	T_OK(err_is(mut_decode(M_DELETE, KV_MAX_WRITE_KEY_BYTES + 1, 0,
+	T_OK(t_err_is(mut_decode(M_DELETE, KV_MAX_WRITE_KEY_BYTES + 1, 0,
 	    NO_VALUE, &w), KV_ERR_KEY_TOO_LONG),
 	    "delete key of 2049 bytes is KV_ERR_KEY_TOO_LONG");
-	T_OK(err_is(mut_decode(M_SET, 1, KV_MAX_VALUE_BYTES, VE_V8, &w),
+	T_OK(t_err_is(mut_decode(M_SET, 1, KV_MAX_VALUE_BYTES, VE_V8, &w),
 	    KV_OK) && w.mutations[0].value.len == 65536,
 	    "value of 65536 bytes is accepted");
-	T_OK(err_is(mut_decode(M_SET, 1, KV_MAX_VALUE_BYTES + 1, VE_V8, &w),
+	T_OK(t_err_is(mut_decode(M_SET, 1, KV_MAX_VALUE_BYTES + 1, VE_V8, &w),
 	    KV_ERR_VALUE_TOO_LONG),
 	    "value of 65537 bytes is KV_ERR_VALUE_TOO_LONG");
 
 	aw_reset();
 	for (int i = 0; i < KV_MAX_CHECKS; i++)
 		aw_check(1, 0);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.n_checks == 100,
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.n_checks == 100,
 	    "100 checks are accepted");
 	aw_check(1, 0);
-	T_OK(err_is(aw_decode(&w), KV_ERR_TOO_MANY_CHECKS),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_TOO_MANY_CHECKS),
 	    "101 checks are KV_ERR_TOO_MANY_CHECKS");
 
 	aw_reset();
 	for (int i = 0; i < KV_MAX_MUTATIONS; i++)
 		aw_mut(M_DELETE, 1, 0, NO_VALUE);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.n_mutations == 1000,
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.n_mutations == 1000,
 	    "1000 mutations are accepted");
 	aw_mut(M_DELETE, 1, 0, NO_VALUE);
-	T_OK(err_is(aw_decode(&w), KV_ERR_TOO_MANY_MUTATIONS),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_TOO_MANY_MUTATIONS),
 	    "1001 mutations are KV_ERR_TOO_MANY_MUTATIONS");
 	aw_reset();
 	for (int i = 0; i < 600; i++)
 		aw_mut(M_DELETE, 1, 0, NO_VALUE);
 	for (int i = 0; i < 400; i++)
 		aw_enqueue(1, NOW);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.n_mutations == 600 &&
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.n_mutations == 600 &&
 	    w.n_enqueues == 400, "600 mutations + 400 enqueues are accepted");
 	aw_enqueue(1, NOW);
-	T_OK(err_is(aw_decode(&w), KV_ERR_TOO_MANY_MUTATIONS),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_TOO_MANY_MUTATIONS),
 	    "600 mutations + 401 enqueues are KV_ERR_TOO_MANY_MUTATIONS");
 	aw_reset();
 	for (int i = 0; i < KV_MAX_MUTATIONS + 1; i++)
 		aw_enqueue(0, NOW);
-	T_OK(err_is(aw_decode(&w), KV_ERR_TOO_MANY_MUTATIONS),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_TOO_MANY_MUTATIONS),
 	    "1001 enqueues are KV_ERR_TOO_MANY_MUTATIONS");
 
 	aw_reset();
 	q = aw_enqueue(KV_MAX_VALUE_BYTES, NOW);
-	T_OK(err_is(aw_decode(&w), KV_OK),
+	T_OK(t_err_is(aw_decode(&w), KV_OK),
 	    "payload of 65536 bytes is accepted");
 	q->payload = bin(KV_MAX_VALUE_BYTES + 1);
-	T_OK(err_is(aw_decode(&w), KV_ERR_VALUE_TOO_LONG),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_VALUE_TOO_LONG),
 	    "payload of 65537 bytes is KV_ERR_VALUE_TOO_LONG");
 }
 
@@ -449,35 +439,35 @@ test_total_bytes(void)
 
 		aw_base_total();
 		aw_mut(M_SET, 500, 500 + extra, VE_BYTES);
-		T_OK(err_is(aw_decode(&w), want), "%s%s (mutation keys and"
+		T_OK(t_err_is(aw_decode(&w), want), "%s%s (mutation keys and"
 		    " values)", what, extra ? " KV_ERR_WRITE_TOO_LARGE" : "");
 
 		aw_base_total();
 		aw_check(1000 + extra, 10);
-		T_OK(err_is(aw_decode(&w), want), "%s%s (with a check key)",
+		T_OK(t_err_is(aw_decode(&w), want), "%s%s (with a check key)",
 		    what, extra ? " KV_ERR_WRITE_TOO_LARGE" : "");
 
 		aw_base_total();
 		aw_enqueue(1000 + extra, NOW);
-		T_OK(err_is(aw_decode(&w), want), "%s%s (with a payload)",
+		T_OK(t_err_is(aw_decode(&w), want), "%s%s (with a payload)",
 		    what, extra ? " KV_ERR_WRITE_TOO_LARGE" : "");
 
 		aw_base_total();
 		q = aw_enqueue(0, NOW);
 		q_deadletter(q, 1, 1000 + extra);
-		T_OK(err_is(aw_decode(&w), want), "%s%s (with a dead-letter"
+		T_OK(t_err_is(aw_decode(&w), want), "%s%s (with a dead-letter"
 		    " key)", what, extra ? " KV_ERR_WRITE_TOO_LARGE" : "");
 
 		aw_base_total();
 		q = aw_enqueue(996 + extra, NOW);
 		q_backoff(q, 1, 1000);
-		T_OK(err_is(aw_decode(&w), want), "%s%s (a backoff step"
+		T_OK(t_err_is(aw_decode(&w), want), "%s%s (a backoff step"
 		    " counts 4)", what, extra ? " KV_ERR_WRITE_TOO_LARGE" : "");
 
 		aw_base_total();
 		q = aw_enqueue(960 + extra, NOW);
 		q_backoff(q, 10, 1000);
-		T_OK(err_is(aw_decode(&w), want), "%s%s (10 backoff steps"
+		T_OK(t_err_is(aw_decode(&w), want), "%s%s (10 backoff steps"
 		    " count 40)", what, extra ? " KV_ERR_WRITE_TOO_LARGE" : "");
 	}
 }
@@ -494,7 +484,7 @@ test_queue_limits(void)
 	q = aw_enqueue(3, NOW + 5);
 	q_deadletter(q, KV_MAX_QUEUE_UNDELIVERED_KEYS, 2);
 	q_backoff(q, KV_MAX_QUEUE_BACKOFF_INTERVALS, 250);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.n_enqueues == 1,
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.n_enqueues == 1,
 	    "10 dead-letter keys and 10 backoff steps are accepted");
 	T_OK(w.n_enqueues == 1 && w.enqueues[0].payload.len == 3 &&
 	    w.enqueues[0].deadline_ms == NOW + 5 &&
@@ -504,47 +494,47 @@ test_queue_limits(void)
 	    w.enqueues[0].backoff[0] == 250 && w.enqueues[0].backoff[9] == 250,
 	    "the enqueue decodes with payload, deadline, keys and schedule");
 	q_deadletter(q, KV_MAX_QUEUE_UNDELIVERED_KEYS + 1, 2);
-	T_OK(err_is(aw_decode(&w), KV_ERR_TOO_MANY_UNDELIVERED_KEYS),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_TOO_MANY_UNDELIVERED_KEYS),
 	    "11 dead-letter keys are KV_ERR_TOO_MANY_UNDELIVERED_KEYS");
 	q_deadletter(q, 1, KV_MAX_WRITE_KEY_BYTES);
-	T_OK(err_is(aw_decode(&w), KV_OK), "dead-letter key of 2048 bytes"
+	T_OK(t_err_is(aw_decode(&w), KV_OK), "dead-letter key of 2048 bytes"
 	    " is accepted");
 	q_deadletter(q, 1, KV_MAX_WRITE_KEY_BYTES + 1);
-	T_OK(err_is(aw_decode(&w), KV_ERR_KEY_TOO_LONG),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_KEY_TOO_LONG),
 	    "dead-letter key of 2049 bytes is KV_ERR_KEY_TOO_LONG");
 	q_deadletter(q, 0, 0);
 
 	q_backoff(q, KV_MAX_QUEUE_BACKOFF_INTERVALS + 1, 250);
-	T_OK(err_is(aw_decode(&w), KV_ERR_TOO_MANY_BACKOFF_INTERVALS),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_TOO_MANY_BACKOFF_INTERVALS),
 	    "11 backoff steps are KV_ERR_TOO_MANY_BACKOFF_INTERVALS");
 	q_backoff(q, 1, KV_MAX_QUEUE_BACKOFF_MS);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.enqueues[0].backoff[0] ==
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.enqueues[0].backoff[0] ==
 	    3600000, "backoff step of 3600000 ms is accepted");
 	q_backoff(q, 1, KV_MAX_QUEUE_BACKOFF_MS + 1);
-	T_OK(err_is(aw_decode(&w), KV_ERR_BACKOFF_TOO_LARGE),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_BACKOFF_TOO_LARGE),
 	    "backoff step of 3600001 ms is KV_ERR_BACKOFF_TOO_LARGE");
 	q_backoff(q, 0, 0);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.enqueues[0].backoff == NULL &&
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.enqueues[0].backoff == NULL &&
 	    w.enqueues[0].n_backoff == 0,
 	    "no backoff steps decode as the default schedule (NULL)");
 
 	q->deadline_ms = -1;
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
 	    "deadline -1 is KV_ERR_INVALID_DEADLINE");
 	q->deadline_ms = INT64_MIN;
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
 	    "deadline INT64_MIN is KV_ERR_INVALID_DEADLINE");
 	q->deadline_ms = 0;
-	T_OK(err_is(aw_decode(&w), KV_OK), "deadline 0 (the past) is accepted");
+	T_OK(t_err_is(aw_decode(&w), KV_OK), "deadline 0 (the past) is accepted");
 	q->deadline_ms = NOW + KV_MAX_QUEUE_DELAY_MS;
-	T_OK(err_is(aw_decode(&w), KV_OK) &&
+	T_OK(t_err_is(aw_decode(&w), KV_OK) &&
 	    w.enqueues[0].deadline_ms == NOW + 2592000000LL,
 	    "deadline now + 30 days is accepted");
 	q->deadline_ms = NOW + KV_MAX_QUEUE_DELAY_MS + 1;
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
 	    "deadline now + 30 days + 1 ms is KV_ERR_INVALID_DEADLINE");
 	q->deadline_ms = INT64_MAX;
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_DEADLINE),
 	    "deadline INT64_MAX is KV_ERR_INVALID_DEADLINE");
 }
 
@@ -570,59 +560,59 @@ test_mutations(void)
 	PbCheck			*c;
 
 	for (size_t i = 0; i < sizeof(bad_types) / sizeof(bad_types[0]); i++)
-		T_OK(err_is(mut_decode(bad_types[i], 1, 8, VE_LE64, &w),
+		T_OK(t_err_is(mut_decode(bad_types[i], 1, 8, VE_LE64, &w),
 		    KV_ERR_INVALID_MUTATION),
 		    "mutation type %d is KV_ERR_INVALID_MUTATION",
 		    bad_types[i]);
-	T_OK(err_is(mut_decode(M_SET, 1, 0, NO_VALUE, &w),
+	T_OK(t_err_is(mut_decode(M_SET, 1, 0, NO_VALUE, &w),
 	    KV_ERR_INVALID_MUTATION), "set without a value is"
 	    " KV_ERR_INVALID_MUTATION");
-	T_OK(err_is(mut_decode(M_SUM, 1, 0, NO_VALUE, &w),
+	T_OK(t_err_is(mut_decode(M_SUM, 1, 0, NO_VALUE, &w),
 	    KV_ERR_INVALID_MUTATION), "sum without a value is"
 	    " KV_ERR_INVALID_MUTATION");
-	T_OK(err_is(mut_decode(M_DELETE, 1, 0, NO_VALUE, &w), KV_OK) &&
+	T_OK(t_err_is(mut_decode(M_DELETE, 1, 0, NO_VALUE, &w), KV_OK) &&
 	    w.mutations[0].type == KV_MUT_DELETE, "delete needs no value");
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-		T_OK(err_is(mut_decode(types[i].pb, 4, 8, VE_LE64, &w),
+		T_OK(t_err_is(mut_decode(types[i].pb, 4, 8, VE_LE64, &w),
 		    KV_OK) && w.mutations[0].type == types[i].kv &&
 		    w.mutations[0].encoding == KV_ENC_LE64 &&
 		    w.mutations[0].value.len == 8,
 		    "%s decodes to its kv mutation type", types[i].name);
 
-	T_OK(err_is(mut_decode(M_SET, 1, 3, 0, &w), KV_ERR_UNKNOWN_ENCODING),
+	T_OK(t_err_is(mut_decode(M_SET, 1, 3, 0, &w), KV_ERR_UNKNOWN_ENCODING),
 	    "value encoding 0 is KV_ERR_UNKNOWN_ENCODING");
-	T_OK(err_is(mut_decode(M_SET, 1, 3, 4, &w), KV_ERR_UNKNOWN_ENCODING),
+	T_OK(t_err_is(mut_decode(M_SET, 1, 3, 4, &w), KV_ERR_UNKNOWN_ENCODING),
 	    "value encoding 4 is KV_ERR_UNKNOWN_ENCODING");
-	T_OK(err_is(mut_decode(M_SET, 1, 3, VE_V8, &w), KV_OK) &&
+	T_OK(t_err_is(mut_decode(M_SET, 1, 3, VE_V8, &w), KV_OK) &&
 	    w.mutations[0].encoding == KV_ENC_V8, "value encoding V8");
-	T_OK(err_is(mut_decode(M_SET, 1, 8, VE_LE64, &w), KV_OK),
+	T_OK(t_err_is(mut_decode(M_SET, 1, 8, VE_LE64, &w), KV_OK),
 	    "KvU64 value of 8 bytes is accepted");
-	T_OK(err_is(mut_decode(M_SET, 1, 7, VE_LE64, &w),
+	T_OK(t_err_is(mut_decode(M_SET, 1, 7, VE_LE64, &w),
 	    KV_ERR_INVALID_VALUE), "KvU64 value of 7 bytes is"
 	    " KV_ERR_INVALID_VALUE");
-	T_OK(err_is(mut_decode(M_SUM, 1, 9, VE_LE64, &w),
+	T_OK(t_err_is(mut_decode(M_SUM, 1, 9, VE_LE64, &w),
 	    KV_ERR_INVALID_VALUE), "KvU64 sum operand of 9 bytes is"
 	    " KV_ERR_INVALID_VALUE");
-	T_OK(err_is(mut_decode(M_SET, 1, 0, VE_LE64, &w),
+	T_OK(t_err_is(mut_decode(M_SET, 1, 0, VE_LE64, &w),
 	    KV_ERR_INVALID_VALUE), "empty KvU64 value is"
 	    " KV_ERR_INVALID_VALUE");
 
 	aw_reset();
 	m = aw_mut(M_SET, 1, 3, VE_BYTES);
 	m->expire_at_ms = -2;
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_EXPIRE_AT),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_EXPIRE_AT),
 	    "expire_at_ms -2 is KV_ERR_INVALID_EXPIRE_AT");
 	m->expire_at_ms = INT64_MIN;
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_EXPIRE_AT),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_EXPIRE_AT),
 	    "expire_at_ms INT64_MIN is KV_ERR_INVALID_EXPIRE_AT");
 	m->expire_at_ms = -1;
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.mutations[0].expire_at_ms == 0,
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.mutations[0].expire_at_ms == 0,
 	    "expire_at_ms -1 means no expiry (0)");
 	m->expire_at_ms = 0;
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.mutations[0].expire_at_ms == 0,
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.mutations[0].expire_at_ms == 0,
 	    "expire_at_ms 0 means no expiry (0)");
 	m->expire_at_ms = NOW + 60000;
-	T_OK(err_is(aw_decode(&w), KV_OK) &&
+	T_OK(t_err_is(aw_decode(&w), KV_OK) &&
 	    w.mutations[0].expire_at_ms == NOW + 60000,
 	    "a positive expire_at_ms is kept");
 
@@ -631,39 +621,39 @@ test_mutations(void)
 	m->sum_min = bin(5);
 	m->sum_max = bin(6);
 	m->sum_clamp = 1;
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.mutations[0].sum_min.len == 5 &&
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.mutations[0].sum_min.len == 5 &&
 	    w.mutations[0].sum_max.len == 6 && w.mutations[0].sum_clamp == 1,
 	    "sum bounds and clamp are decoded");
 
 	/* As in denokv, a check key may be as long as a read key. */
 	aw_reset();
 	aw_check(KV_MAX_READ_KEY_BYTES, 0);
-	T_OK(err_is(aw_decode(&w), KV_OK), "check key of 2049 bytes is"
+	T_OK(t_err_is(aw_decode(&w), KV_OK), "check key of 2049 bytes is"
 	    " accepted");
 	aw.c[0].key = bin(KV_MAX_READ_KEY_BYTES + 1);
-	T_OK(err_is(aw_decode(&w), KV_ERR_KEY_TOO_LONG),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_KEY_TOO_LONG),
 	    "check key of 2050 bytes is KV_ERR_KEY_TOO_LONG");
 
 	aw_reset();
 	c = aw_check(3, 0);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.n_checks == 1 &&
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.n_checks == 1 &&
 	    w.checks[0].must_be_absent == 1 && w.checks[0].key.len == 3,
 	    "check with an empty versionstamp means must_be_absent");
 	c->versionstamp = bin(KV_VERSIONSTAMP_BYTES);
-	T_OK(err_is(aw_decode(&w), KV_OK) && w.checks[0].must_be_absent == 0 &&
+	T_OK(t_err_is(aw_decode(&w), KV_OK) && w.checks[0].must_be_absent == 0 &&
 	    memcmp(w.checks[0].versionstamp, fill, 10) == 0,
 	    "check with a 10-byte versionstamp keeps it");
 	c->versionstamp = bin(1);
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_VERSIONSTAMP),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_VERSIONSTAMP),
 	    "check versionstamp of 1 byte is KV_ERR_INVALID_VERSIONSTAMP");
 	c->versionstamp = bin(9);
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_VERSIONSTAMP),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_VERSIONSTAMP),
 	    "check versionstamp of 9 bytes is KV_ERR_INVALID_VERSIONSTAMP");
 	c->versionstamp = bin(11);
-	T_OK(err_is(aw_decode(&w), KV_ERR_INVALID_VERSIONSTAMP),
+	T_OK(t_err_is(aw_decode(&w), KV_ERR_INVALID_VERSIONSTAMP),
 	    "check versionstamp of 11 bytes is KV_ERR_INVALID_VERSIONSTAMP");
 
-	T_OK(err_is(codec_decode_atomic_write((const uint8_t *)"", 0, NOW, &A,
+	T_OK(t_err_is(codec_decode_atomic_write((const uint8_t *)"", 0, NOW, &A,
 	    &w), KV_OK) && w.n_checks == 0 && w.n_mutations == 0 &&
 	    w.n_enqueues == 0, "an empty body is an empty atomic write");
 }
@@ -675,14 +665,14 @@ test_watch(void)
 {
 	size_t	 n;
 
-	T_OK(err_is(watch_decode(KV_MAX_WATCHED_KEYS, 4, &n), KV_OK) &&
+	T_OK(t_err_is(watch_decode(KV_MAX_WATCHED_KEYS, 4, &n), KV_OK) &&
 	    n == 10, "10 watched keys are accepted");
-	T_OK(err_is(watch_decode(KV_MAX_WATCHED_KEYS + 1, 4, &n),
+	T_OK(t_err_is(watch_decode(KV_MAX_WATCHED_KEYS + 1, 4, &n),
 	    KV_ERR_TOO_MANY_WATCHED_KEYS),
 	    "11 watched keys are KV_ERR_TOO_MANY_WATCHED_KEYS");
-	T_OK(err_is(watch_decode(1, KV_MAX_WRITE_KEY_BYTES, &n), KV_OK) &&
+	T_OK(t_err_is(watch_decode(1, KV_MAX_WRITE_KEY_BYTES, &n), KV_OK) &&
 	    n == 1, "watched key of 2048 bytes is accepted");
-	T_OK(err_is(watch_decode(1, KV_MAX_READ_KEY_BYTES, &n),
+	T_OK(t_err_is(watch_decode(1, KV_MAX_READ_KEY_BYTES, &n),
 	    KV_ERR_KEY_TOO_LONG),
 	    "watched key of 2049 bytes is KV_ERR_KEY_TOO_LONG");
 }
@@ -736,7 +726,7 @@ is_bad_for_all(const uint8_t *body, size_t len)
 	int	 ok = 1;
 
 	for (int i = DEC_SR; i <= DEC_WATCH; i++)
-		if (!err_is(decode_exact((enum which)i, body, len, &n),
+		if (!t_err_is(decode_exact((enum which)i, body, len, &n),
 		    KV_ERR_BAD_PROTOBUF))
 			ok = 0;
 	return ok;
@@ -981,7 +971,7 @@ test_encode(void)
 	rr[1] = (struct kv_range_result){ NULL, 0 };
 
 	arena_reset(&A);
-	T_OK(err_is(codec_encode_snapshot_read(rr, 2, &A, &out), KV_OK),
+	T_OK(t_err_is(codec_encode_snapshot_read(rr, 2, &A, &out), KV_OK),
 	    "encode a snapshot read output");
 	so = com__deno__kv__datapath__snapshot_read_output__unpack(NULL,
 	    out.len, out.p);
@@ -1018,7 +1008,7 @@ test_encode(void)
 
 	arena_reset(&A);
 	so = NULL;
-	T_OK(err_is(codec_encode_snapshot_read(rr, 0, &A, &out), KV_OK) &&
+	T_OK(t_err_is(codec_encode_snapshot_read(rr, 0, &A, &out), KV_OK) &&
 	    (so = com__deno__kv__datapath__snapshot_read_output__unpack(NULL,
 	    out.len, out.p)) != NULL && so->n_ranges == 0 && so->status == 1 &&
 	    so->read_is_strongly_consistent == 1,
@@ -1031,7 +1021,7 @@ test_encode(void)
 	wr.committed = 1;
 	memcpy(wr.versionstamp, vs[1], KV_VERSIONSTAMP_BYTES);
 	arena_reset(&A);
-	T_OK(err_is(codec_encode_atomic_write(&wr, &A, &out), KV_OK),
+	T_OK(t_err_is(codec_encode_atomic_write(&wr, &A, &out), KV_OK),
 	    "encode a committed atomic write");
 	ao = com__deno__kv__datapath__atomic_write_output__unpack(NULL,
 	    out.len, out.p);
@@ -1052,7 +1042,7 @@ test_encode(void)
 	wr.failed_checks = failed;
 	wr.n_failed_checks = 2;
 	arena_reset(&A);
-	T_OK(err_is(codec_encode_atomic_write(&wr, &A, &out), KV_OK),
+	T_OK(t_err_is(codec_encode_atomic_write(&wr, &A, &out), KV_OK),
 	    "encode a failed atomic write");
 	ao = com__deno__kv__datapath__atomic_write_output__unpack(NULL,
 	    out.len, out.p);

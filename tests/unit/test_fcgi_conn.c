@@ -72,19 +72,6 @@ client(void)
 	return fd;
 }
 
-static void
-put_record(int fd, int type, const void *data, size_t len)
-{
-	unsigned char	 h[8] = { 1, (unsigned char)type, 0, 1,
-			    (unsigned char)(len >> 8), (unsigned char)len, 0, 0 };
-
-	if (write(fd, h, 8) != 8 ||
-	    (len > 0 && write(fd, data, len) != (ssize_t)len)) {
-		perror("put_record");
-		exit(1);
-	}
-}
-
 /* BEGIN_REQUEST (responder) and the parameters, given as name, value, ... */
 static void
 begin(int fd, const char *const *nv)
@@ -92,7 +79,7 @@ begin(int fd, const char *const *nv)
 	unsigned char	 b[8] = { 0, 1 }, p[1024];
 	size_t		 n = 0, kl, vl;
 
-	put_record(fd, 1, b, sizeof(b));
+	t_fcgi_record(fd, 1, b, sizeof(b));
 	for (; nv[0] != NULL; nv += 2) {
 		kl = strlen(nv[0]);
 		vl = strlen(nv[1]);
@@ -102,8 +89,8 @@ begin(int fd, const char *const *nv)
 		memcpy(p + n + kl, nv[1], vl);
 		n += kl + vl;
 	}
-	put_record(fd, 4, p, n);
-	put_record(fd, 4, NULL, 0);
+	t_fcgi_record(fd, 4, p, n);
+	t_fcgi_record(fd, 4, NULL, 0);
 }
 
 static const char *const params[] = {
@@ -122,7 +109,7 @@ test_body_deadline(int lfd)
 	int			 cfd = client();
 
 	begin(cfd, params);
-	put_record(cfd, 5, "0123456789", 10);
+	t_fcgi_record(cfd, 5, "0123456789", 10);
 	T_EQ(fcgi_conn_init(&c, BODY_MS, SEND_MS), 0, "fcgi_conn_init");
 	T_EQ(fcgi_conn_accept(&c, lfd), 0, "a connection with its parameters"
 	    " is accepted");
@@ -155,7 +142,7 @@ test_send_deadline(int lfd)
 	int			 rc, cfd = client();
 
 	begin(cfd, params);
-	put_record(cfd, 5, NULL, 0);
+	t_fcgi_record(cfd, 5, NULL, 0);
 	T_EQ(fcgi_conn_init(&c, BODY_MS, SEND_MS), 0, "fcgi_conn_init");
 	T_EQ(fcgi_conn_accept(&c, lfd), 0, "accepted");
 	/* The client reads nothing: the writes block once buffers fill. */
@@ -186,7 +173,7 @@ test_slow_parameters(int lfd)
 	int			 rc, cfd = client();
 
 	/* A begin record and then nothing. */
-	put_record(cfd, 1, b, sizeof(b));
+	t_fcgi_record(cfd, 1, b, sizeof(b));
 	T_EQ(fcgi_conn_init(&c, BODY_MS, SEND_MS), 0, "fcgi_conn_init");
 	t0 = clock_mono_ms();
 	rc = fcgi_conn_accept(&c, lfd);
@@ -293,7 +280,7 @@ test_web_server_addrs(void)
 	T_EQ(fcgi_conn_init(&c, BODY_MS, SEND_MS), 0, "fcgi_conn_init");
 	tcp_pair(&lfd, &cfd);
 	begin(cfd, params);
-	put_record(cfd, 5, NULL, 0);
+	t_fcgi_record(cfd, 5, NULL, 0);
 	T_EQ(fcgi_conn_accept(&c, lfd), 0, "FCGI_WEB_SERVER_ADDRS="
 	    "10.1.2.3,127.0.0.1: the connection is served");
 	fcgi_conn_finish(&c);

@@ -124,6 +124,20 @@ conn(struct fcgi_mux_conn *c, int fd)
 	fcgi_mux_conn_init(c, fd, BODY_MS, SEND_MS, cap_fn, NULL);
 }
 
+/*
+ * Into b (emptied first, with p): the start of a kept responder request 7
+ * with the one parameter name=value, all its parameters sent, no body yet.
+ */
+static void
+request7(struct buf *b, struct buf *p, const char *name, const char *value)
+{
+	b->n = p->n = 0;
+	pair(p, name, value, 0);
+	begin(b, 7, FCGI_RESPONDER, 1);
+	record(b, FCGI_PARAMS, 7, p->b, p->n, 0);
+	record(b, FCGI_PARAMS, 7, NULL, 0, 0);
+}
+
 /* The n-th record of the output (type, id, content), or -1. */
 static int
 out_record(struct fcgi_mux_conn *c, int n, uint8_t *type, uint16_t *id,
@@ -397,11 +411,7 @@ test_body_cap_and_deadline(void)
 
 	/* Streamed (no Content-Length) past the cap: dropped as it comes. */
 	memset(big, 'z', sizeof(big) - 1);
-	b.n = p.n = 0;
-	pair(&p, "REQUEST_METHOD", "POST", 0);
-	begin(&b, 7, FCGI_RESPONDER, 1);
-	record(&b, FCGI_PARAMS, 7, p.b, p.n, 0);
-	record(&b, FCGI_PARAMS, 7, NULL, 0, 0);
+	request7(&b, &p, "REQUEST_METHOD", "POST");
 	record(&b, FCGI_STDIN, 7, big, 1000, 0);
 	record(&b, FCGI_STDIN, 7, big, 1000, 0);
 	record(&b, FCGI_STDIN, 7, NULL, 0, 0);
@@ -431,22 +441,14 @@ test_body_cap_and_deadline(void)
 	fcgi_mux_conn_fini(&c);
 
 	/* Declared past the cap: refused before any byte arrives. */
-	b.n = p.n = 0;
-	pair(&p, "CONTENT_LENGTH", "1501", 0);
-	begin(&b, 7, FCGI_RESPONDER, 1);
-	record(&b, FCGI_PARAMS, 7, p.b, p.n, 0);
-	record(&b, FCGI_PARAMS, 7, NULL, 0, 0);
+	request7(&b, &p, "CONTENT_LENGTH", "1501");
 	conn(&c, -1);
 	(void)fcgi_mux_input(&c, b.b, b.n, 0);
 	T_OK(c.too_large && c.body == NULL, "declared too large: marked");
 	fcgi_mux_conn_fini(&c);
 
 	/* A bad Content-Length. */
-	b.n = p.n = 0;
-	pair(&p, "CONTENT_LENGTH", "-1", 0);
-	begin(&b, 7, FCGI_RESPONDER, 1);
-	record(&b, FCGI_PARAMS, 7, p.b, p.n, 0);
-	record(&b, FCGI_PARAMS, 7, NULL, 0, 0);
+	request7(&b, &p, "CONTENT_LENGTH", "-1");
 	record(&b, FCGI_STDIN, 7, big, 10, 0);
 	record(&b, FCGI_STDIN, 7, NULL, 0, 0);
 	conn(&c, -1);
@@ -456,11 +458,7 @@ test_body_cap_and_deadline(void)
 	fcgi_mux_conn_fini(&c);
 
 	/* A body shorter than declared. */
-	b.n = p.n = 0;
-	pair(&p, "CONTENT_LENGTH", "20", 0);
-	begin(&b, 7, FCGI_RESPONDER, 1);
-	record(&b, FCGI_PARAMS, 7, p.b, p.n, 0);
-	record(&b, FCGI_PARAMS, 7, NULL, 0, 0);
+	request7(&b, &p, "CONTENT_LENGTH", "20");
 	record(&b, FCGI_STDIN, 7, big, 10, 0);
 	record(&b, FCGI_STDIN, 7, NULL, 0, 0);
 	conn(&c, -1);
@@ -470,11 +468,7 @@ test_body_cap_and_deadline(void)
 	fcgi_mux_conn_fini(&c);
 
 	/* Refused unread (cap 0): ready once the parameters are in. */
-	b.n = p.n = 0;
-	pair(&p, "CONTENT_LENGTH", "10", 0);
-	begin(&b, 7, FCGI_RESPONDER, 1);
-	record(&b, FCGI_PARAMS, 7, p.b, p.n, 0);
-	record(&b, FCGI_PARAMS, 7, NULL, 0, 0);
+	request7(&b, &p, "CONTENT_LENGTH", "10");
 	test_cap = 0;
 	conn(&c, -1);
 	(void)fcgi_mux_input(&c, b.b, b.n, 0);

@@ -35,6 +35,7 @@
 #include "kv.h"
 #include "v8scalar.h"
 #include "testhelp.h"
+#include "testkv.h"
 
 /* A fixed "now" for writes and reads, so expiry is deterministic. */
 #define NOW		1700000000000LL
@@ -49,26 +50,6 @@ static void
 db_path(char *out, size_t len, const char *name)
 {
 	snprintf(out, len, "%s/%s", tmpdir, name);
-}
-
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		db_path(path, sizeof(path), de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(tmpdir);
 }
 
 static struct kv_db *
@@ -94,79 +75,6 @@ open_rw(const char *path)
 	if (db == NULL)
 		T_BAIL("kv_open %s: %s", path, err);
 	return db;
-}
-
-static sqlite3 *
-raw_open(const char *path)
-{
-	sqlite3	*db = NULL;
-
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK)
-		T_BAIL("sqlite3_open %s: %s", path, sqlite3_errmsg(db));
-	return db;
-}
-
-/* The first column of the first row as an integer; -999 if no row. */
-static int64_t
-sql_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt	*st;
-	int64_t		 v = -999;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		printf("# prepare \"%s\": %s\n", sql, sqlite3_errmsg(db));
-		return -998;
-	}
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-/* The first column of the first row as text; "" if no row. */
-static void
-sql_text(sqlite3 *db, const char *sql, char *out, size_t len)
-{
-	sqlite3_stmt		*st;
-	const unsigned char	*t;
-
-	out[0] = '\0';
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		printf("# prepare \"%s\": %s\n", sql, sqlite3_errmsg(db));
-		return;
-	}
-	if (sqlite3_step(st) == SQLITE_ROW &&
-	    (t = sqlite3_column_text(st, 0)) != NULL)
-		snprintf(out, len, "%s", (const char *)t);
-	sqlite3_finalize(st);
-}
-
-/* --- helpers: values ------------------------------------------------------ */
-
-static struct kv_bytes
-str(const char *s)
-{
-	return (struct kv_bytes){ (const uint8_t *)s, strlen(s) };
-}
-
-static int
-err_is(enum kv_err got, enum kv_err want)
-{
-	if (got != want)
-		printf("#   got %s, want %s\n", kv_err_name(got),
-		    kv_err_name(want));
-	return got == want;
-}
-
-static uint64_t
-vs_version(const uint8_t vs[KV_VERSIONSTAMP_BYTES])
-{
-	uint64_t	 v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | vs[i];
-	return v;
 }
 
 static void
@@ -216,7 +124,7 @@ mut(enum kv_mutation_type type, const char *key, const void *v, size_t len,
 
 	memset(&m, 0, sizeof(m));
 	m.type = type;
-	m.key = str(key);
+	m.key = t_str(key);
 	m.value = (struct kv_bytes){ v, len };
 	m.encoding = enc;
 	return m;
@@ -301,7 +209,7 @@ get_key(struct kv_db *db, struct kv_bytes key, int64_t now_ms,
 static int
 get_at(struct kv_db *db, const char *key, int64_t now_ms, struct kv_entry *e)
 {
-	return get_key(db, str(key), now_ms, e);
+	return get_key(db, t_str(key), now_ms, e);
 }
 
 /* The stored KvU64 of key; -1 if absent or not a KvU64. */
@@ -402,7 +310,7 @@ keys_of(const struct kv_range_result *r, char *out, size_t len)
 static struct kv_range
 range(const char *start, const char *end, uint32_t limit, int reverse)
 {
-	return (struct kv_range){ str(start), str(end), limit, reverse };
+	return (struct kv_range){ t_str(start), t_str(end), limit, reverse };
 }
 
 /* Reads ranges at now_ms; returns 0 and their keys in keys[i]. */
@@ -464,26 +372,26 @@ test_schema(void)
 		T_BAIL("kv_open %s: %s", path, err);
 	T_OK(access(path, F_OK) == 0, "the database file exists");
 	T_OK(!kv_is_read_only(db), "a read-write handle is not read-only");
-	raw = raw_open(path);
+	raw = t_raw_open(path);
 	for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
 		snprintf(sql, sizeof(sql), "select count(*) from sqlite_master"
 		    " where type = 'table' and name = '%s'", tables[i]);
-		T_EQ(sql_int(raw, sql), 1, "schema has table %s", tables[i]);
+		T_EQ(t_sql_int(raw, sql), 1, "schema has table %s", tables[i]);
 	}
-	T_EQ(sql_int(raw, "select count(*) from pragma_table_info('kv') where"
+	T_EQ(t_sql_int(raw, "select count(*) from pragma_table_info('kv') where"
 	    " name in ('k', 'v', 'v_encoding', 'version', 'seq',"
 	    " 'expiration_ms')"), 6, "kv has denokv's six columns");
-	T_EQ(sql_int(raw, "select count(*) from sqlite_master where"
+	T_EQ(t_sql_int(raw, "select count(*) from sqlite_master where"
 	    " type = 'index' and name = 'kv_expiration_ms_idx'"), 1,
 	    "kv has the expiration index");
-	T_EQ(sql_int(raw, "select version from migration_state where k = 0"),
+	T_EQ(t_sql_int(raw, "select version from migration_state where k = 0"),
 	    3, "migration_state.version is 3");
-	T_EQ(sql_int(raw, "select version from data_version where k = 0"), 0,
+	T_EQ(t_sql_int(raw, "select version from data_version where k = 0"), 0,
 	    "a new database starts at data version 0");
-	sql_text(raw, "pragma journal_mode", text, sizeof(text));
+	t_sql_text(raw, "pragma journal_mode", text, sizeof(text));
 	T_OK(str_is(text, "wal"), "journal_mode is wal");
 
-	T_OK(err_is(set_bytes(db, "keep", "me", &res), KV_OK) &&
+	T_OK(t_err_is(set_bytes(db, "keep", "me", &res), KV_OK) &&
 	    res.committed, "write before reopening");
 	db2 = open_rw(path);
 	T_OK(db2 != NULL, "opening the same file a second time while open");
@@ -497,11 +405,11 @@ test_schema(void)
 		T_EQ(version_of(db), 1, "data version survives reopening");
 		kv_close(db);
 	}
-	T_EQ(sql_int(raw, "select count(*) from migration_state"), 1,
+	T_EQ(t_sql_int(raw, "select count(*) from migration_state"), 1,
 	    "migration_state still has one row after reopening");
-	T_EQ(sql_int(raw, "select version from migration_state where k = 0"),
+	T_EQ(t_sql_int(raw, "select version from migration_state where k = 0"),
 	    3, "migration_state.version still 3 after reopening");
-	T_EQ(sql_int(raw, "select count(*) from data_version"), 1,
+	T_EQ(t_sql_int(raw, "select count(*) from data_version"), 1,
 	    "data_version still has one row after reopening");
 	sqlite3_close(raw);
 }
@@ -551,7 +459,7 @@ test_read_only(void)
 
 	db_path(path, sizeof(path), "ro.sqlite3");
 	db = open_rw(path);
-	T_OK(err_is(set_bytes(db, "k", "v", &res), KV_OK) && res.committed,
+	T_OK(t_err_is(set_bytes(db, "k", "v", &res), KV_OK) && res.committed,
 	    "write before opening read-only");
 	kv_close(db);
 	db = open_db(path, 1, 0, err, sizeof(err));
@@ -560,7 +468,7 @@ test_read_only(void)
 		T_BAIL("read-only open of %s: %s", path, err);
 	T_OK(kv_is_read_only(db), "kv_is_read_only is set");
 	T_EQ(get_at(db, "k", NOW, &e), 1, "read-only handle reads data");
-	T_OK(err_is(set_bytes(db, "k2", "v", &res), KV_ERR_READ_ONLY),
+	T_OK(t_err_is(set_bytes(db, "k2", "v", &res), KV_ERR_READ_ONLY),
 	    "read-only handle refuses a write with KV_ERR_READ_ONLY");
 	T_EQ(res.committed, 0, "refused write is not committed");
 	T_EQ(get_at(db, "k2", NOW, &e), 0, "refused write stored nothing");
@@ -568,7 +476,7 @@ test_read_only(void)
 	kv_close(db);
 
 	/* Another process holds the file exclusively: say so. */
-	if ((raw = raw_open(path)) == NULL)
+	if ((raw = t_raw_open(path)) == NULL)
 		return;
 	sqlite3_exec(raw, "pragma locking_mode = exclusive; begin exclusive;"
 	    " create table hold (x)", NULL, NULL, NULL);
@@ -596,18 +504,18 @@ test_versionstamps(void)
 
 	db_path(path, sizeof(path), "vs.sqlite3");
 	db = open_rw(path);
-	T_OK(err_is(set_bytes(db, "a", "1", &res), KV_OK) && res.committed,
+	T_OK(t_err_is(set_bytes(db, "a", "1", &res), KV_OK) && res.committed,
 	    "first write commits");
 	memcpy(vs1, res.versionstamp, sizeof(vs1));
 	T_OK(vs1[8] == 0 && vs1[9] == 0, "versionstamp ends in two zero bytes");
-	T_EQ(vs_version(vs1), version_of(db),
+	T_EQ(t_vs_version(vs1), version_of(db),
 	    "versionstamp starts with the big-endian data version");
-	T_EQ(vs_version(vs1), 1, "first versionstamp is version 1");
+	T_EQ(t_vs_version(vs1), 1, "first versionstamp is version 1");
 	T_OK(get_at(db, "a", NOW, &e) == 1 &&
 	    memcmp(e.versionstamp, vs1, sizeof(vs1)) == 0,
 	    "read returns the write's versionstamp");
 
-	T_OK(err_is(set_bytes(db, "a", "2", &res), KV_OK) && res.committed,
+	T_OK(t_err_is(set_bytes(db, "a", "2", &res), KV_OK) && res.committed,
 	    "second write commits");
 	T_OK(memcmp(res.versionstamp, vs1, sizeof(vs1)) > 0,
 	    "second versionstamp is greater");
@@ -618,7 +526,7 @@ test_versionstamps(void)
 	m[0] = mut(KV_MUT_SET, "x", "1", 1, KV_ENC_BYTES);
 	m[1] = mut(KV_MUT_SET, "y", "2", 1, KV_ENC_BYTES);
 	m[2] = mut(KV_MUT_SET, "z", "3", 1, KV_ENC_BYTES);
-	T_OK(err_is(write_muts(db, m, 3, &res), KV_OK) && res.committed,
+	T_OK(t_err_is(write_muts(db, m, 3, &res), KV_OK) && res.committed,
 	    "write with three mutations commits");
 	T_OK(memcmp(res.versionstamp, vs1, sizeof(vs1)) > 0,
 	    "its versionstamp is greater again");
@@ -653,7 +561,7 @@ test_ranges(void)
 	db = open_rw(path);
 	for (int i = 0; i < 5; i++)
 		m[i] = mut(KV_MUT_SET, k[i], v[i], 2, KV_ENC_BYTES);
-	T_OK(err_is(write_muts(db, m, 5, &res), KV_OK) && res.committed,
+	T_OK(t_err_is(write_muts(db, m, 5, &res), KV_OK) && res.committed,
 	    "set five keys");
 
 	T_OK(str_is(read1(db, range("a", "f", 10, 0), NOW), "a,b,c,d,e"),
@@ -707,13 +615,13 @@ test_delete(void)
 
 	db_path(path, sizeof(path), "delete.sqlite3");
 	db = open_rw(path);
-	T_OK(err_is(set_bytes(db, "d1", "x", &res), KV_OK), "set d1");
-	T_OK(err_is(set_bytes(db, "d2", "y", &res), KV_OK), "set d2");
-	T_OK(err_is(write1(db, mut(KV_MUT_DELETE, "d1", NULL, 0, 0), &res),
+	T_OK(t_err_is(set_bytes(db, "d1", "x", &res), KV_OK), "set d1");
+	T_OK(t_err_is(set_bytes(db, "d2", "y", &res), KV_OK), "set d2");
+	T_OK(t_err_is(write1(db, mut(KV_MUT_DELETE, "d1", NULL, 0, 0), &res),
 	    KV_OK) && res.committed, "delete d1 commits");
 	T_EQ(get_at(db, "d1", NOW, &e), 0, "deleted key is gone");
 	T_EQ(get_at(db, "d2", NOW, &e), 1, "other key remains");
-	T_OK(err_is(write1(db, mut(KV_MUT_DELETE, "nope", NULL, 0, 0), &res),
+	T_OK(t_err_is(write1(db, mut(KV_MUT_DELETE, "nope", NULL, 0, 0), &res),
 	    KV_OK) && res.committed, "deleting a missing key commits");
 	kv_close(db);
 }
@@ -736,21 +644,21 @@ test_checks(void)
 
 	db_path(path, sizeof(path), "checks.sqlite3");
 	db = open_rw(path);
-	T_OK(err_is(set_bytes(db, "c1", "x", &res), KV_OK), "set c1");
+	T_OK(t_err_is(set_bytes(db, "c1", "x", &res), KV_OK), "set c1");
 	memcpy(vs1, res.versionstamp, sizeof(vs1));
 	memset(c, 0, sizeof(c));
 
-	c[0].key = str("nope");
+	c[0].key = t_str("nope");
 	c[0].must_be_absent = 1;
 	m = mut(KV_MUT_SET, "w1", "1", 1, KV_ENC_BYTES);
-	T_OK(err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
+	T_OK(t_err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
 	    res.committed, "must_be_absent on a missing key passes");
 	T_EQ(get_at(db, "w1", NOW, &e), 1, "and the write is applied");
 
 	v0 = version_of(db);
-	c[0].key = str("c1");
+	c[0].key = t_str("c1");
 	m = mut(KV_MUT_SET, "w2", "1", 1, KV_ENC_BYTES);
-	T_OK(err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK),
+	T_OK(t_err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK),
 	    "a failed check is not an error");
 	T_EQ(res.committed, 0, "must_be_absent on an existing key fails");
 	T_OK(res.n_failed_checks == 1 && res.failed_checks[0] == 0,
@@ -761,44 +669,44 @@ test_checks(void)
 	c[0].must_be_absent = 0;
 	memcpy(c[0].versionstamp, vs1, sizeof(vs1));
 	m = mut(KV_MUT_SET, "w3", "1", 1, KV_ENC_BYTES);
-	T_OK(err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
+	T_OK(t_err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
 	    res.committed, "versionstamp check passes when equal");
 	T_EQ(get_at(db, "w3", NOW, &e), 1, "and the write is applied");
 
 	v0 = version_of(db);
 	c[0].versionstamp[7] ^= 0x01;
 	m = mut(KV_MUT_SET, "w4", "1", 1, KV_ENC_BYTES);
-	T_OK(err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
+	T_OK(t_err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
 	    !res.committed, "versionstamp check fails when different");
 	T_EQ(get_at(db, "w4", NOW, &e), 0, "and the write is not applied");
 
 	memcpy(c[0].versionstamp, vs1, sizeof(vs1));
-	c[0].key = str("nope");
-	T_OK(err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
+	c[0].key = t_str("nope");
+	T_OK(t_err_is(write_full(db, c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
 	    !res.committed, "versionstamp check on a missing key fails");
 	T_EQ(version_of(db), v0, "failed checks left the data version");
 
 	/* Five checks, three failing: all three are reported. */
 	memset(c, 0, sizeof(c));
-	c[0].key = str("nope");
+	c[0].key = t_str("nope");
 	c[0].must_be_absent = 1;			/* passes */
-	c[1].key = str("c1");
+	c[1].key = t_str("c1");
 	c[1].must_be_absent = 1;			/* fails */
-	c[2].key = str("c1");
+	c[2].key = t_str("c1");
 	memcpy(c[2].versionstamp, vs1, sizeof(vs1));	/* passes */
-	c[3].key = str("c1");				/* fails: zero vs */
-	c[4].key = str("w1");
+	c[3].key = t_str("c1");				/* fails: zero vs */
+	c[4].key = t_str("w1");
 	c[4].must_be_absent = 1;			/* fails */
 	m = mut(KV_MUT_SET, "w5", "1", 1, KV_ENC_BYTES);
-	raw = raw_open(path);
-	T_OK(err_is(write_full(db, c, 5, &m, 1, &q, 1, &res), KV_OK) &&
+	raw = t_raw_open(path);
+	T_OK(t_err_is(write_full(db, c, 5, &m, 1, &q, 1, &res), KV_OK) &&
 	    !res.committed, "write with three failing checks of five fails");
 	T_EQ(res.n_failed_checks, 3, "three failed checks are reported");
 	T_OK(res.n_failed_checks == 3 && res.failed_checks[0] == 1 &&
 	    res.failed_checks[1] == 3 && res.failed_checks[2] == 4,
 	    "failed_checks are indexes 1, 3, 4");
 	T_EQ(get_at(db, "w5", NOW, &e), 0, "its mutation is not applied");
-	T_EQ(sql_int(raw, "select count(*) from queue"), 0,
+	T_EQ(t_sql_int(raw, "select count(*) from queue"), 0,
 	    "its enqueue is not applied");
 	T_EQ(version_of(db), v0, "the data version is unchanged");
 	sqlite3_close(raw);
@@ -846,40 +754,40 @@ test_le64(void)
 
 	db_path(path, sizeof(path), "le64.sqlite3");
 	db = open_rw(path);
-	T_OK(err_is(le64_op(db, KV_MUT_SUM, "s", 5), KV_OK),
+	T_OK(t_err_is(le64_op(db, KV_MUT_SUM, "s", 5), KV_OK),
 	    "sum on a missing key");
 	T_OK(u64_is(db, "s", 5), "stores the operand");
-	T_OK(err_is(le64_op(db, KV_MUT_SUM, "s", 3), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_SUM, "s", 3), KV_OK) &&
 	    u64_is(db, "s", 8), "sum 5 + 3 = 8");
-	T_OK(err_is(le64_op(db, KV_MUT_SUM, "wrap", UINT64_MAX), KV_OK) &&
-	    err_is(le64_op(db, KV_MUT_SUM, "wrap", 2), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_SUM, "wrap", UINT64_MAX), KV_OK) &&
+	    t_err_is(le64_op(db, KV_MUT_SUM, "wrap", 2), KV_OK) &&
 	    u64_is(db, "wrap", 1), "sum 0xFFFFFFFFFFFFFFFF + 2 wraps to 1");
 
-	T_OK(err_is(le64_op(db, KV_MUT_MIN, "min", 10), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_MIN, "min", 10), KV_OK) &&
 	    u64_is(db, "min", 10), "min on a missing key stores the operand");
-	T_OK(err_is(le64_op(db, KV_MUT_MIN, "min", 4), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_MIN, "min", 4), KV_OK) &&
 	    u64_is(db, "min", 4), "min(10, 4) = 4");
-	T_OK(err_is(le64_op(db, KV_MUT_MIN, "min", 9), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_MIN, "min", 9), KV_OK) &&
 	    u64_is(db, "min", 4), "min(4, 9) = 4");
-	T_OK(err_is(le64_op(db, KV_MUT_MAX, "max", 3), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_MAX, "max", 3), KV_OK) &&
 	    u64_is(db, "max", 3), "max on a missing key stores the operand");
-	T_OK(err_is(le64_op(db, KV_MUT_MAX, "max", 7), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_MAX, "max", 7), KV_OK) &&
 	    u64_is(db, "max", 7), "max(3, 7) = 7");
-	T_OK(err_is(le64_op(db, KV_MUT_MAX, "max", 1), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_MAX, "max", 1), KV_OK) &&
 	    u64_is(db, "max", 7), "max(7, 1) = 7");
-	T_OK(err_is(le64_op(db, KV_MUT_MAX, "maxbig", UINT64_MAX), KV_OK) &&
-	    err_is(le64_op(db, KV_MUT_MAX, "maxbig", 1), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_MAX, "maxbig", UINT64_MAX), KV_OK) &&
+	    t_err_is(le64_op(db, KV_MUT_MAX, "maxbig", 1), KV_OK) &&
 	    u64_is(db, "maxbig", UINT64_MAX), "max compares unsigned");
 
-	T_OK(err_is(write1(db, mut(KV_MUT_SET, "v8", num, v8_num(1, num),
+	T_OK(t_err_is(write1(db, mut(KV_MUT_SET, "v8", num, v8_num(1, num),
 	    KV_ENC_V8), &res), KV_OK), "set a V8 value");
-	T_OK(err_is(set_bytes(db, "bytes", "abc", &res), KV_OK),
+	T_OK(t_err_is(set_bytes(db, "bytes", "abc", &res), KV_OK),
 	    "set a bytes value");
 	v0 = version_of(db);
 	le64(1, one);
 	m[0] = mut(KV_MUT_SET, "side", "x", 1, KV_ENC_BYTES);
 	m[1] = mut(KV_MUT_SUM, "v8", one, 8, KV_ENC_LE64);
-	T_OK(err_is(write_muts(db, m, 2, &res), KV_ERR_LE64_TARGET),
+	T_OK(t_err_is(write_muts(db, m, 2, &res), KV_ERR_LE64_TARGET),
 	    "KvU64 sum on a V8 value is KV_ERR_LE64_TARGET");
 	T_EQ(res.committed, 0, "and is not committed");
 	T_EQ(get_at(db, "side", NOW, &e), 0,
@@ -887,14 +795,14 @@ test_le64(void)
 	T_OK(v8_is_num(db, "v8", 1), "the V8 value is unchanged");
 	T_EQ(version_of(db), v0, "the data version is unchanged");
 	m[1] = mut(KV_MUT_MAX, "bytes", one, 8, KV_ENC_LE64);
-	T_OK(err_is(write_muts(db, m, 2, &res), KV_ERR_LE64_TARGET),
+	T_OK(t_err_is(write_muts(db, m, 2, &res), KV_ERR_LE64_TARGET),
 	    "KvU64 max on a bytes value is KV_ERR_LE64_TARGET");
 	T_EQ(get_at(db, "side", NOW, &e), 0, "and nothing is written");
 
-	T_OK(err_is(write1(db, mut(KV_MUT_MIN, "min", num, 11, KV_ENC_V8),
+	T_OK(t_err_is(write1(db, mut(KV_MUT_MIN, "min", num, 11, KV_ENC_V8),
 	    &res), KV_ERR_LE64_OPERAND),
 	    "min with a V8 operand is KV_ERR_LE64_OPERAND");
-	T_OK(err_is(write1(db, mut(KV_MUT_MAX, "max", "12345678", 8,
+	T_OK(t_err_is(write1(db, mut(KV_MUT_MAX, "max", "12345678", 8,
 	    KV_ENC_BYTES), &res), KV_ERR_LE64_OPERAND),
 	    "max with a bytes operand is KV_ERR_LE64_OPERAND");
 	T_OK(u64_is(db, "min", 4) && u64_is(db, "max", 7),
@@ -964,79 +872,79 @@ test_v8_sum(void)
 	    "test helper encodes 5n as FF 0F 5A 10 05 00..");
 
 	o = num_op(5);
-	T_OK(err_is(v8_sum(db, "n", &o), KV_OK) && v8_is_num(db, "n", 5),
+	T_OK(t_err_is(v8_sum(db, "n", &o), KV_OK) && v8_is_num(db, "n", 5),
 	    "number sum on a missing key stores the operand");
 	o = num_op(2.5);
-	T_OK(err_is(v8_sum(db, "n", &o), KV_OK) && v8_is_num(db, "n", 7.5),
+	T_OK(t_err_is(v8_sum(db, "n", &o), KV_OK) && v8_is_num(db, "n", 7.5),
 	    "number 5 + 2.5 = 7.5");
 	o = num_op(-10);
-	T_OK(err_is(v8_sum(db, "n", &o), KV_OK) && v8_is_num(db, "n", -2.5),
+	T_OK(t_err_is(v8_sum(db, "n", &o), KV_OK) && v8_is_num(db, "n", -2.5),
 	    "number 7.5 + -10 = -2.5");
 
 	o = big_op(5, 0);
-	T_OK(err_is(v8_sum(db, "b", &o), KV_OK) &&
+	T_OK(t_err_is(v8_sum(db, "b", &o), KV_OK) &&
 	    v8_is_bigint(db, "b", 0, 5, 0),
 	    "bigint sum on a missing key stores the operand");
 	o = big_op(7, 0);
-	T_OK(err_is(v8_sum(db, "b", &o), KV_OK) &&
+	T_OK(t_err_is(v8_sum(db, "b", &o), KV_OK) &&
 	    v8_is_bigint(db, "b", 0, 12, 0), "bigint 5n + 7n = 12n");
 	o = big_op(20, 1);
-	T_OK(err_is(v8_sum(db, "b", &o), KV_OK) &&
+	T_OK(t_err_is(v8_sum(db, "b", &o), KV_OK) &&
 	    v8_is_bigint(db, "b", 1, 8, 0), "bigint 12n + -20n = -8n");
 	o = big_op(UINT64_MAX, 0);
-	T_OK(err_is(v8_sum(db, "carry", &o), KV_OK), "set bigint 2^64-1");
+	T_OK(t_err_is(v8_sum(db, "carry", &o), KV_OK), "set bigint 2^64-1");
 	o = big_op(1, 0);
-	T_OK(err_is(v8_sum(db, "carry", &o), KV_OK) &&
+	T_OK(t_err_is(v8_sum(db, "carry", &o), KV_OK) &&
 	    v8_is_bigint(db, "carry", 0, 0, 1),
 	    "bigint (2^64-1)n + 1n = 2^64n (no wrap)");
 
 	v0 = version_of(db);
 	o = big_op(1, 0);
-	T_OK(err_is(v8_sum(db, "n", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	T_OK(t_err_is(v8_sum(db, "n", &o), KV_ERR_SUM_TYPE_MISMATCH),
 	    "number + bigint is KV_ERR_SUM_TYPE_MISMATCH");
 	T_OK(v8_is_num(db, "n", -2.5), "and the number is unchanged");
 	o = num_op(1);
-	T_OK(err_is(v8_sum(db, "b", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	T_OK(t_err_is(v8_sum(db, "b", &o), KV_ERR_SUM_TYPE_MISMATCH),
 	    "bigint + number is KV_ERR_SUM_TYPE_MISMATCH");
 	T_EQ(version_of(db), v0, "mismatched sums left the data version");
 
 	/* Bounds on numbers. */
 	o = num_op(10);
-	T_OK(err_is(v8_sum(db, "nb", &o), KV_OK), "set number 10");
+	T_OK(t_err_is(v8_sum(db, "nb", &o), KV_OK), "set number 10");
 	v0 = version_of(db);
 	o = num_op(5);
 	o.hilen = v8_num(12, o.hi);
-	T_OK(err_is(v8_sum(db, "nb", &o), KV_ERR_SUM_OUT_OF_RANGE),
+	T_OK(t_err_is(v8_sum(db, "nb", &o), KV_ERR_SUM_OUT_OF_RANGE),
 	    "10 + 5 over max 12 without clamp is KV_ERR_SUM_OUT_OF_RANGE");
 	T_OK(v8_is_num(db, "nb", 10), "and the value is unchanged");
 	T_EQ(version_of(db), v0, "and the data version is unchanged");
 	o.clamp = 1;
-	T_OK(err_is(v8_sum(db, "nb", &o), KV_OK) && v8_is_num(db, "nb", 12),
+	T_OK(t_err_is(v8_sum(db, "nb", &o), KV_OK) && v8_is_num(db, "nb", 12),
 	    "10 + 5 with max 12 and clamp = 12");
 	o = num_op(-20);
 	o.lolen = v8_num(0, o.lo);
-	T_OK(err_is(v8_sum(db, "nb", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
+	T_OK(t_err_is(v8_sum(db, "nb", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
 	    v8_is_num(db, "nb", 12),
 	    "12 - 20 under min 0 without clamp is refused");
 	o.clamp = 1;
-	T_OK(err_is(v8_sum(db, "nb", &o), KV_OK) && v8_is_num(db, "nb", 0),
+	T_OK(t_err_is(v8_sum(db, "nb", &o), KV_OK) && v8_is_num(db, "nb", 0),
 	    "12 - 20 with min 0 and clamp = 0");
 	o = num_op(3);
 	o.lolen = v8_num(0, o.lo);
 	o.hilen = v8_num(100, o.hi);
-	T_OK(err_is(v8_sum(db, "nb", &o), KV_OK) && v8_is_num(db, "nb", 3),
+	T_OK(t_err_is(v8_sum(db, "nb", &o), KV_OK) && v8_is_num(db, "nb", 3),
 	    "0 + 3 within [0, 100] = 3");
 
 	/* Bounds on bigints. */
 	o = big_op(10, 0);
 	o.hilen = v8_bigint(15, 0, o.hi);
 	o.clamp = 1;
-	T_OK(err_is(v8_sum(db, "bb", &o), KV_OK), "set bigint 10n");
-	T_OK(err_is(v8_sum(db, "bb", &o), KV_OK) &&
+	T_OK(t_err_is(v8_sum(db, "bb", &o), KV_OK), "set bigint 10n");
+	T_OK(t_err_is(v8_sum(db, "bb", &o), KV_OK) &&
 	    v8_is_bigint(db, "bb", 0, 15, 0),
 	    "10n + 10n with max 15n and clamp = 15n");
 	o.clamp = 0;
-	T_OK(err_is(v8_sum(db, "bb", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
+	T_OK(t_err_is(v8_sum(db, "bb", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
 	    v8_is_bigint(db, "bb", 0, 15, 0),
 	    "15n + 10n over max 15n without clamp is refused");
 
@@ -1044,11 +952,11 @@ test_v8_sum(void)
 	v0 = version_of(db);
 	o = num_op(1);
 	o.hilen = v8_bigint(100, 0, o.hi);
-	T_OK(err_is(v8_sum(db, "nb", &o), KV_ERR_SUM_MINMAX_TYPE),
+	T_OK(t_err_is(v8_sum(db, "nb", &o), KV_ERR_SUM_MINMAX_TYPE),
 	    "number operand with bigint max is KV_ERR_SUM_MINMAX_TYPE");
 	o = big_op(1, 0);
 	o.lolen = v8_num(0, o.lo);
-	T_OK(err_is(v8_sum(db, "bb", &o), KV_ERR_SUM_MINMAX_TYPE),
+	T_OK(t_err_is(v8_sum(db, "bb", &o), KV_ERR_SUM_MINMAX_TYPE),
 	    "bigint operand with number min is KV_ERR_SUM_MINMAX_TYPE");
 	T_OK(v8_is_num(db, "nb", 3) && v8_is_bigint(db, "bb", 0, 15, 0),
 	    "refused sums left the values");
@@ -1056,10 +964,10 @@ test_v8_sum(void)
 
 	/* A KvU64 plus a small bigint stays a KvU64. */
 	le64(7, buf);
-	T_OK(err_is(write1(db, mut(KV_MUT_SET, "u", buf, 8, KV_ENC_LE64),
+	T_OK(t_err_is(write1(db, mut(KV_MUT_SET, "u", buf, 8, KV_ENC_LE64),
 	    &res), KV_OK), "set KvU64 7");
 	o = big_op(5, 0);
-	T_OK(err_is(v8_sum(db, "u", &o), KV_OK) && u64_is(db, "u", 12),
+	T_OK(t_err_is(v8_sum(db, "u", &o), KV_OK) && u64_is(db, "u", 12),
 	    "KvU64 7 + bigint 5n = KvU64 12");
 	T_OK(get_at(db, "u", NOW, &e) == 1 && e.encoding == KV_ENC_LE64 &&
 	    e.value.len == 8, "the result is stored as KvU64");
@@ -1168,28 +1076,28 @@ test_v8_sum_refusals(struct kv_db *db)
 	struct v8buf		 num10 = { ten, v8_num(10, ten) };
 
 	o = num_op(5);
-	T_OK(err_is(v8_sum(db, "e", &o), KV_OK), "set number 5 for the"
+	T_OK(t_err_is(v8_sum(db, "e", &o), KV_OK), "set number 5 for the"
 	    " refusals");
 	v0 = version_of(db);
-	T_OK(err_is(v8_sum_with_side(db, "e", s, KV_ENC_V8, V8_NONE, V8_NONE,
+	T_OK(t_err_is(v8_sum_with_side(db, "e", s, KV_ENC_V8, V8_NONE, V8_NONE,
 	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
 	    "a V8 string operand is KV_ERR_SUM_INVALID_V8, nothing written");
-	T_OK(err_is(v8_sum_with_side(db, "e", obj, KV_ENC_V8, V8_NONE,
+	T_OK(t_err_is(v8_sum_with_side(db, "e", obj, KV_ENC_V8, V8_NONE,
 	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
 	    "a V8 object operand is KV_ERR_SUM_INVALID_V8");
-	T_OK(err_is(v8_sum_with_side(db, "e", t, KV_ENC_V8, V8_NONE, V8_NONE,
+	T_OK(t_err_is(v8_sum_with_side(db, "e", t, KV_ENC_V8, V8_NONE, V8_NONE,
 	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
 	    "a truncated V8 double is KV_ERR_SUM_INVALID_V8");
-	T_OK(err_is(v8_sum_with_side(db, "e", V8_NONE, KV_ENC_V8, V8_NONE,
+	T_OK(t_err_is(v8_sum_with_side(db, "e", V8_NONE, KV_ENC_V8, V8_NONE,
 	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
 	    "an empty V8 operand is KV_ERR_SUM_INVALID_V8");
-	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_BYTES, V8_NONE,
+	T_OK(t_err_is(v8_sum_with_side(db, "e", num10, KV_ENC_BYTES, V8_NONE,
 	    V8_NONE, 0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
 	    "a bytes-encoded operand is KV_ERR_SUM_INVALID_V8");
-	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, s, V8_NONE,
+	T_OK(t_err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, s, V8_NONE,
 	    0), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
 	    "a V8 string as min is KV_ERR_SUM_INVALID_V8");
-	T_OK(err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, V8_NONE, t,
+	T_OK(t_err_is(v8_sum_with_side(db, "e", num10, KV_ENC_V8, V8_NONE, t,
 	    1), KV_ERR_SUM_INVALID_V8) && unchanged(db, v0),
 	    "a truncated V8 max is KV_ERR_SUM_INVALID_V8, also with clamp");
 	T_OK(v8_is_num(db, "e", 5), "after all the refusals the value is"
@@ -1204,47 +1112,47 @@ test_v8_sum_bounds(struct kv_db *db)
 
 	/* min > max: min applies first, then max (denokv's order). */
 	o = num_op(5);
-	T_OK(err_is(v8_sum(db, "mm", &o), KV_OK), "set number 5");
+	T_OK(t_err_is(v8_sum(db, "mm", &o), KV_OK), "set number 5");
 	o = num_op(1);
 	o.lolen = v8_num(10, o.lo);
 	o.hilen = v8_num(0, o.hi);
-	T_OK(err_is(v8_sum(db, "mm", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
+	T_OK(t_err_is(v8_sum(db, "mm", &o), KV_ERR_SUM_OUT_OF_RANGE) &&
 	    v8_is_num(db, "mm", 5),
 	    "min 10 > max 0 without clamp: 6 is out of range, refused");
 	o.clamp = 1;
-	T_OK(err_is(v8_sum(db, "mm", &o), KV_OK) && v8_is_num(db, "mm", 0),
+	T_OK(t_err_is(v8_sum(db, "mm", &o), KV_OK) && v8_is_num(db, "mm", 0),
 	    "min 10 > max 0 with clamp: 6 rises to 10, then falls to 0");
 	o = big_op(1, 0);
-	T_OK(err_is(v8_sum(db, "mmb", &o), KV_OK), "set bigint 1n");
+	T_OK(t_err_is(v8_sum(db, "mmb", &o), KV_OK), "set bigint 1n");
 	o.lolen = v8_bigint(100, 0, o.lo);
 	o.hilen = v8_bigint(50, 0, o.hi);
 	o.clamp = 1;
-	T_OK(err_is(v8_sum(db, "mmb", &o), KV_OK) &&
+	T_OK(t_err_is(v8_sum(db, "mmb", &o), KV_OK) &&
 	    v8_is_bigint(db, "mmb", 0, 50, 0),
 	    "bigint min 100n > max 50n with clamp: 2n ends at 50n");
 
 	/* NaN never compares, so it never bounds anything. */
 	o = num_op(5);
-	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK), "set number 5");
+	T_OK(t_err_is(v8_sum(db, "nan", &o), KV_OK), "set number 5");
 	o = num_op(1);
 	o.lolen = v8_num(nan, o.lo);
 	o.hilen = v8_num(nan, o.hi);
-	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 6),
+	T_OK(t_err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 6),
 	    "NaN min and max without clamp: 5 + 1 = 6");
 	o.clamp = 1;
-	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 7),
+	T_OK(t_err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_num(db, "nan", 7),
 	    "NaN min and max with clamp: 6 + 1 = 7, not clamped to NaN");
 	o = num_op(nan);
 	o.hilen = v8_num(100, o.hi);
-	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
+	T_OK(t_err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
 	    "a NaN operand with max 100 stores NaN (NaN is not above 100)");
 	o = num_op(1);
 	o.lolen = v8_num(0, o.lo);
-	T_OK(err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
+	T_OK(t_err_is(v8_sum(db, "nan", &o), KV_OK) && v8_is_nan(db, "nan"),
 	    "NaN + 1 with min 0 stays NaN");
 	o = num_op(__builtin_inf());
-	T_OK(err_is(v8_sum(db, "inf", &o), KV_OK) &&
-	    err_is(v8_sum(db, "inf", &o), KV_OK) &&
+	T_OK(t_err_is(v8_sum(db, "inf", &o), KV_OK) &&
+	    t_err_is(v8_sum(db, "inf", &o), KV_OK) &&
 	    v8_is_num(db, "inf", __builtin_inf()), "Infinity + Infinity ="
 	    " Infinity");
 }
@@ -1258,35 +1166,35 @@ test_v8_sum_u64_target(struct kv_db *db)
 	int64_t			 v0;
 
 	le64(7, buf);
-	T_OK(err_is(write1(db, mut(KV_MUT_SET, "u7", buf, 8, KV_ENC_LE64),
+	T_OK(t_err_is(write1(db, mut(KV_MUT_SET, "u7", buf, 8, KV_ENC_LE64),
 	    &res), KV_OK), "set KvU64 7");
 	v0 = version_of(db);
 	o = big_op(1, 1);
-	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH) &&
+	T_OK(t_err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH) &&
 	    u64_is(db, "u7", 7),
 	    "KvU64 + -1n is KV_ERR_SUM_TYPE_MISMATCH, value unchanged");
-	T_OK(err_is(v8_sum_with_side(db, "u7", (struct v8buf){ two,
+	T_OK(t_err_is(v8_sum_with_side(db, "u7", (struct v8buf){ two,
 	    v8_bigint2(0, 1, 0, two) }, KV_ENC_V8, V8_NONE, V8_NONE, 0),
 	    KV_ERR_SUM_TYPE_MISMATCH) && unchanged(db, v0),
 	    "KvU64 + 2^64n is KV_ERR_SUM_TYPE_MISMATCH, nothing written");
 	o = big_op(5, 0);
 	o.hilen = v8_bigint(100, 0, o.hi);
-	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_U64_MINMAX),
+	T_OK(t_err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_U64_MINMAX),
 	    "KvU64 + 5n with max 100n is KV_ERR_SUM_U64_MINMAX");
 	o = big_op(5, 0);
 	o.clamp = 1;
-	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	T_OK(t_err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
 	    "KvU64 + 5n with clamp and no bounds is KV_ERR_SUM_TYPE_MISMATCH");
 	o = num_op(5);
-	T_OK(err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
+	T_OK(t_err_is(v8_sum(db, "u7", &o), KV_ERR_SUM_TYPE_MISMATCH),
 	    "KvU64 + number 5 is KV_ERR_SUM_TYPE_MISMATCH");
 	T_OK(u64_is(db, "u7", 7) && version_of(db) == v0,
 	    "the refusals left KvU64 7 and the data version");
 	o = big_op(UINT64_MAX, 0);
-	T_OK(err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
+	T_OK(t_err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
 	    "KvU64 7 + (2^64-1)n wraps to KvU64 6, as KvU64 sums do");
 	o = big_op(0, 0);
-	T_OK(err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
+	T_OK(t_err_is(v8_sum(db, "u7", &o), KV_OK) && u64_is(db, "u7", 6),
 	    "KvU64 6 + 0n = KvU64 6");
 }
 
@@ -1302,14 +1210,14 @@ test_v8_sum_size_limit(struct kv_db *db)
 	/* 8191 digits: 65528 magnitude bytes, 65534 encoded. */
 	big = v8_bigint_ones(8191, &len);
 	T_EQ(len, 65534, "2^524224 - 1 takes 65534 bytes as V8");
-	T_OK(err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
+	T_OK(t_err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
 	    KV_ENC_V8, V8_NONE, V8_NONE, 0), KV_OK),
 	    "a sum onto a missing key stores a 65534-byte bigint");
 	stored = get_at(db, "huge", NOW, &e) == 1 ? e.value.len : 0;
 	T_EQ(stored, 65534, "stored as 65534 bytes");
 	v0 = version_of(db);
 	/* Another 8191 digits: the sum needs 8192, 65542 bytes encoded. */
-	T_OK(err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
+	T_OK(t_err_is(v8_sum_with_side(db, "huge", (struct v8buf){ big, len },
 	    KV_ENC_V8, V8_NONE, V8_NONE, 0), KV_ERR_SUM_OUT_OF_RANGE),
 	    "a sum whose result would take 65542 bytes is"
 	    " KV_ERR_SUM_OUT_OF_RANGE (a 400, not a retryable 5xx)");
@@ -1351,7 +1259,7 @@ test_versionstamped_key(void)
 	db_path(path, sizeof(path), "vskey.sqlite3");
 	db = open_rw(path);
 	for (int w = 0; w < 2; w++) {
-		T_OK(err_is(write1(db, mut(KV_MUT_SET_VERSIONSTAMPED_KEY, "vk",
+		T_OK(t_err_is(write1(db, mut(KV_MUT_SET_VERSIONSTAMPED_KEY, "vk",
 		    "x", 1, KV_ENC_BYTES), &res), KV_OK) && res.committed,
 		    "versionstamped-key set %d commits", w + 1);
 		memcpy(want[w], "vk\x02", 3);
@@ -1363,7 +1271,7 @@ test_versionstamped_key(void)
 	}
 	arena_reset(&A);
 	err = kv_snapshot_read(db, &r, 1, NOW, &A, &out);
-	T_OK(err_is(err, KV_OK) && out.n == 2, "two versionstamped keys");
+	T_OK(t_err_is(err, KV_OK) && out.n == 2, "two versionstamped keys");
 	if (err != KV_OK || out.n != 2)
 		T_BAIL("the versionstamped-key tests need both keys");
 	T_OK(out.entries[0].key.len == 24 &&
@@ -1397,19 +1305,19 @@ test_expiry(void)
 
 	db_path(path, sizeof(path), "expiry.sqlite3");
 	db = open_rw(path);
-	raw = raw_open(path);
-	T_OK(err_is(set_expiring(db, "e_past", "p", 1, KV_ENC_BYTES,
+	raw = t_raw_open(path);
+	T_OK(t_err_is(set_expiring(db, "e_past", "p", 1, KV_ENC_BYTES,
 	    NOW - 1000), KV_OK), "set e_past expiring before now");
-	T_OK(err_is(set_expiring(db, "e_now", "n", 1, KV_ENC_BYTES, NOW),
+	T_OK(t_err_is(set_expiring(db, "e_now", "n", 1, KV_ENC_BYTES, NOW),
 	    KV_OK), "set e_now expiring at now");
-	T_OK(err_is(set_expiring(db, "e_future", "f", 1, KV_ENC_BYTES,
+	T_OK(t_err_is(set_expiring(db, "e_future", "f", 1, KV_ENC_BYTES,
 	    NOW + 1000), KV_OK), "set e_future expiring after now");
-	T_OK(err_is(set_expiring(db, "e_never", "v", 1, KV_ENC_BYTES, 0),
+	T_OK(t_err_is(set_expiring(db, "e_never", "v", 1, KV_ENC_BYTES, 0),
 	    KV_OK), "set e_never without expiry");
-	T_EQ(sql_int(raw, "select expiration_ms from kv"
+	T_EQ(t_sql_int(raw, "select expiration_ms from kv"
 	    " where k = cast('e_future' as blob)"),
 	    NOW + 1000, "expiration_ms is stored");
-	T_EQ(sql_int(raw, "select expiration_ms from kv"
+	T_EQ(t_sql_int(raw, "select expiration_ms from kv"
 	    " where k = cast('e_never' as blob)"),
 	    -1, "no expiry is stored as -1, as denokv does");
 
@@ -1424,46 +1332,46 @@ test_expiry(void)
 	    "e_never"), "an entry is invisible at its expiry time");
 
 	memset(&c, 0, sizeof(c));
-	c.key = str("e_past");
+	c.key = t_str("e_past");
 	c.must_be_absent = 1;
 	m = mut(KV_MUT_SET, "chk", "1", 1, KV_ENC_BYTES);
-	T_OK(err_is(write_full(db, &c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
+	T_OK(t_err_is(write_full(db, &c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
 	    res.committed, "must_be_absent passes on an expired key");
-	c.key = str("e_future");
-	T_OK(err_is(write_full(db, &c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
+	c.key = t_str("e_future");
+	T_OK(t_err_is(write_full(db, &c, 1, &m, 1, NULL, 0, &res), KV_OK) &&
 	    !res.committed, "must_be_absent fails on a not yet expired key");
 
 	le64(100, buf);
-	T_OK(err_is(set_expiring(db, "e_sum", buf, 8, KV_ENC_LE64, NOW - 1),
+	T_OK(t_err_is(set_expiring(db, "e_sum", buf, 8, KV_ENC_LE64, NOW - 1),
 	    KV_OK), "set an expired KvU64 100");
-	T_OK(err_is(le64_op(db, KV_MUT_SUM, "e_sum", 5), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_SUM, "e_sum", 5), KV_OK) &&
 	    u64_is(db, "e_sum", 5),
 	    "KvU64 sum treats an expired key as missing");
-	T_OK(err_is(set_expiring(db, "e_v8", buf, v8_num(100, buf), KV_ENC_V8,
+	T_OK(t_err_is(set_expiring(db, "e_v8", buf, v8_num(100, buf), KV_ENC_V8,
 	    NOW - 1), KV_OK), "set an expired V8 number 100");
 	o = num_op(1);
-	T_OK(err_is(v8_sum(db, "e_v8", &o), KV_OK) && v8_is_num(db, "e_v8", 1),
+	T_OK(t_err_is(v8_sum(db, "e_v8", &o), KV_OK) && v8_is_num(db, "e_v8", 1),
 	    "V8 sum treats an expired key as missing");
-	T_OK(err_is(set_expiring(db, "e_str", "s", 1, KV_ENC_BYTES, NOW - 1),
+	T_OK(t_err_is(set_expiring(db, "e_str", "s", 1, KV_ENC_BYTES, NOW - 1),
 	    KV_OK), "set an expired bytes value");
-	T_OK(err_is(le64_op(db, KV_MUT_SUM, "e_str", 2), KV_OK) &&
+	T_OK(t_err_is(le64_op(db, KV_MUT_SUM, "e_str", 2), KV_OK) &&
 	    u64_is(db, "e_str", 2),
 	    "KvU64 sum on an expired bytes value is not a type error");
 
-	rows = sql_int(raw, "select count(*) from kv");
-	T_OK(err_is(kv_delete_expired(db, NOW, 1000, &deleted), KV_OK),
+	rows = t_sql_int(raw, "select count(*) from kv");
+	T_OK(t_err_is(kv_delete_expired(db, NOW, 1000, &deleted), KV_OK),
 	    "kv_delete_expired succeeds");
 	T_EQ(deleted, 2, "it deletes the two expired rows");
-	T_EQ(sql_int(raw, "select count(*) from kv"), rows - 2,
+	T_EQ(t_sql_int(raw, "select count(*) from kv"), rows - 2,
 	    "the rows are gone from the file");
-	T_EQ(sql_int(raw, "select count(*) from kv where k in"
+	T_EQ(t_sql_int(raw, "select count(*) from kv where k in"
 	    " (cast('e_past' as blob), cast('e_now' as blob))"), 0,
 	    "the expired ones are gone");
 	T_OK(str_is(read1(db, range("e_", "e`", 10, 0), NOW - 2000),
 	    "e_future,e_never,e_str,e_sum,e_v8"), "the others remain");
 
-	T_OK(err_is(set_expiring(db, "x1", "1", 1, KV_ENC_BYTES, NOW - 5),
-	    KV_OK) && err_is(set_expiring(db, "x2", "2", 1, KV_ENC_BYTES,
+	T_OK(t_err_is(set_expiring(db, "x1", "1", 1, KV_ENC_BYTES, NOW - 5),
+	    KV_OK) && t_err_is(set_expiring(db, "x2", "2", 1, KV_ENC_BYTES,
 	    NOW - 5), KV_OK), "set two more expired entries");
 	T_OK(kv_delete_expired(db, NOW, 1, &deleted) == KV_OK && deleted == 1,
 	    "kv_delete_expired with batch 1 deletes one");
@@ -1537,9 +1445,9 @@ test_enqueue(void)
 
 	db_path(path, sizeof(path), "queue.sqlite3");
 	db = open_rw(path);
-	raw = raw_open(path);
+	raw = t_raw_open(path);
 	memset(q, 0, sizeof(q));
-	q[0].payload = str("hello");
+	q[0].payload = t_str("hello");
 	q[0].deadline_ms = NOW + 5000;
 	q[1].payload = (struct kv_bytes){ NULL, 0 };
 	q[1].deadline_ms = NOW + 10;
@@ -1547,11 +1455,11 @@ test_enqueue(void)
 	q[1].n_undelivered_keys = 2;
 	q[1].backoff = backoff;
 	q[1].n_backoff = 3;
-	T_OK(err_is(write_full(db, NULL, 0, NULL, 0, q, 2, &res), KV_OK) &&
+	T_OK(t_err_is(write_full(db, NULL, 0, NULL, 0, q, 2, &res), KV_OK) &&
 	    res.committed, "write with two enqueues commits");
-	T_EQ(sql_int(raw, "select count(*) from queue"), 2,
+	T_EQ(t_sql_int(raw, "select count(*) from queue"), 2,
 	    "two rows in queue");
-	T_EQ(sql_int(raw, "select count(*) from queue_running"), 0,
+	T_EQ(t_sql_int(raw, "select count(*) from queue_running"), 0,
 	    "queue_running is untouched");
 	if (read_queue_row(raw, 1, &r0) != 0 ||
 	    read_queue_row(raw, 0, &r1) != 0) {
@@ -1613,11 +1521,11 @@ test_checkpoint(void)
 	}
 	T_OK(ok && file_size(wal) > 0, "20 writes leave frames in the WAL"
 	    " (%lld bytes)", file_size(wal));
-	T_OK(err_is(kv_checkpoint(db, 0, &frames, &done), KV_OK) &&
+	T_OK(t_err_is(kv_checkpoint(db, 0, &frames, &done), KV_OK) &&
 	    frames > 0 && done == frames,
 	    "a passive checkpoint copies all %d frames (%d)", frames, done);
 	T_OK(file_size(wal) > 0, "and keeps the WAL file's size");
-	T_OK(err_is(kv_checkpoint(db, 1, &frames, &done), KV_OK) &&
+	T_OK(t_err_is(kv_checkpoint(db, 1, &frames, &done), KV_OK) &&
 	    file_size(wal) == 0, "a truncating checkpoint empties the WAL"
 	    " file (%lld bytes)", file_size(wal));
 	T_OK(get_at(db, "k19", NOW, &e) == 1 && version_of(db) == 20,
@@ -1663,7 +1571,7 @@ conc_writer_run(void *arg)
 		arena_reset(&w->a);
 		err = kv_atomic_write(w->db, &wr, NOW, &w->a, &res);
 		w->version[i] = err == KV_OK && res.committed ?
-		    vs_version(res.versionstamp) : 0;
+		    t_vs_version(res.versionstamp) : 0;
 		if (w->version[i] == 0 && w->err == KV_OK)
 			w->err = err != KV_OK ? err : KV_ERR_INTERNAL;
 	}
@@ -1699,7 +1607,7 @@ test_concurrent_writers(const char *path)
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&round);
 
-	T_OK(err_is(w[0].err, KV_OK) && err_is(w[1].err, KV_OK),
+	T_OK(t_err_is(w[0].err, KV_OK) && t_err_is(w[1].err, KV_OK),
 	    "2 x %d writes from two handles, started together each round,"
 	    " all commit", CONC_ROUNDS);
 	for (int i = 0; i < 2; i++) {
@@ -1743,13 +1651,13 @@ test_concurrency(void)
 	db[1] = open_db(path, 0, 50, err, sizeof(err));
 	if (db[0] == NULL || db[1] == NULL)
 		T_BAIL("two handles on %s: %s", path, err);
-	T_OK(err_is(set_bytes(db[1], "c", "19", &res), KV_OK) &&
+	T_OK(t_err_is(set_bytes(db[1], "c", "19", &res), KV_OK) &&
 	    res.committed, "a write before the lock is taken");
 	memcpy(prev, res.versionstamp, sizeof(prev));
-	raw = raw_open(path);
+	raw = t_raw_open(path);
 	T_EQ(sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL), SQLITE_OK,
 	    "another connection takes the write lock");
-	T_OK(err_is(set_bytes(db[0], "c", "busy", &res), KV_ERR_BUSY),
+	T_OK(t_err_is(set_bytes(db[0], "c", "busy", &res), KV_ERR_BUSY),
 	    "a write while it is held is KV_ERR_BUSY");
 	T_EQ(res.committed, 0, "and is not committed");
 	T_OK(get_at(db[1], "c", NOW, &e) == 1 && e.value.len == 2 &&
@@ -1757,7 +1665,7 @@ test_concurrency(void)
 	    "reads still work while the write lock is held");
 	T_EQ(sqlite3_exec(raw, "commit", NULL, NULL, NULL), SQLITE_OK,
 	    "the other connection commits");
-	T_OK(err_is(set_bytes(db[0], "c", "free", &res), KV_OK) &&
+	T_OK(t_err_is(set_bytes(db[0], "c", "free", &res), KV_OK) &&
 	    res.committed, "then the write succeeds");
 	T_OK(memcmp(res.versionstamp, prev, sizeof(prev)) > 0,
 	    "with a greater versionstamp");
@@ -1794,7 +1702,7 @@ test_busy_bound(void)
 		return;
 	T_OK(set_bytes(db, "k", "before", &res) == KV_OK && res.committed,
 	    "busy: a first write commits");
-	if ((raw = raw_open(path)) == NULL) {
+	if ((raw = t_raw_open(path)) == NULL) {
 		T_OK(0, "busy: a second connection opens");
 		kv_close(db);
 		return;
@@ -1802,7 +1710,7 @@ test_busy_bound(void)
 	T_EQ(sqlite3_exec(raw, "begin immediate", NULL, NULL, NULL), SQLITE_OK,
 	    "busy: another connection takes the write lock and keeps it");
 	t0 = clock_mono_ms();
-	T_OK(err_is(set_bytes(db, "k", "during", &res), KV_ERR_BUSY),
+	T_OK(t_err_is(set_bytes(db, "k", "during", &res), KV_ERR_BUSY),
 	    "busy: a write meanwhile is KV_ERR_BUSY");
 	waited = clock_mono_ms() - t0;
 	T_EQ(kv_err_status(KV_ERR_BUSY), 503, "busy: which is a 503");
@@ -1912,11 +1820,11 @@ test_corrupt_fault(void)
 	}
 	kv_close(db);	/* the last connection checkpoints the WAL away */
 	T_OK(ok, "corrupt: 400 rows written and the file closed");
-	if ((raw = raw_open(path)) == NULL)
+	if ((raw = t_raw_open(path)) == NULL)
 		return;
-	root = sql_int(raw, "select rootpage from sqlite_schema where"
+	root = t_sql_int(raw, "select rootpage from sqlite_schema where"
 	    " name = 'kv'");
-	pagesize = sql_int(raw, "pragma page_size");
+	pagesize = t_sql_int(raw, "pragma page_size");
 	sqlite3_close(raw);
 	memset(junk, 0xA5, sizeof(junk));
 	fd = open(path, O_WRONLY);
@@ -1935,18 +1843,18 @@ test_corrupt_fault(void)
 	    " damaged table fails");
 	arena_reset(&A);
 	{
-		struct kv_range		 r = { .start = str("a"),
-		    .end = str("z"), .limit = 10 };
+		struct kv_range		 r = { .start = t_str("a"),
+		    .end = t_str("z"), .limit = 10 };
 		struct kv_range_result	 rr;
 
-		T_OK(err_is(kv_snapshot_read(db, &r, 1, NOW, &A, &rr),
+		T_OK(t_err_is(kv_snapshot_read(db, &r, 1, NOW, &A, &rr),
 		    KV_ERR_CORRUPT), "corrupt: with KV_ERR_CORRUPT");
 	}
 	T_EQ(kv_err_status(KV_ERR_CORRUPT), 500, "corrupt: a 500, which"
 	    " clients do not mistake for busy");
 	T_OK(faults.n >= 2 && faults.last == KV_ERR_CORRUPT,
 	    "corrupt: each one reported to the fault hook (%d)", faults.n);
-	T_OK(err_is(kv_current_version(db, &version), KV_OK),
+	T_OK(t_err_is(kv_current_version(db, &version), KV_OK),
 	    "corrupt: the undamaged data_version table still reads");
 	kv_close(db);
 }
@@ -2022,7 +1930,7 @@ test_values(void)
 	for (size_t i = 0; i < BIG_VALUE; i++)
 		big[i] = (uint8_t)(i * 31 + 7);
 	db = open_rw(path);
-	raw = raw_open(path);
+	raw = t_raw_open(path);
 	for (size_t i = 0; i < sizeof(encs) / sizeof(encs[0]); i++) {
 		for (size_t j = 0; j < sizeof(sizes) / sizeof(sizes[0]); j++) {
 			snprintf(name, sizeof(name), "val_%d_%zu",
@@ -2038,7 +1946,7 @@ test_values(void)
 			snprintf(sql, sizeof(sql), "select typeof(v) ||"
 			    " v_encoding from kv where k = cast('%s' as blob)",
 			    name);
-			sql_text(raw, sql, t, sizeof(t));
+			t_sql_text(raw, sql, t, sizeof(t));
 			snprintf(want, sizeof(want), "blob%d", (int)encs[i]);
 			T_OK(str_is(t, want), "stored as a blob with"
 			    " v_encoding %d", (int)encs[i]);
@@ -2112,15 +2020,7 @@ shim_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
 static int
 shim_register(void)
 {
-	sqlite3_vfs	*base = sqlite3_vfs_find(NULL);
-
-	if (base == NULL)
-		return -1;
-	shim_vfs = *base;
-	shim_vfs.zName = "test-shm-full";
-	shim_vfs.pAppData = base;
-	shim_vfs.xOpen = shim_open;
-	return sqlite3_vfs_register(&shim_vfs, 1) == SQLITE_OK ? 0 : -1;
+	return t_vfs_wrap_default(&shim_vfs, "test-shm-full", shim_open);
 }
 
 /*
@@ -2162,7 +2062,7 @@ test_failed_commit_stays_failed(void)
 		enum kv_err		 r = KV_OK;
 
 		if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL ||
-		    (pin = raw_open(path)) == NULL ||
+		    (pin = t_raw_open(path)) == NULL ||
 		    sqlite3_exec(pin, "begin; select count(*) from kv", NULL,
 		    NULL, NULL) != SQLITE_OK)
 			_exit(2);
@@ -2208,11 +2108,7 @@ test_failed_commit_stays_failed(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	arena_init(&A, 64 * 1024);
 	test_schema();
 	test_read_only();
@@ -2235,6 +2131,6 @@ main(void)
 	test_failed_commit_stays_failed();
 	test_values();
 	arena_fini(&A);
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }

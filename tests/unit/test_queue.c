@@ -21,6 +21,7 @@
 #include "arena.h"
 #include "kv.h"
 #include "testhelp.h"
+#include "testkv.h"
 
 #define NOW	1700000000000LL
 #define LEASE	30000
@@ -78,25 +79,6 @@ reset_hooks(void)
 	last_changed_version = last_committed_version = 0;
 }
 
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(tmpdir);
-}
-
 static struct kv_db *
 open_db(const char *name, int read_only, sqlite3 **raw)
 {
@@ -118,35 +100,6 @@ open_db(const char *name, int read_only, sqlite3 **raw)
 		return NULL;
 	}
 	return db;
-}
-
-static int64_t
-sql_int(sqlite3 *raw, const char *sql)
-{
-	sqlite3_stmt	*st;
-	int64_t		 v = -1;
-
-	if (sqlite3_prepare_v2(raw, sql, -1, &st, NULL) != SQLITE_OK)
-		return -2;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-/* The first text column of the first row, copied into buf. */
-static const char *
-sql_text(sqlite3 *raw, const char *sql, char *buf, size_t len)
-{
-	sqlite3_stmt	*st;
-
-	buf[0] = '\0';
-	if (sqlite3_prepare_v2(raw, sql, -1, &st, NULL) != SQLITE_OK)
-		return buf;
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-		snprintf(buf, len, "%s", sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return buf;
 }
 
 /* Enqueues one message through an ordinary atomic write. */
@@ -208,7 +161,7 @@ test_lease_order_and_exclusive(void)
 	    enqueue(db, "b", NOW - 20, NULL, 0, NULL, 0) == 0,
 	    "four enqueues commit");
 	T_EQ(n_queued, 4, "each commit with an enqueue calls the queued hook");
-	sql_text(raw, "select id from queue where data = x'61'", buf,
+	t_sql_text(raw, "select id from queue where data = x'61'", buf,
 	    sizeof(buf));
 	T_OK(t_is_uuid(buf) && buf[14] == '8' && strcmp(buf + 34, "05") == 0,
 	    "an id is a version-8 UUID ending in its schedule length (%s)",
@@ -221,11 +174,11 @@ test_lease_order_and_exclusive(void)
 	/* NOW is a multiple of 128; a default schedule has 5 delays left. */
 	T_EQ(m[0].lease_until_ms, NOW + LEASE + (5 - LEASE % 128 + 128) % 128,
 	    "lease ends now + lease, rounded up to 5 modulo 128");
-	T_EQ(sql_int(raw, "select count(*) from queue_running"), 2,
+	T_EQ(t_sql_int(raw, "select count(*) from queue_running"), 2,
 	    "both moved to queue_running");
-	T_EQ(sql_int(raw, "select count(*) from queue"), 2,
+	T_EQ(t_sql_int(raw, "select count(*) from queue"), 2,
 	    "two left in queue");
-	T_EQ(sql_int(raw, "select deadline from queue_running limit 1"),
+	T_EQ(t_sql_int(raw, "select deadline from queue_running limit 1"),
 	    m[0].lease_until_ms, "queue_running.deadline is the lease end");
 	T_EQ(lease(db, NOW, 8, m), 1, "next lease gets only the other due one");
 	T_OK(payload_is(&m[0], "c"), "which is c");
@@ -256,7 +209,7 @@ test_finish_and_renew(void)
 		T_OK(0, "lease two");
 		goto out;
 	}
-	v0 = (int)sql_int(raw, "select version from data_version");
+	v0 = (int)t_sql_int(raw, "select version from data_version");
 	until = m[0].lease_until_ms;
 	T_EQ(kv_queue_finish(db, m[0].id, until + 1, 1, NOW + 1),
 	    KV_ERR_QUEUE_LEASE_NOT_HELD, "finish with a wrong lease end: 409");
@@ -264,17 +217,17 @@ test_finish_and_renew(void)
 	    KV_ERR_QUEUE_LEASE_NOT_HELD, "finish of an unknown id: 409");
 	T_EQ(kv_queue_finish(db, m[0].id, until, 1, until),
 	    KV_ERR_QUEUE_LEASE_EXPIRED, "finish at the lease end: expired");
-	T_EQ(sql_int(raw, "select count(*) from queue_running"), 2,
+	T_EQ(t_sql_int(raw, "select count(*) from queue_running"), 2,
 	    "refusals change nothing");
 	T_EQ(kv_queue_finish(db, m[0].id, until, 1, NOW + 1), KV_OK,
 	    "finish(success) of a held lease");
-	T_EQ(sql_int(raw, "select count(*) from queue_running"), 1,
+	T_EQ(t_sql_int(raw, "select count(*) from queue_running"), 1,
 	    "the message is gone");
-	T_EQ(sql_int(raw, "select count(*) from queue"), 0,
+	T_EQ(t_sql_int(raw, "select count(*) from queue"), 0,
 	    "and not back in queue");
 	T_EQ(kv_queue_finish(db, m[0].id, until, 1, NOW + 2),
 	    KV_ERR_QUEUE_LEASE_NOT_HELD, "a second finish: not held");
-	T_EQ(sql_int(raw, "select version from data_version"), v0,
+	T_EQ(t_sql_int(raw, "select version from data_version"), v0,
 	    "leases and finishes take no versionstamp");
 
 	T_EQ(kv_queue_renew(db, m[1].id, m[1].lease_until_ms, 60000,
@@ -321,9 +274,9 @@ test_retry_schedule(void)
 	T_EQ(kv_queue_finish(db, m[0].id, m[0].lease_until_ms, 0, t + 5),
 	    KV_OK, "finish(failure)");
 	T_EQ(n_queued, 1, "a retry calls the queued hook");
-	T_EQ(sql_int(raw, "select ts from queue"), t + 5 + 50,
+	T_EQ(t_sql_int(raw, "select ts from queue"), t + 5 + 50,
 	    "due again after the first delay");
-	T_OK(strcmp(sql_text(raw, "select backoff_schedule from queue", buf,
+	T_OK(strcmp(t_sql_text(raw, "select backoff_schedule from queue", buf,
 	    sizeof(buf)), "[70]") == 0, "with the rest of its schedule (%s)",
 	    buf);
 	T_EQ(lease(db, t + 54, 1, m), 0, "not before the delay");
@@ -335,15 +288,15 @@ test_retry_schedule(void)
 	    "nothing while the lease runs");
 	t = m[0].lease_until_ms;
 	T_EQ(lease(db, t, 1, m), 0, "expired lease returned, due after 70 ms");
-	T_EQ(sql_int(raw, "select ts from queue"), t + 70,
+	T_EQ(t_sql_int(raw, "select ts from queue"), t + 70,
 	    "the expiry used the next delay");
 	T_EQ(lease(db, t + 70, 1, m), 1, "leased again");
 	T_EQ(m[0].attempt, 3, "attempt 3");
 	T_OK(payload_is(&m[0], "r"), "payload unchanged");
 	T_EQ(kv_queue_finish(db, m[0].id, m[0].lease_until_ms, 0, t + 80),
 	    KV_OK, "last failure with no dead-letter keys");
-	T_EQ(sql_int(raw, "select count(*) from queue") +
-	    sql_int(raw, "select count(*) from queue_running"), 0,
+	T_EQ(t_sql_int(raw, "select count(*) from queue") +
+	    t_sql_int(raw, "select count(*) from queue_running"), 0,
 	    "the message is gone");
 out:
 	sqlite3_close(raw);
@@ -372,7 +325,7 @@ test_dead_letter(void)
 	T_EQ(st.dead_lettered, 0, "no dead letters (no counter table yet)");
 	/* An empty schedule: the first failure is the last. */
 	enqueue(db, "\xff\x0f\x22\x01x", NOW, none, 0, dl, 2);
-	v0 = sql_int(raw, "select version from data_version");
+	v0 = t_sql_int(raw, "select version from data_version");
 	if (lease(db, NOW, 1, m) != 1) {
 		T_OK(0, "lease");
 		goto out;
@@ -386,25 +339,25 @@ test_dead_letter(void)
 	T_EQ(kv_queue_return_expired(db, m[0].lease_until_ms, 100, &n), KV_OK,
 	    "return_expired at the lease end");
 	T_EQ(n, 1, "returns the lease");
-	T_EQ(sql_int(raw, "select count(*) from kv where v_encoding = 1 and"
+	T_EQ(t_sql_int(raw, "select count(*) from kv where v_encoding = 1 and"
 	    " v = x'ff0f220178'"), 2, "both dead-letter keys hold the payload"
 	    " as a V8 value");
-	T_EQ(sql_int(raw, "select version from data_version"), v0 + 1,
+	T_EQ(t_sql_int(raw, "select version from data_version"), v0 + 1,
 	    "under one new version");
-	T_EQ(sql_int(raw, "select count(distinct version) from kv"), 1,
+	T_EQ(t_sql_int(raw, "select count(distinct version) from kv"), 1,
 	    "the same version on both keys");
 	T_EQ(n_changed, 2, "watchers told of both keys");
 	T_EQ(last_changed_version, v0 + 1, "with the new version");
 	T_OK(n_committed == 1 && last_committed_version == v0 + 1,
 	    "the new version is reported as committed once");
 	T_EQ(n_published, 1, "published once");
-	T_EQ(sql_int(raw, "select count(*) from queue") +
-	    sql_int(raw, "select count(*) from queue_running"), 0,
+	T_EQ(t_sql_int(raw, "select count(*) from queue") +
+	    t_sql_int(raw, "select count(*) from queue_running"), 0,
 	    "the message is gone");
 	T_EQ(kv_queue_return_expired(db, m[0].lease_until_ms + 1000, 100, &n),
 	    KV_OK, "another pass");
 	T_EQ(n, 0, "finds nothing: dead-lettered exactly once");
-	T_EQ(sql_int(raw, "select version from data_version"), v0 + 1,
+	T_EQ(t_sql_int(raw, "select version from data_version"), v0 + 1,
 	    "and writes nothing");
 	T_EQ(kv_queue_stats(db, NOW, &st), KV_OK, "stats");
 	T_EQ(st.dead_lettered, 1, "stats count one dead letter");
@@ -470,13 +423,13 @@ test_deno_rows_and_events(void)
 	T_EQ(lease(db, NOW + 1, 4, m), 2, "two due");
 	T_EQ(m[0].attempt, 3, "a default-schedule tail of 3: attempt 3");
 	T_EQ(m[1].attempt, 0, "a custom schedule elsewhere: unknown (0)");
-	T_EQ(sql_int(raw, "select count(*) from kv where k = x'010203'"), 1,
+	T_EQ(t_sql_int(raw, "select count(*) from kv where k = x'010203'"), 1,
 	    "the Deno CLI's expired lease was returned: dead-lettered");
 	T_EQ(lease(db, NOW + 5000, 4, m), 1, "a 'null' schedule is read");
 	T_EQ(kv_queue_finish(db, m[0].id, m[0].lease_until_ms, 0, NOW + 5001),
 	    KV_OK, "and fails as having no retries left");
-	T_EQ(sql_int(raw, "select count(*) from queue_running where"
-	    " id like '2b6c%'") + sql_int(raw, "select count(*) from queue"
+	T_EQ(t_sql_int(raw, "select count(*) from queue_running where"
+	    " id like '2b6c%'") + t_sql_int(raw, "select count(*) from queue"
 	    " where id like '2b6c%'"), 0, "gone");
 	sqlite3_close(raw);
 	kv_close(db);
@@ -514,9 +467,9 @@ test_finish_many(void)
 	T_EQ(o[2].result, KV_OK, "held, failure: done");
 	T_EQ(o[3].result, KV_ERR_QUEUE_LEASE_NOT_HELD,
 	    "the same lease again in the batch: not held any more");
-	T_EQ(sql_int(raw, "select count(*) from queue_running"), 1,
+	T_EQ(t_sql_int(raw, "select count(*) from queue_running"), 1,
 	    "only the refused one is still leased");
-	T_EQ(sql_int(raw, "select ts from queue"), NOW + 10 + 100,
+	T_EQ(t_sql_int(raw, "select ts from queue"), NOW + 10 + 100,
 	    "the failed one waits for its first retry");
 	T_EQ(n_queued, 1, "consumers are told once");
 out:
@@ -590,7 +543,7 @@ test_lease_name_not_reused(void)
 	T_EQ(kv_queue_finish(db, id, first, 1, first - 9999),
 	    KV_ERR_QUEUE_LEASE_NOT_HELD,
 	    "the first lease's name, used again, is refused");
-	T_EQ(sql_int(raw, "select count(*) from queue_running"), 1,
+	T_EQ(t_sql_int(raw, "select count(*) from queue_running"), 1,
 	    "the second delivery is still held");
 	T_EQ(kv_queue_renew(db, id, m[0].lease_until_ms, 1000, first - 9998,
 	    &renewed), KV_OK, "a short renewal of the second lease");
@@ -629,7 +582,7 @@ test_hostile_rows(void)
 	T_EQ(kv_queue_return_expired(db, NOW, 1, &n), KV_OK,
 	    "return expired leases, one at a time");
 	T_EQ(n, 1, "a lease with a long id does not hold up the others");
-	T_OK(sql_int(raw, "select ts from queue where id = 'huge-delay'") >=
+	T_OK(t_sql_int(raw, "select ts from queue where id = 'huge-delay'") >=
 	    NOW, "a huge delay does not wrap the due time into the past");
 	T_EQ(lease(db, NOW, 1, m), 1,
 	    "a due row with a long id does not block the queue");
@@ -641,11 +594,7 @@ test_hostile_rows(void)
 int
 main(void)
 {
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
-		printf("Bail out! cannot create a temporary directory\n");
-		return 99;
-	}
+	t_make_dir(tmpdir);
 	arena_init(&A, 64 * 1024);
 	test_lease_order_and_exclusive();
 	test_finish_and_renew();
@@ -657,6 +606,6 @@ main(void)
 	test_lease_name_not_reused();
 	test_hostile_rows();
 	arena_fini(&A);
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -470,6 +471,37 @@ test_proc_limit(void)
 	shm_destroy(seg);
 }
 
+/*
+ * The master looks at every segment when it reaps a child: with many
+ * databases that look must not touch the whole process table of each
+ * (its pages would then stay resident, about 48 kB per database). The
+ * first 256 kB of the mapping hold the header and the process table.
+ */
+static void
+test_reap_touches_used_slots(void)
+{
+	struct shm_segment	*seg = shm_create();
+	const size_t		 span = 256 * 1024;
+	long			 page = sysconf(_SC_PAGESIZE);
+	unsigned char		 vec[256 * 1024 / 4096];
+	int			 resident = 0;
+
+	if (seg == NULL || page != 4096) {
+		T_OK(0, "segment mapped, 4 kB pages");
+		return;
+	}
+	T_EQ(shm_proc_claim(seg, getpid()), 0, "a process claims slot 0");
+	shm_proc_reaped(seg, 4000001);
+	T_EQ(shm_watch_count(seg), 0, "no watches counted");
+	if (mincore(seg, span, vec) != 0)
+		T_BAIL("mincore: %s", strerror(errno));
+	for (size_t i = 0; i < span / 4096; i++)
+		resident += vec[i] & 1;
+	T_OK(resident <= 4, "a reap and a count touch %d pages of the"
+	    " process table's span (at most 4)", resident);
+	shm_destroy(seg);
+}
+
 /* --- the record of local data versions, with the real storage engine ---- */
 
 static char	 tmpdir[] = "/tmp/test_shm.XXXXXX";
@@ -587,41 +619,19 @@ end:
 	shm_destroy(seg);
 }
 
-static void
-remove_tmpdir(void)
-{
-	DIR		*d;
-	struct dirent	*de;
-	char		 path[PATH_MAX];
-
-	if ((d = opendir(tmpdir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", tmpdir, de->d_name);
-		unlink(path);
-	}
-	closedir(d);
-	rmdir(tmpdir);
-}
-
 int
 main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("Bail out! mkdtemp failed\n");
-		return 1;
-	}
+	t_make_dir(tmpdir);
 	test_ticket_order();
 	test_dead_holder_and_waiter();
 	test_ring();
 	test_shared_slot();
 	test_writer_dies_mid_entry();
 	test_proc_limit();
+	test_reap_touches_used_slots();
 	test_foreign_versions();
-	remove_tmpdir();
+	t_remove_dir(tmpdir);
 	return t_done();
 }

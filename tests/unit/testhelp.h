@@ -6,9 +6,13 @@
 #ifndef DENOKV_TESTHELP_H
 #define DENOKV_TESTHELP_H
 
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int	t_count, t_failed;
 
@@ -62,6 +66,55 @@ t_is_uuid(const char *s)
 			return 0;
 	}
 	return 1;
+}
+
+/* Creates the test's temporary directory from its mkdtemp() template. */
+static inline void
+t_make_dir(char *tmpl)
+{
+	if (mkdtemp(tmpl) == NULL)
+		T_BAIL("cannot create a temporary directory %s: %s", tmpl,
+		    strerror(errno));
+}
+
+/*
+ * Removes a test's temporary directory made by mkdtemp(): every entry in it
+ * (the tests create only plain files and sockets there), then the directory.
+ */
+static inline void
+t_remove_dir(const char *dir)
+{
+	DIR		*d;
+	struct dirent	*de;
+	char		 path[PATH_MAX];
+
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/*
+ * Writes one FastCGI record (version 1, request id 1) as a web server
+ * would; a short write stops the file, as nothing after it could be
+ * trusted.
+ */
+static inline void
+t_fcgi_record(int fd, int type, const void *data, size_t len)
+{
+	unsigned char	 h[8] = { 1, (unsigned char)type, 0, 1,
+			    (unsigned char)(len >> 8), (unsigned char)len, 0, 0 };
+
+	if (write(fd, h, 8) != 8 ||
+	    (len > 0 && write(fd, data, len) != (ssize_t)len))
+		T_BAIL("writing a FastCGI record");
 }
 
 static inline int
