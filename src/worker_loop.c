@@ -132,6 +132,8 @@ conn_add(struct loop *l, int fd, int64_t now)
 	}
 	if ((lc = malloc(sizeof(*lc))) == NULL)
 		return -1;
+	lc->bye_until = 0;
+	lc->retry_at = 0;
 	fcgi_mux_conn_init(&lc->mc, fd, l->srv->conf->body_timeout * 1000,
 	    l->srv->conf->send_timeout * 1000, worker_body_cap, l->srv);
 	lc->mc.epfd = l->epfd;
