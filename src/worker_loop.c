@@ -130,10 +130,9 @@ conn_add(struct loop *l, int fd, int64_t now)
 		l->conns = nc;
 		l->cap = ncap;
 	}
-	if ((lc = malloc(sizeof(*lc))) == NULL)
+	/* Zeroed: every field of the loop's own starts at "none". */
+	if ((lc = calloc(1, sizeof(*lc))) == NULL)
 		return -1;
-	lc->bye_until = 0;
-	lc->retry_at = 0;
 	fcgi_mux_conn_init(&lc->mc, fd, l->srv->conf->body_timeout * 1000,
 	    l->srv->conf->send_timeout * 1000, worker_body_cap, l->srv);
 	lc->mc.epfd = l->epfd;
