@@ -15,8 +15,9 @@
  * interrupts a request, and no system call per request checks for one.
  * On a stop the listener leaves the loop, requests in progress are
  * served, and the proxy is asked to drop each kept connection once it is
- * idle (fcgi_mux_goodbye); the worker exits when the proxy has closed
- * them, or after LOOP_DRAIN_MS.
+ * idle (fcgi_mux_goodbye), again after each request it still sends on
+ * one; the worker exits when the proxy has closed them. One left idle
+ * LOOP_DRAIN_MS after its goodbye is closed by the worker.
  *
  * A kept connection left idle past keepalive-timeout gets the same
  * goodbye and is closed LOOP_DRAIN_MS later (conn_goodbye): whoever can
@@ -79,7 +80,6 @@ struct loop {
 	struct accept_log	 alog;
 	int			 stop_asked;	/* a stop signal arrived this turn */
 	int			 stopping;
-	int64_t			 drain_until;	/* stopping: kept connections close by then */
 	struct loop_conn	**conns;
 	size_t			 n, cap;
 	struct loop_conn	**ready;	/* requests to serve this turn */
@@ -241,14 +241,16 @@ conn_settle(struct loop *l, struct loop_conn *lc, int64_t now)
 	/*
 	 * Stopping, or idle for too long: an idle kept connection is not
 	 * closed (a request may be on its way in it) but the proxy is asked
-	 * to close it; past the drain time it is closed regardless.
+	 * to close it, after every request it still sends (the goodbye then
+	 * leaves with the answer, and nginx does not keep the connection);
+	 * one left idle LOOP_DRAIN_MS after its goodbye is closed
+	 * (conn_idle_due). Never a fixed time after the stop: a connection
+	 * the proxy took again just before its goodbye arrived would be
+	 * closed under its next request.
 	 */
-	if (l->stopping && mc->state == FCGI_MUX_IDLE && !mc->closing) {
-		if (now >= l->drain_until)
-			mc->closing = 1;
-		else if (!mc->said_goodbye)
-			rc = conn_goodbye(lc, now);
-	}
+	if (l->stopping && mc->state == FCGI_MUX_IDLE && !mc->closing &&
+	    !mc->said_goodbye)
+		rc = conn_goodbye(lc, now);
 	if (rc == 0 && (due = conn_idle_due(l, lc)) >= 0 && now >= due) {
 		if (mc->said_goodbye)
 			mc->closing = 1;
@@ -351,7 +353,6 @@ static void
 begin_stop(struct loop *l, int64_t now)
 {
 	l->stopping = 1;
-	l->drain_until = now + LOOP_DRAIN_MS;
 	listener_set(l, 0);
 	l->resume_accept_ms = 0;
 	/* Idle connections are let go; the others after their request. */
@@ -455,13 +456,6 @@ check_deadlines(struct loop *l, int64_t now)
 	if (l->resume_accept_ms != 0 &&
 	    (next < 0 || l->resume_accept_ms < next))
 		next = l->resume_accept_ms;
-	if (l->stopping && l->n > 0) {
-		if (now >= l->drain_until) {
-			for (size_t i = l->n; i > 0; i--)
-				conn_settle(l, l->conns[i - 1], now);
-		} else if (next < 0 || l->drain_until < next)
-			next = l->drain_until;
-	}
 	if (next < 0)
 		return -1;
 	return next <= now ? 0 : next - now > 60000 ? 60000 : (int)(next - now);

@@ -31,6 +31,7 @@ import {
   MutationType,
   plainTest,
   run,
+  RUN_DIR,
   sleep,
   SRCDIR,
   startServer,
@@ -327,6 +328,38 @@ plainTest("nginx keeps its connections to the server open between requests", asy
 
 plainTest("stop the keepalive-timeout instance", async () => {
   await stopServer(IDLE_NAME);
+});
+
+plainTest("a stopping worker keeps serving a kept connection the proxy goes on using, for LOOP_DRAIN_MS after each goodbye", async () => {
+  // A proxy may take a kept connection again just before the goodbye
+  // arrives; it must not be closed under that connection's next request
+  // at some fixed time after the stop, only once it stays idle.
+  const name = "keepdrain";
+  const d = await startServer(name, { SERVER_ARGS: "--workers 1" });
+  const pid = Number(d.PID);
+  const c = await FcgiConn.open(d.SOCKET);
+  try {
+    assert.equal(await metadataOn(c, true), 200, "before the stop");
+    Deno.kill(pid, "SIGTERM");
+    await sleep(1000);
+    assert.equal(await metadataOn(c, true), 200, "1 s after the stop, on the kept connection");
+    await sleep(2200);
+    assert.equal(await metadataOn(c, true), 200, "3.2 s after the stop, 2.2 s after the last goodbye");
+    assert.equal(await closedWithin(c, 10_000), true, "closed once left idle after its goodbye");
+    for (let i = 0; i < 100; i++) {
+      try {
+        Deno.kill(pid, "SIGCONT");
+      } catch {
+        // Exited as it should: not one for the teardown to stop.
+        await Deno.remove(`${RUN_DIR}/${name}.pid`);
+        return;
+      }
+      await sleep(100);
+    }
+    assert.fail(`instance ${name} still running 10 s after its connection closed`);
+  } finally {
+    c.close();
+  }
 });
 
 plainTest("stop the keep-alive instance (SIGTERM closes its idle kept connections)", async () => {
