@@ -48,6 +48,19 @@ db_path(char *out, size_t len, const char *name)
 	snprintf(out, len, "%s/%s", tmpdir, name);
 }
 
+/* Opens tmpdir/name with opt, or bails out. */
+static struct kv_db *
+open_opts(const char *name, const struct kv_options *opt)
+{
+	struct kv_db	*db;
+	char		 path[PATH_MAX], err[256] = "";
+
+	db_path(path, sizeof(path), name);
+	if ((db = kv_open(path, opt, err, sizeof(err))) == NULL)
+		T_BAIL("kv_open %s: %s", path, err);
+	return db;
+}
+
 static struct kv_db *
 open_with(const char *name, int read_only, int busy_ms,
     const struct kv_hooks *hooks)
@@ -58,13 +71,8 @@ open_with(const char *name, int read_only, int busy_ms,
 		.busy_timeout_ms = busy_ms,
 		.hooks = hooks,
 	};
-	struct kv_db		*db;
-	char			 path[PATH_MAX], err[256] = "";
 
-	db_path(path, sizeof(path), name);
-	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
-		T_BAIL("kv_open %s: %s", path, err);
-	return db;
+	return open_opts(name, &opt);
 }
 
 static struct kv_db *
@@ -1102,13 +1110,8 @@ open_diff(const char *name)
 		.sync = KV_SYNC_FULL,
 		.max_size_bytes = diff_limited ? DIFF_MAX_SIZE : 0,
 	};
-	struct kv_db		*db;
-	char			 path[PATH_MAX], err[256] = "";
 
-	db_path(path, sizeof(path), name);
-	if ((db = kv_open(path, &opt, err, sizeof(err))) == NULL)
-		T_BAIL("kv_open %s: %s", path, err);
-	return db;
+	return open_opts(name, &opt);
 }
 
 static void
